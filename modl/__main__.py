@@ -1,0 +1,5 @@
+import sys
+
+from modl.cli import main
+
+sys.exit(main())

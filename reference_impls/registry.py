@@ -1,0 +1,64 @@
+"""The registry of reference implementations: a static table, importable without torch.
+
+Each entry maps a registry id (the id users type, equal to the catalog id of the paper, or a
+paper id plus a suffix when one paper has several methods: ``imtl-l``, ``imtl-g``) to the module
+and class that implement it. ``modl validate`` reads this table to check the ``implementation``
+field of records, so it must stay free of torch imports; :func:`create` imports lazily.
+
+To add a method: write ``reference_impls/<family>/<module>.py``, add one line to ``_ENTRIES``,
+list the id in the paper's record, and add ``tests/reference_impls/test_<module>.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str  # registry id, e.g. "imtl-g"
+    paper: str  # catalog id of the paper, e.g. "imtl"
+    family: str  # taxonomy leaf id, e.g. "gradient-weighting"
+    module: str  # dotted module path inside reference_impls
+    cls: str  # class name in that module
+    interface: str  # "aggregator" | "weighting" | "loss-weighting" | "set" | "pareto-model"
+
+    @property
+    def source_path(self) -> str:
+        """Path of the module file relative to the repository root."""
+        return "reference_impls/" + self.module.replace(".", "/") + ".py"
+
+
+# (name, paper, family, module, class, interface)
+_ENTRIES: list[tuple[str, str, str, str, str, str]] = [
+]
+
+REGISTRY: dict[str, MethodInfo] = {
+    name: MethodInfo(name, paper, family, module, cls, interface)
+    for name, paper, family, module, cls, interface in _ENTRIES
+}
+
+
+def names() -> list[str]:
+    """Registry ids of every reference implementation, sorted."""
+    return sorted(REGISTRY)
+
+
+def info(name: str) -> MethodInfo:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(names())}") from None
+
+
+def load_class(name: str) -> type:
+    entry = info(name)
+    module = importlib.import_module(f"reference_impls.{entry.module}")
+    return getattr(module, entry.cls)
+
+
+def create(name: str, **hyperparameters: Any) -> Any:
+    """Build the method registered as ``name`` with the given hyperparameters (paper defaults otherwise)."""
+    return load_class(name)(**hyperparameters)
