@@ -33,6 +33,25 @@ class MethodInfo:
 
 # (name, paper, family, module, class, interface)
 _ENTRIES: list[tuple[str, str, str, str, str, str]] = [
+    # Gradient weighting (Finding a Single Solution > Gradient Balancing)
+    ("gradnorm", "gradnorm", "gradient-weighting", "gradient_weighting.gradnorm", "GradNorm", "weighting"),
+    ("mgda", "mgda", "gradient-weighting", "gradient_weighting.mgda", "MGDA", "gramian-weighting"),
+    ("imtl-g", "imtl", "gradient-weighting", "gradient_weighting.imtl_g", "IMTLG", "gramian-weighting"),
+    ("cagrad", "cagrad", "gradient-weighting", "gradient_weighting.cagrad", "CAGrad", "gramian-weighting"),
+    ("nash-mtl", "nash-mtl", "gradient-weighting", "gradient_weighting.nash_mtl", "NashMTL", "gramian-weighting"),
+    ("moco", "moco", "gradient-weighting", "gradient_weighting.moco", "MoCo", "aggregator"),
+    ("aligned-mtl", "aligned-mtl", "gradient-weighting", "gradient_weighting.aligned_mtl", "AlignedMTL", "gramian-weighting"),
+    ("famo", "famo", "gradient-weighting", "gradient_weighting.famo", "FAMO", "weighting"),
+    ("sdmgrad", "sdmgrad", "gradient-weighting", "gradient_weighting.sdmgrad", "SDMGrad", "gramian-weighting"),
+    ("db-mtl", "db-mtl", "gradient-weighting", "gradient_weighting.db_mtl", "DBMTL", "aggregator"),
+    ("fairgrad", "fairgrad", "gradient-weighting", "gradient_weighting.fairgrad", "FairGrad", "gramian-weighting"),
+    ("upgrad", "upgrad", "gradient-weighting", "gradient_weighting.upgrad", "UPGrad", "gramian-weighting"),
+    # Gradient manipulation
+    ("graddrop", "graddrop", "gradient-manipulation", "gradient_manipulation.graddrop", "GradDrop", "aggregator"),
+    ("pcgrad", "pcgrad", "gradient-manipulation", "gradient_manipulation.pcgrad", "PCGrad", "gramian-weighting"),
+    ("gradvac", "gradvac", "gradient-manipulation", "gradient_manipulation.gradvac", "GradVac", "gramian-weighting"),
+    # Loss balancing
+    ("imtl-l", "imtl", "loss-balancing", "loss_balancing.imtl_l", "IMTLL", "loss-weighting"),
 ]
 
 REGISTRY: dict[str, MethodInfo] = {

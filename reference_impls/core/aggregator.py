@@ -196,12 +196,15 @@ def _as_loss_list(losses: Sequence[Tensor] | Tensor) -> list[Tensor]:
 
 
 def jacobian(
-    losses: Sequence[Tensor], shared_params: Sequence[Tensor], task_params: Sequence[Tensor] = ()
+    losses: Sequence[Tensor],
+    shared_params: Sequence[Tensor],
+    task_params: Sequence[Tensor] = (),
+    keep_graph: bool = False,
 ) -> tuple[Tensor, list[Tensor]]:
     """Rows g_i = ∇_{θ_sh} f_i (flattened, concatenated over ``shared_params``) and Σ_i ∇ f_i over ``task_params``.
 
-    One backward pass per task; the graph is kept until the last one. Parameters a loss does not
-    depend on get zero gradients.
+    One backward pass per task; the graph is kept until the last one (or after it, with
+    ``keep_graph``). Parameters a loss does not depend on get zero gradients.
     """
     if not shared_params:
         raise ValueError("no shared parameters given")
@@ -209,7 +212,7 @@ def jacobian(
     rows: list[Tensor] = []
     task_grads: list[Tensor] = [torch.zeros_like(p) for p in task_params]
     for i, f in enumerate(losses):
-        grads = torch.autograd.grad(f, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+        grads = torch.autograd.grad(f, params, retain_graph=keep_graph or i < len(losses) - 1, allow_unused=True)
         shared = [torch.zeros_like(p) if g is None else g for p, g in zip(shared_params, grads)]
         rows.append(torch.cat([g.reshape(-1) for g in shared]))
         for k, g in enumerate(grads[len(shared_params) :]):
@@ -246,7 +249,7 @@ def _backward_through_representation(
 ) -> Tensor:
     if not isinstance(method, Weighting):
         raise TypeError(f"{type(method).__name__} is not a weighting: it cannot use the representation (-UB) mode")
-    J_Z, _ = jacobian(losses, [Z])  # (K, numel(Z)): ∂f_i/∂Z, the "upper bound" surrogate Jacobian
+    J_Z, _ = jacobian(losses, [Z], keep_graph=True)  # (K, numel(Z)): ∂f_i/∂Z, the "upper bound" surrogate Jacobian
     values = torch.stack([f.detach() for f in losses])
     w = method.weights(J_Z, values if method.needs_losses else None).detach()  # (K,)
     shared_total = sum(wi * f for wi, f in zip(w, losses))  # Σ w_i f_i
