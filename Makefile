@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: all setup validate readme site serve test bench bib json lint-readme clean
+.PHONY: all setup validate readme site serve test bench bench-catalog bench-site bench-aggregators bench-deps bib json lint-readme clean
 
 all: setup validate readme site
 
@@ -45,8 +45,21 @@ lint-readme: setup
 test: setup
 	$(PY) -m pytest -n 2 --dist loadfile
 
-bench: setup
+bench: bench-catalog bench-site bench-aggregators
+
+bench-catalog: setup
 	$(PY) benchmarks/catalog_scaling.py
+
+bench-site: setup
+	$(PY) benchmarks/site_build.py
+
+# TorchJD is a benchmark-only dependency: it goes to .bench-deps/, never into the project's venv.
+bench-deps: .bench-deps/.stamp
+.bench-deps/.stamp: setup
+	$(PIP) install --quiet --target .bench-deps --no-deps torchjd==0.18.0 quadprog qpsolvers cvxpy ecos clarabel osqp scs qdldl
+	touch $@
+
+bench-aggregators: bench-deps
 	$(PY) benchmarks/aggregators.py
 
 clean:

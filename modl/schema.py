@@ -11,7 +11,17 @@ import datetime as _dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 ARXIV_PATTERN = r"^\d{4}\.\d{4,5}$"
@@ -113,7 +123,7 @@ class LaterVersion(_Strict):
     """A later publication of the same work, e.g. MOML's journal version in AIJ 2024."""
 
     venue: Id
-    year: int
+    year: StrictInt
     url: HttpsUrl
     doi: Doi | None = None
     title: Line | None = Field(default=None, description="Only when the later version has a different title.")
@@ -125,19 +135,24 @@ class BibTeX(_Strict):
     type: Literal["article", "inproceedings", "misc", "techreport", "incollection", "book"]
     key: Annotated[str, StringConstraints(pattern=BIBKEY_PATTERN)]
     fields: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]+$")], Line] = Field(
-        default_factory=dict, description="Extra fields: booktitle, journal, volume, number, pages, publisher, ..."
+        default_factory=dict,
+        validate_default=True,  # so that an article without any 'fields' still needs its journal
+        description="Extra fields: booktitle, journal, volume, number, pages, publisher, ...",
     )
 
-    @model_validator(mode="after")
-    def _no_derived_fields(self) -> BibTeX:
-        clash = sorted(BIBTEX_DERIVED_FIELDS & set(self.fields))
+    # A field validator (not a model validator) so that errors point at the line of ``fields``.
+    @field_validator("fields")
+    @classmethod
+    def _no_derived_fields(cls, fields: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        clash = sorted(BIBTEX_DERIVED_FIELDS & set(fields))
         if clash:
             raise ValueError(f"fields {clash} are derived from the record; remove them from bibtex.fields")
-        if self.type == "article" and "journal" not in self.fields:
+        entry_type = info.data.get("type")  # absent when 'type' itself failed validation
+        if entry_type == "article" and "journal" not in fields:
             raise ValueError("an article needs a 'journal' field")
-        if self.type in ("inproceedings", "incollection") and "booktitle" not in self.fields:
-            raise ValueError(f"an {self.type} entry needs a 'booktitle' field")
-        return self
+        if entry_type in ("inproceedings", "incollection") and "booktitle" not in fields:
+            raise ValueError(f"an {entry_type} entry needs a 'booktitle' field")
+        return fields
 
 
 class Implementation(_Strict):
@@ -168,7 +183,7 @@ class Paper(_Strict):
     authors: list[Line] = Field(min_length=1, description="In the paper's order, names as the paper gives them.")
     venue: Id = Field(description="A venue id of catalog/venues.yaml.")
     venue_note: Line | None = Field(default=None, description="Track or other qualifier, e.g. 'Datasets and Benchmarks Track'.")
-    year: int
+    year: StrictInt
     categories: list[Id] = Field(min_length=1, description="Taxonomy leaf ids; the first is the primary section.")
     links: Links
     later_versions: list[LaterVersion] = Field(default_factory=list)
@@ -200,12 +215,16 @@ class Paper(_Strict):
             raise ValueError("is longer than 600 characters; keep it to one or two sentences")
         return summary
 
-    @model_validator(mode="after")
-    def _later_versions_after(self) -> Paper:
-        for version in self.later_versions:
-            if version.year < self.year:
-                raise ValueError(f"later version year {version.year} is before the paper's year {self.year}")
-        return self
+    # A field validator (``year`` is declared earlier, so it is in ``info.data``): errors then point at
+    # the line of ``later_versions`` instead of the whole record.
+    @field_validator("later_versions")
+    @classmethod
+    def _later_versions_after(cls, versions: list[LaterVersion], info: ValidationInfo) -> list[LaterVersion]:
+        year = info.data.get("year")  # absent when 'year' itself failed validation
+        for index, version in enumerate(versions):
+            if year is not None and version.year < year:
+                raise ValueError(f"later_versions[{index}] has year {version.year}, before the paper's year {year}")
+        return versions
 
 
 Category.model_rebuild()

@@ -1,0 +1,55 @@
+"""Toy problems with known Pareto sets or fronts, batched over starting points.
+
+    >>> from reference_impls.problems import get_problem, problem_ids
+    >>> problem = get_problem("biquad", K=2, n=2)
+    >>> x = problem.initial_points(seed=0)          # (B, n)
+    >>> F, J = problem.losses(x), problem.jacobian(x)  # (B, K), (B, K, n)
+
+Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1``, ``zdt2``, ``dtlz2``,
+``cagrad-toy``, ``mtl-linear``. Model problem: ``mtl-regression`` (a network; used through
+``aggregator.backward``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from reference_impls.problems.base import Problem
+
+# id -> (module, class); modules are imported on first use
+_PROBLEMS: dict[str, tuple[str, str]] = {
+    "biquad": ("biquad", "BiQuad"),
+    "vlmop2": ("vlmop2", "VLMOP2"),
+    "zdt1": ("zdt", "ZDT1"),
+    "zdt2": ("zdt", "ZDT2"),
+    "dtlz2": ("dtlz", "DTLZ2"),
+    "cagrad-toy": ("cagrad_toy", "CAGradToy"),
+    "mtl-linear": ("mtl_regression", "MTLLinear"),
+    "mtl-regression": ("mtl_regression", "MTLRegression"),
+}
+
+
+def problem_ids() -> list[str]:
+    """The ids of every toy problem, sorted."""
+    return sorted(_PROBLEMS)
+
+
+def problem_class(problem_id: str) -> type:
+    try:
+        module, cls = _PROBLEMS[problem_id]
+    except KeyError:
+        raise ValueError(f"unknown problem {problem_id!r}; known: {', '.join(problem_ids())}") from None
+    return getattr(importlib.import_module(f"reference_impls.problems.{module}"), cls)
+
+
+def get_problem(problem_id: str, **knobs: Any) -> Any:
+    """Build the problem ``problem_id`` with the given knobs (e.g. ``K=3``, ``scale=0.1``)."""
+    cls = problem_class(problem_id)
+    try:
+        return cls(**knobs)
+    except TypeError as error:
+        raise ValueError(f"problem {problem_id!r}: bad knob(s) {sorted(knobs)}: {error}") from None
+
+
+__all__ = ["Problem", "get_problem", "problem_class", "problem_ids"]

@@ -1,0 +1,209 @@
+"""Render README.md, the awesome list, from the records and ``modl/templates/readme_header.md``.
+
+The template holds the hand-written parts (title, the fresh-machine commands, the intro, how to
+cite the survey, the Contributing pointer) with ``{{placeholders}}``; this module fills in
+
+- ``{{contents}}``: the Contents list, H2 and H3 sections only (awesome-lint allows two levels);
+- ``{{sections}}``: one heading per taxonomy node (H2, H3, H4 by depth) and, under each leaf,
+  an ordered list of its papers in :func:`modl.catalog.entry_order` (year, then title);
+- ``{{name}}``, ``{{tagline}}``, ``{{site_url}}``, ``{{repo_url}}``, ``{{paper_count}}``.
+
+Item format (passes awesome-lint 2.3.0)::
+
+    1. [Title](paper-url) - A, B, and C. *NeurIPS 2018.* [Code](...) · [Reference implementation](...) · [Catalog page](...)
+
+A paper listed in more than one section (``categories[1:]``) appears in full only in its primary
+section (``categories[0]``); elsewhere its main link is its catalog page and the description
+says where it is listed, so no URL is repeated. Every record string is escaped with
+:mod:`modl.render.markdown` (``html_breaks=False`` in link text and headings). The output depends on the catalog only: byte-stable, LF, one final newline.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from modl.catalog import Catalog
+from modl.render.markdown import Slugger, escape_markdown_text, markdown_url
+from modl.schema import Category, Paper, Venue
+
+SEPARATOR = " · "
+_PLACEHOLDER_RE = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+def load_header_template() -> str:
+    return resources.files("modl").joinpath("templates/readme_header.md").read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces shared with other renderers (the site uses the same wording)
+# ----------------------------------------------------------------------------------------------
+
+
+def format_authors(authors: list[str]) -> str:
+    """'A', 'A and B', 'A, B, and C' (the survey's style, with the serial comma). Plain text."""
+    if len(authors) == 1:
+        return authors[0]
+    if len(authors) == 2:
+        return f"{authors[0]} and {authors[1]}"
+    return ", ".join(authors[:-1]) + ", and " + authors[-1]
+
+
+def format_venue(paper: Paper, venue: Venue) -> str:
+    """Venue and year as the list shows them. Plain text.
+
+    Conferences and workshops 'NeurIPS 2018'; journals 'IEEE Transactions on Knowledge and Data
+    Engineering (TKDE), 2021'; arXiv 'arXiv:2308.12029, 2023'; a venue_note is appended
+    ('NeurIPS 2024 Datasets and Benchmarks Track').
+    """
+    if venue.kind == "journal":
+        text = f"{venue.name} ({venue.short}), {paper.year}" if venue.short != venue.name else f"{venue.name}, {paper.year}"
+    elif venue.kind == "preprint":
+        if venue.id == "arxiv" and paper.links.arxiv:
+            text = f"arXiv:{paper.links.arxiv}, {paper.year}"
+        else:
+            text = f"{venue.short}, {paper.year}"
+    else:
+        text = f"{venue.short} {paper.year}"
+    if paper.venue_note:
+        text = f"{text} {paper.venue_note}"
+    return text
+
+
+def later_version_label(venue: Venue, year: int) -> str:
+    """'Journal version in AIJ 2024' (or 'Conference version', 'Later version'). Plain text."""
+    kind = {"journal": "Journal version", "conference": "Conference version"}.get(venue.kind, "Later version")
+    return f"{kind} in {venue.short} {year}"
+
+
+def site_page_url(catalog: Catalog, paper: Paper) -> str:
+    base = catalog.project.site_url
+    return f"{base if base.endswith('/') else base + '/'}papers/{paper.id}/"
+
+
+def reference_impl_links(catalog: Catalog, paper: Paper) -> list[tuple[str, str]]:
+    """(registry id, URL of the source file) of each reference implementation of an implemented paper.
+
+    The URL is ``<repo_url>/blob/main/<source_path>`` from ``reference_impls.registry``; several
+    registry ids in one file give one link. Empty unless the status is 'implemented'.
+    """
+    if paper.implementation.status != "implemented":
+        return []
+    from reference_impls.registry import REGISTRY  # a static table; never imports torch
+
+    repo = catalog.project.repo_url.rstrip("/")
+    links: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for method in paper.implementation.methods:
+        if method not in REGISTRY:
+            raise ValueError(f"{paper.id}: implementation method {method!r} is not in reference_impls.registry")
+        url = f"{repo}/blob/main/{REGISTRY[method].source_path}"
+        if url not in seen:
+            seen.add(url)
+            links.append((method, url))
+    return links
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+
+
+def _link(text: str, url: str) -> str:
+    return f"[{escape_markdown_text(text, html_breaks=False)}]({markdown_url(url)})"
+
+
+def _venue_markdown(catalog: Catalog, paper: Paper) -> str:
+    venue = catalog.venues[paper.venue]
+    parts = [f"*{escape_markdown_text(format_venue(paper, venue))}.*"]
+    for later in paper.later_versions:
+        label = later_version_label(catalog.venues[later.venue], later.year)
+        text = _link(label, later.url)
+        if later.title:
+            text += f" titled “{escape_markdown_text(later.title)}”"
+        parts.append(text + ".")
+    return " ".join(parts)
+
+
+def render_item(catalog: Catalog, paper: Paper, leaf_id: str, anchors: dict[str, str]) -> str:
+    """One list item (without its number) of ``paper`` in section ``leaf_id``."""
+    authors = escape_markdown_text(format_authors(paper.authors))
+    venue = _venue_markdown(catalog, paper)
+    page = site_page_url(catalog, paper)
+    if not catalog.is_primary(paper, leaf_id):
+        primary = catalog.category(paper.categories[0])
+        where = f"[{escape_markdown_text(primary.title, html_breaks=False)}](#{anchors[primary.id]})"
+        there = "paper and code links there" if paper.links.code else "paper link there"
+        return f"{_link(paper.title, page)} - {authors}. {venue} Cross-listed from {where}; {there}."
+    extras: list[str] = []
+    if paper.links.code:
+        extras.append(_link("Code", paper.links.code))
+    impls = reference_impl_links(catalog, paper)
+    if len(impls) == 1:
+        extras.append(_link("Reference implementation", impls[0][1]))
+    elif impls:
+        extras.append("Reference implementations: " + ", ".join(_link(name, url) for name, url in impls))
+    extras.append(_link("Catalog page", page))
+    return f"{_link(paper.title, paper.links.paper)} - {authors}. {venue} {SEPARATOR.join(extras)}"
+
+
+def _heading_anchors(catalog: Catalog) -> dict[str, str]:
+    """GitHub anchor of every category heading, in document order (Contents has its own)."""
+    slugger = Slugger()
+    slugger.slug("Contents")  # the only heading generated before the sections besides the title
+    return {cat.id: slugger.slug(cat.title) for _, cat in catalog.walk_categories()}
+
+
+def render_contents(catalog: Catalog, anchors: dict[str, str]) -> str:
+    lines = ["## Contents", ""]
+    for depth, cat in catalog.walk_categories():
+        if depth <= 1:
+            lines.append(f"{'  ' * depth}- [{escape_markdown_text(cat.title, html_breaks=False)}](#{anchors[cat.id]})")
+    return "\n".join(lines)
+
+
+def render_sections(catalog: Catalog, anchors: dict[str, str]) -> str:
+    blocks: list[str] = []
+
+    def visit(cat: Category, depth: int) -> None:
+        blocks.append(f"{'#' * (depth + 2)} {escape_markdown_text(cat.title, html_breaks=False)}")
+        if cat.children:
+            for child in cat.children:
+                visit(child, depth + 1)
+            return
+        papers = catalog.papers_in(cat.id)
+        if papers:
+            blocks.append(
+                "\n".join(f"{n}. {render_item(catalog, p, cat.id, anchors)}" for n, p in enumerate(papers, start=1))
+            )
+        else:
+            blocks.append("No papers in this section yet.")
+
+    for top in catalog.categories:
+        visit(top, 0)
+    return "\n\n".join(blocks)
+
+
+def render_readme(catalog: Catalog) -> str:
+    """The full README.md text for ``catalog`` (deterministic)."""
+    anchors = _heading_anchors(catalog)
+    values = {
+        "name": escape_markdown_text(catalog.project.name, html_breaks=False),
+        "tagline": escape_markdown_text(catalog.project.tagline),
+        "site_url": markdown_url(catalog.project.site_url),
+        "repo_url": markdown_url(catalog.project.repo_url),
+        "paper_count": str(len(catalog.papers)),
+        "contents": render_contents(catalog, anchors),
+        "sections": render_sections(catalog, anchors),
+    }
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise ValueError(f"modl/templates/readme_header.md: unknown placeholder {{{{{key}}}}}")
+        return values[key]
+
+    # Placeholders are filled in one pass, so text coming from records is never re-scanned.
+    text = _PLACEHOLDER_RE.sub(fill, load_header_template())
+    text = "\n".join(line.rstrip() for line in text.splitlines())
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"

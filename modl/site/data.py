@@ -1,0 +1,201 @@
+"""Facts the site needs beyond the records: the catalog, the registry, sources, tests, deviations.
+
+Nothing here imports torch. The registry module ``reference_impls/registry.py`` is executed on its
+own (it is a static table that imports only the standard library), never through the
+``reference_impls`` package; implementation modules and test files are read as text and parsed with
+:mod:`ast`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modl.catalog import REPO_ROOT, Catalog, CatalogError
+
+CATALOG_ROOT_ENV = "MODL_CATALOG_ROOT"
+
+
+class SiteError(Exception):
+    """A problem that stops the site build, reported in one line."""
+
+
+def catalog_root() -> Path:
+    """The repository root whose ``catalog/`` the site shows (``$MODL_CATALOG_ROOT`` or this checkout)."""
+    value = os.environ.get(CATALOG_ROOT_ENV)
+    return Path(value).resolve() if value else REPO_ROOT
+
+
+def load(root: Path) -> Catalog:
+    """Load and validate the catalog, turning validation problems into one :class:`SiteError`.
+
+    A catalog root other than this checkout that has its own ``reference_impls/registry.py`` is
+    validated against that registry (tests build sites from such temporary roots).
+    """
+    from modl.validate import load_and_validate
+
+    if not (root / "catalog").is_dir():
+        raise SiteError(f"{root}: no catalog/ folder (check {CATALOG_ROOT_ENV})")
+    registry = None
+    if root.resolve() != REPO_ROOT and (root / "reference_impls" / "registry.py").is_file():
+        registry = load_registry(root)
+    try:
+        return load_and_validate(root, registry)
+    except CatalogError as error:
+        lines = [str(p) for p in error.problems]
+        raise SiteError(f"the catalog has {len(lines)} problem(s); run `modl validate`:\n" + "\n".join(lines)) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference implementations
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deviation:
+    label: str  # "D1"
+    text: str
+
+
+@dataclass
+class MethodFacts:
+    """What the site shows about one registered reference implementation."""
+
+    name: str
+    paper: str
+    family: str
+    module: str
+    cls: str
+    interface: str
+    source_path: str  # relative to the code root
+    source: str | None  # the module's text, None when the file is missing
+    deviations: list[Deviation] = field(default_factory=list)
+    test_path: str = ""
+    test_count: int = 0  # test functions in test_path (0 when the file is missing)
+
+    @property
+    def tested(self) -> bool:
+        return self.source is not None and self.test_count > 0
+
+
+def code_root(catalog_root_: Path) -> Path:
+    """Where reference_impls/ and tests/ are read: the catalog root when it has a registry, else this checkout."""
+    return catalog_root_ if (catalog_root_ / "reference_impls" / "registry.py").is_file() else REPO_ROOT
+
+
+def load_registry(root: Path) -> dict[str, Any]:
+    """``REGISTRY`` of ``root/reference_impls/registry.py``, executed alone (it imports no torch)."""
+    path = root / "reference_impls" / "registry.py"
+    if not path.is_file():
+        return {}
+    name = "_modl_site_registry"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # a broken registry is a build error, not a traceback
+        raise SiteError(f"{path}: cannot be read: {type(error).__name__}: {error}") from None
+    finally:
+        sys.modules.pop(name, None)
+    return dict(getattr(module, "REGISTRY", {}))
+
+
+_DEVIATIONS_HEAD = re.compile(r"^\s*Deviations\b[^:\n]*:\s*(.*)$")
+_ITEM = re.compile(r"^(\s*)(?:\(?(D\d+)\)?|(\d+))[.):]?\s+(.*)$")
+
+
+def parse_deviations(docstring: str | None) -> list[Deviation]:
+    """The numbered list under the ``Deviations:`` heading of a module docstring.
+
+    Items start with ``D1.``, ``D1:``, ``(D1)``, ``D1`` or ``1.``; indented lines continue an item;
+    the list ends at the first non-indented line that is not an item, after the list has started.
+    """
+    if not docstring:
+        return []
+    lines = docstring.expandtabs().splitlines()
+    for start, line in enumerate(lines):
+        head = _DEVIATIONS_HEAD.match(line)
+        if head:
+            break
+    else:
+        return []
+    items: list[list[str]] = []
+    labels: list[str] = []
+    head_indent = len(lines[start]) - len(lines[start].lstrip())
+    inline = head.group(1).strip()
+    if inline and inline.lower().rstrip(".") in ("none", "no deviations"):
+        return []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if items and indent > item_indent:  # continuation, even if it starts with "2." or "D3"
+            items[-1].append(line.strip())
+            continue
+        item = _ITEM.match(line)
+        if item and (item.group(2) or item.group(3)):
+            labels.append(item.group(2) or f"D{item.group(3)}")
+            items.append([item.group(4).strip()])
+            item_indent = indent
+            continue
+        if items or indent <= head_indent:
+            break
+    return [Deviation(label, " ".join(parts)) for label, parts in zip(labels, items)]
+
+
+def count_tests(path: Path) -> int:
+    """Number of test functions (``test_*`` at module level or in ``Test*`` classes) in a test file."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return 0
+    count = 0
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            count += 1
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            count += sum(
+                1
+                for sub in node.body
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and sub.name.startswith("test")
+            )
+    return count
+
+
+def method_facts(root: Path) -> dict[str, MethodFacts]:
+    """Facts on every registered method, read from ``root`` (see :func:`code_root`)."""
+    out: dict[str, MethodFacts] = {}
+    for name, entry in sorted(load_registry(root).items()):
+        module = str(entry.module)
+        source_path = "reference_impls/" + module.replace(".", "/") + ".py"
+        file = root / source_path
+        source = file.read_text(encoding="utf-8") if file.is_file() else None
+        deviations: list[Deviation] = []
+        if source is not None:
+            try:
+                deviations = parse_deviations(ast.get_docstring(ast.parse(source)))
+            except SyntaxError as error:
+                raise SiteError(f"{source_path}:{error.lineno}: cannot be parsed: {error.msg}") from None
+        test_path = f"tests/reference_impls/test_{module.rsplit('.', 1)[-1]}.py"
+        out[name] = MethodFacts(
+            name=name,
+            paper=str(entry.paper),
+            family=str(entry.family),
+            module=module,
+            cls=str(entry.cls),
+            interface=str(entry.interface),
+            source_path=source_path,
+            source=source,
+            deviations=deviations,
+            test_path=test_path,
+            test_count=count_tests(root / test_path),
+        )
+    return out

@@ -1,0 +1,524 @@
+"""Markdown of every generated page, built from the catalog and the registry.
+
+:func:`build_site_model` gathers the data once; :meth:`SiteModel.pages` returns ``{src_uri: markdown}``
+for the section, paper, index, statistics, downloads and reference-implementation pages, and
+:meth:`SiteModel.downloads` the files written next to them (BibTeX, JSON, JSON Schema).
+
+Record text enters Markdown only through :mod:`modl.site.escape`; internal links are Markdown links
+(so mkdocs checks them at build), external links raw ``<a>`` elements with escaped ``href``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from modl.catalog import Catalog, entry_order
+from modl.schema import Category, Paper
+from modl.site import escape as E
+from modl.site.data import MethodFacts, SiteError, code_root, method_facts
+
+SECTIONS_DIR = "sections"
+PAPERS_DIR = "papers"
+SCHEMA_SOURCE = "catalog/schema/paper.schema.json"
+DOWNLOAD_BIB = "downloads/catalog.bib"
+DOWNLOAD_JSON = "downloads/catalog.json"
+DOWNLOAD_SCHEMA = "downloads/paper.schema.json"
+STATUS_TEXT = {"implemented": "implemented", "planned": "planned", "not-applicable": "not applicable"}
+WHATS_NEW = 15  # records listed under "What is new" on the home page
+
+
+def _renderers():
+    """The shared BibTeX and JSON renderers of modl.render, or a clear build error while they are missing."""
+    try:
+        from modl.render.bibtex import render_bibtex
+        from modl.render.jsonexport import render_json
+    except ImportError as error:
+        raise SiteError(
+            f"the site needs modl.render.bibtex.render_bibtex and modl.render.jsonexport.render_json ({error})"
+        ) from None
+    return render_bibtex, render_json
+
+
+def method_anchor(name: str) -> str:
+    """Anchor of a method's heading on its paper page (registry ids are kebab-case; others are slugged)."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    return f"method-{slug or 'x'}"
+
+
+def section_uri(category_id: str) -> str:
+    return f"{SECTIONS_DIR}/{category_id}.md"
+
+
+def paper_uri(paper_id: str) -> str:
+    return f"{PAPERS_DIR}/{paper_id}.md"
+
+
+def _rel(from_uri: str, to_uri: str) -> str:
+    """Relative link between two source files (both relative to docs_dir)."""
+    up = from_uri.count("/")
+    return "../" * up + to_uri
+
+
+def _fence(text: str, lang: str, attrs: str = "") -> str:
+    """A fenced code block whose fence is longer than any backtick run in ``text``."""
+    longest = 0
+    run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    head = f"{fence} {lang}" + (f" {attrs}" if attrs else "")
+    return f"{head}\n{text.rstrip()}\n{fence}\n"
+
+
+def _front(title: str, tags: list[str] | None = None, extra: dict[str, object] | None = None) -> str:
+    lines = ["---", f"title: {E.title(title)}"]
+    if tags:
+        lines.append("tags:")
+        lines.extend(f"  - {json.dumps(t)}" for t in tags)
+    for key, value in (extra or {}).items():
+        lines.append(f"{key}: {json.dumps(value)}")
+    lines.append("---")
+    return "\n".join(lines) + "\n\n"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.0f}%" if whole else "–"
+
+
+@dataclass
+class SiteModel:
+    catalog: Catalog
+    methods: dict[str, MethodFacts]  # registry id -> facts
+    repo_url: str
+    render_bibtex: object
+    render_json: object
+
+    # -- shared facts --------------------------------------------------------------------------
+
+    def venue_tag(self, paper: Paper) -> str:
+        return self.catalog.venues[paper.venue].short
+
+    def allowed_tags(self) -> list[str]:
+        """The tags allow-list: every venue's short name and every year from the first record to next year."""
+        years = [p.year for p in self.catalog.papers.values()]
+        first = min(years, default=_dt.date.today().year)
+        last = max(years + [_dt.date.today().year + 1])
+        return [v.short for v in self.catalog.venues.values()] + [str(y) for y in range(first, last + 1)]
+
+    def paper_methods(self, paper: Paper) -> list[MethodFacts]:
+        """Registered reference implementations of a paper (its record's ids found in the registry)."""
+        if paper.implementation.status != "implemented":
+            return []
+        return [self.methods[m] for m in paper.implementation.methods if m in self.methods]
+
+    def paper_status(self, paper: Paper) -> str:
+        """implemented (and registered) / planned / not-applicable."""
+        status = paper.implementation.status
+        if status == "implemented" and not self.paper_methods(paper):
+            return "planned"
+        return status
+
+    def paper_tested(self, paper: Paper) -> bool:
+        methods = self.paper_methods(paper)
+        return bool(methods) and all(m.tested for m in methods)
+
+    def descendants(self, category: Category) -> list[str]:
+        """Ids of the leaves at or below a category."""
+        if not category.children:
+            return [category.id]
+        return [leaf for child in category.children for leaf in self.descendants(child)]
+
+    def papers_under(self, category: Category) -> list[Paper]:
+        leaves = set(self.descendants(category))
+        return sorted((p for p in self.catalog.papers.values() if leaves & set(p.categories)), key=entry_order)
+
+    def paper_bibtex(self, paper: Paper) -> str:
+        """One record's entry: render_entry (what render_bibtex joins) when available, else render_bibtex."""
+        try:
+            from modl.render.bibtex import render_entry
+        except ImportError:
+            return self.render_bibtex(self.catalog, [paper.id])
+        return render_entry(paper)
+
+    def repo_file_url(self, path: str) -> str:
+        return f"{self.repo_url.rstrip('/')}/blob/main/{path}"
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    def pages(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for _, category in self.catalog.walk_categories():
+            out[section_uri(category.id)] = self.section_page(category)
+        for paper in self.catalog.papers.values():
+            out[paper_uri(paper.id)] = self.paper_page(paper)
+        out["venues.md"] = self.tag_index_page(
+            "Papers by venue", "venue", [v.short for v in self.catalog.venues.values()]
+        )
+        years = sorted({str(p.year) for p in self.catalog.papers.values()}, reverse=True)
+        out["years.md"] = self.tag_index_page("Papers by year", "year", years)
+        out["statistics.md"] = self.statistics_page()
+        out["downloads.md"] = self.downloads_page()
+        out["implementations/index.md"] = self.implementations_page()
+        return out
+
+    def downloads(self) -> dict[str, str]:
+        out = {
+            DOWNLOAD_BIB: self.render_bibtex(self.catalog, None),
+            DOWNLOAD_JSON: self.render_json(self.catalog),
+        }
+        schema = self.catalog.root / SCHEMA_SOURCE
+        if schema.is_file():
+            out[DOWNLOAD_SCHEMA] = schema.read_text(encoding="utf-8")
+        return out
+
+    # home page fragments (inserted at markers of the hand-written site/index.md)
+
+    def home_taxonomy(self) -> str:
+        lines = []
+        for depth, category in self.catalog.walk_categories():
+            count = len(self.papers_under(category))
+            noun = "paper" if count == 1 else "papers"
+            lines.append(f"{'    ' * depth}- [{E.md(category.title)}]({section_uri(category.id)}) ({count} {noun})")
+        return "\n".join(lines) + "\n"
+
+    def home_whats_new(self) -> str:
+        papers = sorted(self.catalog.papers.values(), key=lambda p: (-p.added.toordinal(), entry_order(p)))
+        if not papers:
+            return "No records yet.\n"
+        lines = []
+        for paper in papers[:WHATS_NEW]:
+            venue = self.venue_tag(paper)
+            lines.append(
+                f"- {paper.added.isoformat()}: [{E.md(paper.title)}]({paper_uri(paper.id)})"
+                f" ({E.md(venue)} {paper.year})"
+            )
+        more = len(papers) - WHATS_NEW
+        if more > 0:
+            lines.append(f"- … and {more} more: see the [papers by year](years.md).")
+        return "\n".join(lines) + "\n"
+
+    def home_counts(self) -> str:
+        n = len(self.catalog.papers)
+        implemented = sum(1 for p in self.catalog.papers.values() if self.paper_status(p) == "implemented")
+        return (
+            f"The catalog holds **{n}** papers in **{len(self.catalog.leaf_ids())}** sections; "
+            f"**{implemented}** have a reference implementation here "
+            f"([statistics](statistics.md), [downloads](downloads.md)).\n"
+        )
+
+    # section pages
+
+    def _paper_table(self, uri: str, papers: list[Paper], *, primary_of: str | None = None) -> str:
+        if not papers:
+            return "*No papers in this section yet.*\n"
+        head = (
+            '<div class="modl-sortable" markdown="1">\n\n'
+            "| Title | Authors | Venue | Year | Code | Ref. impl. |\n"
+            "| --- | --- | --- | --- | --- | --- |\n"
+        )
+        rows = []
+        for paper in papers:
+            authors = paper.authors if len(paper.authors) <= 3 else paper.authors[:3] + ["et al."]
+            title = f"[{E.md(paper.title)}]({_rel(uri, paper_uri(paper.id))})"
+            if paper.short_name:
+                title += f" ({E.md(paper.short_name)})"
+            if primary_of and not self.catalog.is_primary(paper, primary_of):
+                title += " ↗"
+            code = E.link("code", paper.links.code) if paper.links.code else "–"
+            status = STATUS_TEXT[self.paper_status(paper)]
+            if self.paper_status(paper) == "implemented":
+                status = f"[{status}]({_rel(uri, paper_uri(paper.id))}#reference-implementation)"
+            rows.append(
+                f"| {title} | {E.md(', '.join(authors))} | {E.md(self.venue_tag(paper))} | {paper.year} | {code} | {status} |"
+            )
+        return head + "\n".join(rows) + "\n\n</div>\n\nClick a column header to sort the table.\n"
+
+    def section_page(self, category: Category) -> str:
+        uri = section_uri(category.id)
+        parents = self.catalog.parents(category.id)
+        out = [_front(category.title), f"# {E.md(category.title)}\n"]
+        if parents:
+            trail = " › ".join(f"[{E.md(p.title)}]({_rel(uri, section_uri(p.id))})" for p in parents)
+            out.append(f"Part of {trail}.\n")
+        out.append(f"{E.md(category.description)}\n")
+        if category.former_titles:
+            out.append(f"Formerly titled: {E.md('; '.join(category.former_titles))}.\n")
+        if category.children:
+            out.append("## Subsections\n")
+            for child in category.children:
+                n = len(self.papers_under(child))
+                out.append(f"- [{E.md(child.title)}]({_rel(uri, section_uri(child.id))}) ({n}): {E.md(child.description)}")
+            out.append("")
+            out.append("## All papers in this section\n")
+            out.append(self._paper_table(uri, self.papers_under(category)))
+        else:
+            papers = self.catalog.papers_in(category.id)
+            out.append("## Papers\n")
+            out.append(self._paper_table(uri, papers, primary_of=category.id))
+            if any(not self.catalog.is_primary(p, category.id) for p in papers):
+                out.append("↗ marks a paper whose primary section is another one.\n")
+        return "\n".join(out)
+
+    # paper pages
+
+    def paper_page(self, paper: Paper) -> str:
+        uri = paper_uri(paper.id)
+        venue = self.catalog.venues[paper.venue]
+        # Paper pages rank above section pages that merely list them in search results.
+        # The method's name leads the page title (browser tab, search results) unless the title has it.
+        page_title = paper.title
+        if paper.short_name and paper.short_name.casefold() not in paper.title.casefold():
+            page_title = f"{paper.short_name}: {paper.title}"
+        out = [_front(page_title, [venue.short, str(paper.year)], {"search": {"boost": 2}}), f"# {E.md(paper.title)}\n"]
+        if paper.short_name:
+            out.append(f"**{E.md(paper.short_name)}** · {E.md(venue.short)} {paper.year}\n")
+        out.append(f"{E.md(paper.summary)}\n")
+        venue_text = f"{E.md(venue.short)} {paper.year} ({E.md(venue.name)}"
+        venue_text += f", {E.md(paper.venue_note)})" if paper.venue_note else ")"
+        cats = []
+        for i, cat_id in enumerate(paper.categories):
+            cat = self.catalog.category(cat_id)
+            trail = " › ".join(f"[{E.md(p.title)}]({_rel(uri, section_uri(p.id))})" for p in self.catalog.parents(cat_id))
+            label = f"[{E.md(cat.title)}]({_rel(uri, section_uri(cat_id))})"
+            cats.append((f"{trail} › " if trail else "") + label + (" (primary)" if i == 0 else ""))
+        facts = [
+            ("Authors", E.md(", ".join(paper.authors))),
+            ("Venue", venue_text),
+            ("Sections", "; ".join(cats)),
+            ("Reference implementation", STATUS_TEXT[self.paper_status(paper)]),
+            ("Added to the catalog", paper.added.isoformat()),
+            ("Record", E.link(f"catalog/papers/{paper.id}.yaml", self.repo_file_url(f"catalog/papers/{paper.id}.yaml"))),
+        ]
+        out.append("\n".join(f"- **{label}:** {value}" for label, value in facts) + "\n")
+
+        out.append("## Links\n")
+        links = paper.links
+        out.append(f'- Paper: <a class="modl-paper-link" href="{E.attr(links.paper)}">{E.md(links.paper)}</a>')
+        if links.code:
+            out.append(f"- Code: {E.link(links.code, links.code)}")
+        if links.arxiv:
+            out.append(f"- arXiv: {E.link(links.arxiv, 'https://arxiv.org/abs/' + links.arxiv)}")
+        if links.doi:
+            out.append(f"- DOI: {E.link(links.doi, 'https://doi.org/' + links.doi)}")
+        if links.openreview:
+            out.append(f"- OpenReview: {E.link(links.openreview, 'https://openreview.net/forum?id=' + links.openreview)}")
+        for version in paper.later_versions:
+            later_venue = self.catalog.venues[version.venue].short if version.venue in self.catalog.venues else version.venue
+            text = f"- Later version: {E.link(f'{later_venue} {version.year}', version.url)}"
+            if version.title:
+                text += f", {E.md(version.title)}"
+            if version.doi:
+                text += f" (DOI {E.link(version.doi, 'https://doi.org/' + version.doi)})"
+            out.append(text)
+        out.append("")
+
+        out.append("## BibTeX\n")
+        out.append(_fence(self.paper_bibtex(paper), "bibtex"))
+
+        out.append("## Reference implementation\n")
+        out.append(self._implementation_block(paper))
+        return "\n".join(out)
+
+    def _implementation_block(self, paper: Paper) -> str:
+        impl = paper.implementation
+        methods = self.paper_methods(paper)
+        if impl.status == "not-applicable":
+            return f"Not applicable: {E.md(impl.reason or '')}\n"
+        if not methods:
+            ids = ", ".join(f"`{m}`" for m in impl.methods if all(c.isalnum() or c == "-" for c in m))
+            planned = f" (registry id{'s' if len(impl.methods) > 1 else ''} {ids})" if ids else ""
+            if any(m in self.methods for m in impl.methods):
+                return (
+                    f"Planned{planned}: registered in `reference_impls`; its code, deviations and tests are "
+                    "shown here once the record's status is `implemented`.\n"
+                )
+            return f"Planned{planned}: this paper's method has no reference implementation in `reference_impls` yet.\n"
+        out = []
+        for m in methods:
+            family = self.catalog.category(m.family).title if _has_category(self.catalog, m.family) else m.family
+            out.append(f"### {E.md(m.name)} {{ #{method_anchor(m.name)} }}\n")
+            out.append(
+                f"Implemented in {E.link(m.source_path, self.repo_file_url(m.source_path))} "
+                f"(class `{m.cls}`, interface `{m.interface}`, family {E.md(family)}).\n"
+            )
+            usage = f'import reference_impls\nmethod = reference_impls.create("{m.name}")\n'
+            if m.interface in ("aggregator", "weighting", "gramian-weighting"):
+                usage += "d = method(J)  # J: (K, n) task gradients as rows -> d: (n,) update direction\n"
+            else:
+                usage += f"# interface {m.interface!r}: see the class docstring below for how to call it\n"
+            out.append(_fence(usage, "python"))
+            if m.tested:
+                noun = "test" if m.test_count == 1 else "tests"
+                out.append(
+                    f"Tests: {E.link(m.test_path, self.repo_file_url(m.test_path))}, "
+                    f"{m.test_count} test {'function' if m.test_count == 1 else 'functions'} ({noun} run in CI).\n"
+                )
+            else:
+                out.append(f"Tests: none yet (expected in `{m.test_path}`).\n")
+            out.append("#### Deviations from the paper and the official code\n")
+            if m.deviations:
+                for d in m.deviations:
+                    out.append(f"- **{E.md(d.label)}** {_docstring_text(d.text)}")
+                out.append("")
+            else:
+                out.append("None listed in the module docstring.\n")
+            out.append("#### Source\n")
+            if m.source is None:
+                out.append(f"The module file `{m.source_path}` is missing.\n")
+            else:
+                out.append(f'??? note "{E.md(m.source_path)}"\n')
+                block = _fence(m.source, "python", 'linenums="1"')
+                out.append("".join(f"    {line}" if line.strip() else line for line in block.splitlines(True)))
+        return "\n".join(out)
+
+    # indexes
+
+    def tag_index_page(self, title: str, kind: str, tags: list[str]) -> str:
+        used = {self.venue_tag(p) for p in self.catalog.papers.values()} | {
+            str(p.year) for p in self.catalog.papers.values()
+        }
+        tags = [t for t in tags if t in used]
+        out = [_front(title), f"# {E.md(title)}\n"]
+        out.append(f"Every paper of the catalog, grouped by {kind}.\n")
+        if tags:
+            out.append(f"<!-- material/tags {{ include: [{', '.join(json.dumps(t) for t in tags)}] }} -->\n")
+        else:
+            out.append("No records yet.\n")
+        return "\n".join(out)
+
+    def statistics_page(self) -> str:
+        papers = list(self.catalog.papers.values())
+        n = len(papers)
+        with_code = sum(1 for p in papers if p.links.code)
+        implemented = sum(1 for p in papers if self.paper_status(p) == "implemented")
+        tested = sum(1 for p in papers if self.paper_tested(p))
+        applicable = sum(1 for p in papers if p.implementation.status != "not-applicable")
+        out = [_front("Statistics"), "# Statistics\n"]
+        out.append("| Measure | Count | Share |\n| --- | ---: | ---: |")
+        out.append(f"| Papers | {n} | |")
+        out.append(f"| With official code | {with_code} | {_pct(with_code, n)} |")
+        out.append(f"| Methods (implementation applicable) | {applicable} | {_pct(applicable, n)} |")
+        out.append(f"| With a reference implementation | {implemented} | {_pct(implemented, applicable)} of methods |")
+        out.append(f"| With a tested reference implementation | {tested} | {_pct(tested, applicable)} of methods |\n")
+
+        def table(heading: str, label: str, counts: list[tuple[str, int]]) -> None:
+            peak = max((c for _, c in counts), default=0)
+            out.append(f"## {heading}\n")
+            out.append(f"| {label} | Papers | Share | |\n| --- | ---: | ---: | --- |")
+            for key, count in counts:
+                width = round(100 * count / peak) if peak else 0
+                bar = f'<span class="modl-bar-track"><span class="modl-bar" style="width: {width}%"></span></span>'
+                out.append(f"| {key} | {count} | {_pct(count, n)} | {bar} |")
+            out.append("")
+
+        years = Counter(p.year for p in papers)
+        table("Papers per year", "Year", [(str(y), years[y]) for y in sorted(years)])
+        venues = Counter(p.venue for p in papers)
+        table(
+            "Papers per venue",
+            "Venue",
+            [
+                (f"{E.md(v.short)} ({E.md(v.name)})", venues[v.id])
+                for v in sorted(self.catalog.venues.values(), key=lambda v: (-venues[v.id], v.short.casefold()))
+                if venues[v.id]
+            ],
+        )
+        rows = []
+        for depth, cat in self.catalog.walk_categories():
+            indent = "&nbsp;" * 4 * depth
+            rows.append((f"{indent}[{E.md(cat.title)}]({section_uri(cat.id)})", len(self.papers_under(cat))))
+        table("Papers per section", "Section", rows)
+        out.append(
+            "Counts per section include cross-listed papers, and a parent section counts every paper of its "
+            "subsections once.\n"
+        )
+        return "\n".join(out)
+
+    def downloads_page(self) -> str:
+        out = [_front("Downloads"), "# Downloads\n"]
+        out.append("Every record of the catalog, generated from the same data as these pages at build time.\n")
+        out.append(f"- [catalog.bib]({DOWNLOAD_BIB}): all {len(self.catalog.papers)} records as BibTeX.")
+        out.append(f"- [catalog.json]({DOWNLOAD_JSON}): all records and the taxonomy as JSON.")
+        if (self.catalog.root / SCHEMA_SOURCE).is_file():
+            out.append(f"- [paper.schema.json]({DOWNLOAD_SCHEMA}): the JSON Schema of one record (`catalog/papers/<id>.yaml`).")
+        out.append("")
+        out.append(
+            f"The same files come from the command line: `modl bib --output catalog.bib` and "
+            f"`modl export json --output catalog.json`. The records themselves are YAML files in "
+            f"{E.link('catalog/papers/', self.repo_url.rstrip('/') + '/tree/main/catalog/papers')}.\n"
+        )
+        return "\n".join(out)
+
+    def implementations_page(self) -> str:
+        uri = "implementations/index.md"
+        out = [_front("Reference implementations"), "# Reference implementations\n"]
+        out.append(
+            "Every method registered in `reference_impls/registry.py`, with its family, status and tests. "
+            "Usage: `method = reference_impls.create(\"<id>\")`.\n"
+        )
+        if not self.methods:
+            out.append("*No method is registered yet; implementations are listed here as they land.*\n")
+        else:
+            out.append('<div class="modl-sortable" markdown="1">\n')
+            out.append("| Method | Paper | Family | Interface | Status | Tests |\n| --- | --- | --- | --- | --- | ---: |")
+            for m in self.methods.values():
+                paper = self.catalog.papers.get(m.paper)
+                paper_cell = f"[{E.md(paper.title)}]({_rel(uri, paper_uri(paper.id))})" if paper else E.md(m.paper)
+                shown = paper is not None and m in self.paper_methods(paper)
+                anchor = f"#{method_anchor(m.name)}" if shown else ""
+                name = f"[{E.md(m.name)}]({_rel(uri, paper_uri(paper.id))}{anchor})" if paper else E.md(m.name)
+                family = (
+                    f"[{E.md(self.catalog.category(m.family).title)}]({_rel(uri, section_uri(m.family))})"
+                    if _has_category(self.catalog, m.family)
+                    else E.md(m.family)
+                )
+                if m.source is None:
+                    status = "source missing"
+                elif not shown:
+                    status = "registered (record: " + STATUS_TEXT[paper.implementation.status if paper else "planned"] + ")"
+                elif m.tested:
+                    status = "tested"
+                else:
+                    status = "untested"
+                out.append(f"| {name} | {paper_cell} | {family} | {E.md(m.interface)} | {status} | {m.test_count} |")
+            out.append("\n</div>\n")
+        out.append("See also: [Design of the reference implementations](design.md).\n" if self._has_design else "")
+        return "\n".join(out)
+
+    _has_design: bool = False
+
+
+_RST_LITERAL = re.compile(r"``(.+?)``")
+
+
+def _docstring_text(text: str) -> str:
+    """Docstring prose as escaped Markdown, with reST ``literals`` shown as code."""
+    parts = _RST_LITERAL.split(text)  # even indices: prose, odd: literals
+    return "".join(f"<code>{E.md(part)}</code>" if i % 2 else E.md(part) for i, part in enumerate(parts))
+
+
+def _has_category(catalog: Catalog, category_id: str) -> bool:
+    try:
+        catalog.category(category_id)
+    except KeyError:
+        return False
+    return True
+
+
+def build_site_model(catalog: Catalog, *, has_design: bool = False) -> SiteModel:
+    render_bibtex, render_json = _renderers()
+    model = SiteModel(
+        catalog=catalog,
+        methods=method_facts(code_root(Path(catalog.root))),
+        repo_url=catalog.project.repo_url,
+        render_bibtex=render_bibtex,
+        render_json=render_json,
+    )
+    model._has_design = has_design
+    return model

@@ -1,0 +1,87 @@
+"""Interfaces of the methods that produce several solutions: finite sets and Pareto-set models.
+
+Finite-set methods (ParetoMTL, EPO, PMGDA, hypervolume ascent, MOO-SVGD, ...) move P solutions at
+once; the update of one may depend on the others (hypervolume contributions, SVGD kernels) and on
+a preference vector per solution::
+
+    D = method.step(X, F, J, preferences)   # X (P, n), F (P, K), J (P, K, n), preferences (P, K)
+    X ← X − η D                             # then projected onto the box, if any
+
+Pareto-set models (PHN, COSMOS, PaMaL, ...) learn the whole front: a torch module maps a
+preference r ∈ Δ (K,) to a solution (the parameters of a target network, or its prediction), and
+``loss(losses, r)`` is the criterion the model is trained with on preferences sampled from Δ.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class SetMethod(ABC):
+    """A method that updates a set of P solutions jointly."""
+
+    name: ClassVar[str] = ""  # registry id
+    needs_preferences: ClassVar[bool] = True  # False for preference-free methods (HV ascent, MOO-SVGD)
+    stateful: ClassVar[bool] = False
+
+    @abstractmethod
+    def step(self, X: Tensor, F: Tensor, J: Tensor, preferences: Tensor | None) -> Tensor:
+        """Directions D (P, n) for the solutions X (P, n) with losses F (P, K) and Jacobians J (P, K, n).
+
+        ``preferences`` (P, K) holds one preference vector per solution (rows on the simplex, or
+        the method's own convention, stated in its docstring); None when ``needs_preferences`` is False.
+        """
+
+    def default_preferences(self, P: int, K: int) -> Tensor:
+        """Preferences used when the caller gives none: :func:`simplex_preferences`."""
+        return simplex_preferences(P, K)
+
+    def reset(self) -> None:
+        """Forget all state."""
+
+
+class ParetoModel(nn.Module, ABC):
+    """A model of the Pareto set: ``forward(preference)`` returns the solution for r ∈ Δ (K,) or (B, K)."""
+
+    name: ClassVar[str] = ""  # registry id
+
+    @abstractmethod
+    def forward(self, preference: Tensor) -> Tensor:  # pragma: no cover - interface
+        """The solution (or prediction) for ``preference``."""
+
+    @abstractmethod
+    def loss(self, losses: Tensor, preference: Tensor) -> Tensor:
+        """The scalar training criterion for the task losses (K,) obtained with ``preference`` (K,),
+        e.g. r·f for linear scalarisation, EPO's or a Tchebycheff criterion, COSMOS' r·f − λ cos(r, f)."""
+
+
+def simplex_preferences(P: int, K: int, *, seed: int = 0) -> Tensor:
+    """P preference vectors on the simplex (P, K), float64.
+
+    K = 2: evenly spaced interior points ((i + 1)/(P + 1), 1 − (i + 1)/(P + 1)), no zero entry (so 1/r
+    is defined). K = 1: ones. K ≥ 3: Dirichlet(1) draws from ``seed``.
+    """
+    if P < 1 or K < 1:
+        raise ValueError(f"need P >= 1 and K >= 1, got P={P}, K={K}")
+    if K == 1:
+        return torch.ones(P, 1, dtype=torch.float64)
+    if K == 2:
+        t = torch.arange(1, P + 1, dtype=torch.float64) / (P + 1)
+        return torch.stack([t, 1 - t], dim=1)
+    g = torch.Generator().manual_seed(int(seed))
+    w = torch._standard_gamma(torch.ones(P, K, dtype=torch.float64), generator=g)
+    return w / w.sum(1, keepdim=True)
+
+
+def sample_preferences(num: int, K: int, *, alpha: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """``num`` preferences ~ Dirichlet(α𝟙) (num, K), as Pareto-set models sample them during training."""
+    conc = torch.full((num, K), float(alpha), dtype=torch.float64)
+    w = torch._standard_gamma(conc, generator=generator)
+    return w / w.sum(1, keepdim=True)
+
+
+__all__ = ["ParetoModel", "SetMethod", "sample_preferences", "simplex_preferences"]

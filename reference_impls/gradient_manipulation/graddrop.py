@@ -1,0 +1,142 @@
+"""GradDrop: Gradient Sign Dropout.
+
+Paper: Z. Chen, J. Ngiam, Y. Huang, T. Luong, H. Kretzschmar, Y. Chai, D. Anguelov, "Just Pick a
+Sign: Optimizing Deep Multitask Models with Gradient Sign Dropout", NeurIPS 2020, arXiv 2010.06808.
+Official code: TensorFlow lingvo ``lingvo/core/graddrop.py`` (read); LibMTL ``weighting/GradDrop.py``.
+
+Implemented (paper Sec. 3, Eq. 1 and Algorithm 1), on the gradients of the K losses with respect
+to one shared layer's activations A (shape (B, ...), batch first):
+
+    ∇_i = Σ_batch sign(A) ⊙ ∇_A f_i                                (per-task signed gradient)
+    P   = ½ (1 + Σ_i ∇_i / Σ_i |∇_i|)                              (Eq. 1, sign purity, elementwise)
+    U   ~ Uniform(0, 1) elementwise
+    M_i = 1[P > U]·1[∇_i > 0] + 1[P < U]·1[∇_i < 0]                 (keep one sign per coordinate)
+    out = Σ_i (ℓ + (1 − ℓ) M_i) ⊙ ∇_A f_i                           (ℓ: leak, 0 by default)
+
+So at each coordinate the positive contributions are all kept with probability P and the
+negative ones with probability 1 − P; with ℓ = 0 all kept contributions share one sign.
+
+Two ways to use it:
+
+* ``GradDrop()(J)`` — the aggregator interface on a Jacobian J (K, n): the rows of J play the role
+  of the signed gradients ∇_i, i.e. sign(A) = 1 and no batch dimension (the rows are the ∇_A f_i
+  themselves). Pass ``activations_sign`` (n,) to use ∇_i = sign(A) ⊙ J_i for the mask.
+* On activations, as in the paper: :meth:`transform` takes the per-task activation gradients
+  (K, B, ...) and the activations A (B, ...); :meth:`attach` registers a tensor hook on the shared
+  representation Z so that a single ``sum(losses).backward()`` sends the GradDrop output into the
+  encoder while the heads receive their plain gradients::
+
+      Z = encoder(x)                                  # shared activations, (B, h)
+      losses = [loss_fn(head(Z), y_i) for ...]         # K scalars
+      handle = graddrop.attach(losses, Z)             # K backward passes to ∂f_i/∂Z, then a hook on Z
+      sum(losses).backward()                          # heads: Σ_i ∇f_i; encoder: GradDrop(∂f_i/∂Z)
+      handle.remove()
+
+  (``backward(..., representation=Z)`` of the base class is for weightings and refuses GradDrop.)
+
+Hyperparameters: leak ℓ = 0 (paper, lingvo, LibMTL); ``seed`` seeds the torch.Generator that
+draws U (:meth:`reset` re-seeds).
+
+Degenerate inputs: where Σ_i |∇_i| = 0 (every ∇_i is zero there) P is defined as ½ and the output
+is 0; where all ∇_i share a sign P ∈ {0, 1} and the output is the plain sum there. The formula is
+scale-free (P depends only on ratios), so huge and tiny scales are handled exactly.
+
+Deviations:
+  D1. P is computed exactly, P = ½ where Σ_i|∇_i| = 0; lingvo and LibMTL divide by Σ_i|∇_i| + 1e-7,
+      which biases P towards ½ when the activation gradients are smaller than ~1e-7.
+  D2. lingvo keeps coordinates with P ≥ U for the positive sign (P > U here; equal with
+      probability 0) and keeps zero gradients either way (they contribute 0 anyway).
+  D3. lingvo rescales the output by ||out|| / ||Σ_i ∇_A f_i|| by default (``keep_gradnorm_constant``)
+      and offers a sigmoid keep-probability and a scale; the paper's Eq. 1 (linear, unscaled) is
+      implemented and the output is not rescaled, as in LibMTL.
+  D4. lingvo's sign(A) treats |A| ≤ 1e-7 as 0 (``use_input_sign_only``); here torch.sign(A) (0 only at
+      A = 0).
+  D5. In the Jacobian interface (no activations) the per-parameter gradients stand in for the
+      activation gradients with sign(A) = 1; this is GradDrop's mask rule applied to parameter
+      gradients, not the paper's setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import Aggregator, NonFiniteError, _as_loss_list
+
+
+class GradDrop(Aggregator):
+    name = "graddrop"
+    stateful = True  # the random stream U
+
+    def __init__(self, leak: float = 0.0, seed: int = 0, activations_sign: Tensor | None = None) -> None:
+        if not 0.0 <= leak <= 1.0:
+            raise ValueError(f"graddrop: leak must lie in [0, 1], got {leak}")
+        self.leak = float(leak)
+        self.seed = int(seed)
+        self.activations_sign = activations_sign
+        self.reset()
+
+    def reset(self) -> None:
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    # ------------------------------------------------------------------------------------------
+
+    def sign_purity(self, signed: Tensor) -> Tensor:
+        """P = ½(1 + Σ_i ∇_i / Σ_i |∇_i|) for signed gradients (K, ...); ½ where Σ_i|∇_i| = 0."""
+        total = signed.sum(0)  # Σ_i ∇_i, (...)
+        total_abs = signed.abs().sum(0)  # Σ_i |∇_i|, (...)
+        nonzero = total_abs > 0
+        ratio = torch.where(nonzero, total / torch.where(nonzero, total_abs, 1.0), 0.0)  # (...)
+        return 0.5 * (1.0 + ratio)  # Eq. 1, (...)
+
+    def masks(self, signed: Tensor) -> Tensor:
+        """The keep masks M_i (K, ...) for signed gradients ∇_i (K, ...), drawing U from the generator."""
+        P = self.sign_purity(signed)  # (...)
+        U = torch.rand(P.shape, generator=self._generator, dtype=torch.float64).to(P)  # U ~ Unif(0, 1), (...)
+        keep_positive = (P > U) & (signed > 0)  # 1[P > U]·1[∇_i > 0], (K, ...)
+        keep_negative = (P < U) & (signed < 0)  # 1[P < U]·1[∇_i < 0], (K, ...)
+        return (keep_positive | keep_negative).to(signed.dtype)  # M_i, (K, ...)
+
+    def transform(self, grads: Tensor, activations: Tensor | None = None) -> Tensor:
+        """GradDrop of per-task activation gradients ``grads`` (K, B, ...) given the activations A (B, ...).
+
+        Returns Σ_i (ℓ + (1 − ℓ) M_i) ⊙ ∂f_i/∂A, shape (B, ...). With ``activations=None`` the
+        gradients are taken as already signed and summed over the batch: shape (K, ...) → (...).
+        """
+        if not torch.isfinite(grads).all():
+            raise NonFiniteError("the activation gradients contain NaN or infinite entries")
+        if activations is None:
+            signed = grads  # ∇_i (K, ...)
+            M = self.masks(signed)  # (K, ...)
+        else:
+            if grads.shape[1:] != activations.shape:
+                raise ValueError(
+                    f"graddrop: gradients of shape {tuple(grads.shape)} do not match activations {tuple(activations.shape)}"
+                )
+            signed = (torch.sign(activations.detach()) * grads).sum(1)  # ∇_i = Σ_batch sign(A) ⊙ ∇_A f_i, (K, ...)
+            M = self.masks(signed).unsqueeze(1)  # same mask for every batch element, (K, 1, ...)
+        return ((self.leak + (1.0 - self.leak) * M) * grads).sum(0)  # Σ_i (ℓ + (1 − ℓ)M_i) ⊙ ∇_A f_i
+
+    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        if self.activations_sign is None:
+            return self.transform(J)  # rows of J = ∇_i (sign(A) = 1), (n,)
+        s = torch.as_tensor(self.activations_sign).to(J).reshape(-1)  # sign(A), (n,)
+        if s.numel() != J.shape[1]:
+            raise ValueError(f"graddrop: activations_sign has {s.numel()} entries, the Jacobian {J.shape[1]} columns")
+        M = self.masks(torch.sign(s) * J)  # mask from ∇_i = sign(A) ⊙ J_i, (K, n)
+        return ((self.leak + (1.0 - self.leak) * M) * J).sum(0)  # (n,)
+
+    def attach(self, losses: Sequence[Tensor] | Tensor, representation: Tensor):
+        """Compute ∂f_i/∂Z for each task and hook Z so that its incoming gradient becomes the GradDrop output.
+
+        Call ``sum(losses).backward()`` (or the weighted total of your choice for the heads) next; the
+        encoder then receives GradDrop's gradient. Returns the hook handle (remove it after use).
+        """
+        losses = _as_loss_list(losses)
+        Z = representation
+        rows = [torch.autograd.grad(f, Z, retain_graph=True, allow_unused=True)[0] for f in losses]  # ∂f_i/∂Z
+        grads = torch.stack([torch.zeros_like(Z) if g is None else g for g in rows])  # (K, B, ...)
+        new_grad = self.transform(grads, Z.detach())  # (B, ...)
+        return Z.register_hook(lambda _incoming: new_grad.to(_incoming.dtype))

@@ -1,0 +1,117 @@
+"""GradVac — Gradient Vaccine.
+
+Paper: Z. Wang, Y. Tsvetkov, O. Firat, Y. Cao, "Gradient Vaccine: Investigating and Improving
+Multi-task Optimization in Massively Multilingual Models", ICLR 2021, arXiv 2010.05874. No official
+code was released; the reference re-implementation is LibMTL ``LibMTL/weighting/GradVac.py``.
+
+What is implemented (Algorithm 1 "GradVac Update Rule" of the paper, whole-model granularity):
+
+    for each task i:  g_i' ← g_i
+        for each j ≠ i in a random order:
+            φ_ij = cos(g_i', g_j)
+            if φ_ij < φ̂_ij:                                         (the similarity goal is not met)
+                g_i' ← g_i' + ||g_i'|| (φ̂_ij √(1 − φ_ij²) − φ_ij √(1 − φ̂_ij²)) / (||g_j|| √(1 − φ̂_ij²)) · g_j
+            φ̂_ij ← (1 − β) φ̂_ij + β φ_ij                            (EMA of the similarity, φ̂ = 0 at start)
+    d = Σ_i g_i'
+
+After a modification, cos(g_i', g_j) = φ̂_ij exactly (the coefficient solves that equation). With
+φ̂ = 0 the modification is PCGrad's projection, so the first step equals PCGrad with the same orders.
+
+As in PCGrad, g_i' = Σ_j C_ij g_j and every quantity needed (⟨g_i', g_j⟩, ||g_i'||² = C_i M C_iᵀ,
+||g_j||² = M_jj) is read from the Gramian M = J Jᵀ: the algorithm runs on K×K numbers, vectorised
+over i, and d = Jᵀ w with w = Σ_i C_i.
+
+Hyperparameters: ``beta`` = 0.01 (β = 1e-2, the EMA rate reported for the paper's experiments —
+taken from the third-party reproduction chenllliang/Gradient-Vaccine, which labels "ema=0.01" as
+the paper's setting; not re-read in the PDF here; LibMTL's default is 0.5),
+``random_order`` = True, ``seed`` = 0 (the ``torch.Generator`` of the orders). State: the K×K
+matrix φ̂ (``phi_hat``), created at the first call; :meth:`reset` forgets it and re-seeds.
+
+Degenerate inputs: a pair involving a zero vector (g_i' = 0 or g_j = 0) has no cosine: no
+modification and no EMA update for that pair; all-zero J → d = 0; K = 1 → d = g_1. A goal
+|φ̂_ij| = 1 would need an infinite coefficient: the pair is then left unmodified.
+
+Deviations:
+    D1. Whole-model granularity only: the paper's per-layer / per-matrix groups (LibMTL
+        ``GradVac_group_type`` 1 and 2) are not implemented.
+    D2. Computed through the Gramian instead of on n-dimensional vectors (same result up to
+        rounding; tested against a direct implementation of the pseudo-code).
+    D3. LibMTL adds 1e-8 to the denominators and so updates φ̂ with ρ = 0 for zero gradients; here
+        such pairs are skipped exactly. The cosine is clamped to [−1, 1] against rounding.
+    D4. Orders come from a seeded ``torch.Generator`` (the same draws as PCGrad's for equal seeds).
+
+Usage::
+
+    >>> import torch
+    >>> from reference_impls.gradient_manipulation.gradvac import GradVac
+    >>> method = GradVac(beta=0.01)
+    >>> d = method(torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]]))  # first step = PCGrad
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import GramianWeighting
+from reference_impls.gradient_manipulation.pcgrad import draw_orders
+
+
+def gradvac_coefficients(M: Tensor, orders: Tensor, phi_hat: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """One GradVac step on the Gramian: (C, new φ̂) with g_i' = Σ_j C_ij g_j.
+
+    M (K, K) Gramian, orders (K, K−1) targets per task, φ̂ (K, K) similarity goals (not modified).
+    """
+    K = M.shape[0]
+    C = torch.eye(K, dtype=M.dtype, device=M.device)  # (K, K): g_i' = g_i
+    phi_hat = phi_hat.clone()  # (K, K)
+    rows = torch.arange(K, device=M.device)
+    norm_j_all = torch.sqrt(torch.diagonal(M).clamp_min(0.0))  # (K,): ||g_j||
+    for t in range(K - 1):
+        j = orders[:, t].to(M.device)  # (K,)
+        inner = (C * M[j]).sum(dim=1)  # (K,): ⟨g_i', g_j⟩
+        norm_i = torch.sqrt(((C @ M) * C).sum(dim=1).clamp_min(0.0))  # (K,): ||g_i'|| = √(C_i M C_iᵀ)
+        norm_j = norm_j_all[j]  # (K,)
+        valid = (norm_i > 0) & (norm_j > 0)
+        safe = torch.where(valid, norm_i * norm_j, torch.ones_like(norm_i))
+        phi = torch.where(valid, inner / safe, torch.zeros_like(inner)).clamp(-1.0, 1.0)  # φ_ij = cos(g_i', g_j)
+        goal = phi_hat[rows, j]  # (K,): φ̂_ij
+        root_goal = torch.sqrt((1.0 - goal * goal).clamp_min(0.0))  # √(1 − φ̂²)
+        modify = valid & (phi < goal) & (root_goal > 0)
+        root_phi = torch.sqrt((1.0 - phi * phi).clamp_min(0.0))  # √(1 − φ²)
+        denom = torch.where(modify, norm_j * root_goal, torch.ones_like(norm_j))
+        a = norm_i * (goal * root_phi - phi * root_goal) / denom  # coefficient of g_j (the paper's update rule)
+        C[rows, j] += torch.where(modify, a, torch.zeros_like(a))  # g_i' ← g_i' + a g_j
+        phi_hat[rows, j] = torch.where(valid, (1.0 - beta) * goal + beta * phi, goal)  # EMA of φ_ij
+    return C, phi_hat
+
+
+class GradVac(GramianWeighting):
+    """d = Σ_i g_i', each g_i' pulled towards every g_j until cos(g_i', g_j) reaches the EMA goal φ̂_ij."""
+
+    name = "gradvac"
+    stateful = True
+
+    def __init__(self, beta: float = 0.01, random_order: bool = True, seed: int = 0) -> None:
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        self.beta = float(beta)
+        self.random_order = bool(random_order)
+        self.seed = int(seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self.phi_hat: Tensor | None = None  # (K, K) similarity goals φ̂, float64 on the CPU
+
+    def reset(self) -> None:
+        self._generator.manual_seed(self.seed)
+        self.phi_hat = None
+
+    def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
+        K = M.shape[0]
+        if self.phi_hat is None:
+            self.phi_hat = torch.zeros(K, K, dtype=torch.float64)  # φ̂ = 0 at start
+        elif self.phi_hat.shape != (K, K):
+            raise ValueError(f"GradVac was used with {self.phi_hat.shape[0]} tasks and now gets {K}: call reset()")
+        orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
+        C, self.phi_hat = gradvac_coefficients(M.detach().to("cpu", torch.float64), orders, self.phi_hat, self.beta)
+        w = C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
+        return w.to(device=M.device, dtype=M.dtype)

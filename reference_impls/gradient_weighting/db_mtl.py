@@ -1,0 +1,132 @@
+"""DB-MTL: dual balancing of the loss scales (log losses) and the gradient magnitudes.
+
+Paper: B. Lin, W. Jiang, F. Ye, Y. Zhang, P. Chen, Y.-C. Chen, S. Liu, J. T. Kwok, "Dual-Balancing
+for Multi-Task Learning", arXiv 2308.12029, 2023. Official code: LibMTL
+``LibMTL/weighting/DB_MTL.py`` (median-research-group/LibMTL, written by the authors).
+
+Implemented (the whole method: both balancing steps act on the shared parameters):
+
+1. Loss-scale balancing: each task loss is replaced by its logarithm f̃_i = log(f_i + ε), whose
+   gradient is ∇f̃_i = g_i / (f_i + ε). Multiplying a loss by c_i > 0 does not change ∇ log f_i.
+2. Gradient-magnitude balancing: an exponential moving average of the log-loss gradients,
+   ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i with β_t = β / t^σ (t = 1, 2, ...; ĝ_i = 0 before the
+   first step), then every task is rescaled to the largest magnitude:
+   α_i = max_j ||ĝ_j|| / ||ĝ_i||,   d = Σ_i α_i ĝ_i = (max_j ||ĝ_j||) Σ_i ĝ_i / ||ĝ_i||.
+
+Hyperparameters: β = 0.9 (``DB_beta``), σ = 0 (``DB_beta_sigma``), ε = 1e-8: the official
+LibMTL defaults (``LibMTL/config.py``); the paper's per-dataset values were not re-read here.
+
+Use: ``DBMTL()(J, losses)`` with J the Jacobian of the *raw* losses f_i (rows g_i) and their
+values; the method is stateful (the EMA ĝ and the step counter t), :meth:`reset` forgets both.
+In a training loop, :meth:`backward` differentiates the log losses log(f_i + ε) directly, so
+the task-specific parameters (heads) receive Σ_i ∇ log(f_i + ε), as in LibMTL.
+
+    >>> method = DBMTL()
+    >>> for batch in data:
+    ...     optimizer.zero_grad()
+    ...     method.backward(model.losses(batch), model.shared_parameters(), model.task_parameters())
+    ...     optimizer.step()
+
+Degenerate inputs: a task whose EMA gradient is exactly zero contributes nothing (α_i ĝ_i = 0);
+all-zero J gives d = 0; K = 1 gives d = ĝ_1. Losses with f_i + ε ≤ 0 have no logarithm: ValueError.
+
+Deviations:
+  D1. LibMTL computes α_i = max_j ||ĝ_j|| / (||ĝ_i|| + 1e-8); here the division is exact and zero
+      EMA gradients get α_i ĝ_i = 0. The 1e-8 breaks the normalisation at small gradient scales
+      (e.g. ||ĝ_i|| ~ 1e-9) and makes the result scale-dependent; without it d is exactly
+      homogeneous in ĝ.
+  D2. The Jacobian interface takes the gradients of the raw losses and divides row i by f_i + ε
+      (the chain rule of log); LibMTL back-propagates log(f_i + ε) task by task. Same numbers
+      up to rounding; :meth:`backward` does what LibMTL does.
+  D3. The "-UB" representation mode is refused, as in LibMTL (it raises for rep_grad=True).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import (
+    Aggregator,
+    NonFiniteError,
+    _accumulate,
+    _as_loss_list,
+    check_jacobian,
+    jacobian,
+    write_flat_grad,
+)
+
+
+class DBMTL(Aggregator):
+    name = "db-mtl"
+    needs_losses = True
+    stateful = True
+
+    def __init__(self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"db-mtl: beta must lie in [0, 1), got {beta}")
+        if beta_sigma < 0.0:
+            raise ValueError(f"db-mtl: beta_sigma must be >= 0, got {beta_sigma}")
+        if eps < 0.0:
+            raise ValueError(f"db-mtl: eps must be >= 0, got {eps}")
+        self.beta = float(beta)
+        self.beta_sigma = float(beta_sigma)
+        self.eps = float(eps)
+        self.reset()
+
+    def reset(self) -> None:
+        self._g_hat: Tensor | None = None  # ĝ, (K, n)
+        self._t = 0
+
+    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        assert losses is not None
+        shifted = losses.to(J.dtype) + self.eps  # f_i + ε, (K,)
+        if not bool((shifted > 0).all()):
+            raise ValueError(f"db-mtl: log(f_i + eps) needs f_i + eps > 0, got losses {losses.tolist()}")
+        grad_log = J / shifted[:, None]  # ∇ log(f_i + ε) = g_i / (f_i + ε), (K, n)
+        return self.direction_from_log_gradients(grad_log)
+
+    def direction_from_log_gradients(self, grad_log: Tensor) -> Tensor:
+        """One EMA step on the log-loss gradients (K, n) and the balanced direction d (n,)."""
+        if self._g_hat is None or self._g_hat.shape != grad_log.shape:
+            if self._g_hat is not None:
+                raise ValueError(
+                    f"db-mtl: the Jacobian shape changed from {tuple(self._g_hat.shape)} to "
+                    f"{tuple(grad_log.shape)}; call reset() first"
+                )
+            self._g_hat = torch.zeros_like(grad_log)
+        self._t += 1
+        beta_t = self.beta / self._t**self.beta_sigma  # β_t = β / t^σ
+        g_hat = beta_t * self._g_hat.to(grad_log) + (1.0 - beta_t) * grad_log  # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n)
+        self._g_hat = g_hat
+        norms = torch.linalg.vector_norm(g_hat, dim=1)  # ||ĝ_i||, (K,)
+        positive = norms > 0
+        alpha = torch.where(positive, norms.max() / torch.where(positive, norms, 1.0), 0.0)  # α_i = max_j||ĝ_j|| / ||ĝ_i||, (K,)
+        return alpha @ g_hat  # d = Σ_i α_i ĝ_i, (n,)
+
+    def backward(
+        self,
+        losses: Sequence[Tensor] | Tensor,
+        shared_params: Iterable[Tensor],
+        task_params: Iterable[Tensor] = (),
+        representation: Tensor | None = None,
+    ) -> Tensor:
+        """Differentiate log(f_i + ε) per task, write d into the shared ``.grad`` and Σ_i ∇log(f_i + ε) into the heads."""
+        if representation is not None:
+            raise TypeError("db-mtl does not support the representation (-UB) mode (neither does LibMTL)")
+        losses = _as_loss_list(losses)
+        shared_params, task_params = list(shared_params), list(task_params)
+        values = torch.stack([f.detach().reshape(()) for f in losses])  # (K,)
+        if not bool(torch.isfinite(values).all()):
+            raise NonFiniteError("the losses contain NaN or infinite values")
+        if not bool((values + self.eps > 0).all()):
+            raise ValueError(f"db-mtl: log(f_i + eps) needs f_i + eps > 0, got losses {values.tolist()}")
+        log_losses = [torch.log(f.reshape(()) + self.eps) for f in losses]  # f̃_i = log(f_i + ε)
+        J_log, head_grads = jacobian(log_losses, shared_params, task_params)  # (K, n)
+        d = self.direction_from_log_gradients(check_jacobian(J_log))  # (n,)
+        write_flat_grad(shared_params, d)
+        for p, g in zip(task_params, head_grads):
+            _accumulate(p, g)
+        return d

@@ -1,0 +1,166 @@
+"""GradNorm: learned task weights that equalise the weighted gradient norms (adjusted by training rates).
+
+Paper: Z. Chen, V. Badrinarayanan, C.-Y. Lee, A. Rabinovich, "GradNorm: Gradient Normalization for
+Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018, arXiv 1711.02257. No official code
+was released; LibMTL ``weighting/GradNorm.py`` is the reference re-implementation read here.
+
+Implemented (Sec. 3, Eqs. 1-2 and Algorithm 1), with task weights w_i (w_i(0) = 1) and W the
+last shared layer:
+
+    G_i = ||∇_W (w_i f_i)|| = w_i ||∇_W f_i||,   Ḡ = mean_i G_i
+    L̃_i = f_i(t) / f_i(0),   r_i = L̃_i / mean_j L̃_j                     (inverse training rate)
+    L_grad = Σ_i | G_i − [Ḡ · r_i^α]_const |                              (Eq. 2; target held constant)
+    ∂L_grad/∂w_i = sign(G_i − target_i) · ||∇_W f_i||                     (G_i is linear in w_i)
+    w ← w − lr ∇_w L_grad, then w ← K · w / Σ_j w_j                       (renormalisation)
+
+The network is updated with d = Σ_i w_i(t) g_i using the weights *before* this step's update
+(Algorithm 1 computes both gradients at w(t), then steps both). ``weights(J, losses)`` returns
+w(t) and advances the state to w(t + 1); the first call records f_i(0).
+
+Which columns are W: the rows of J are the gradients with respect to all shared parameters; with
+``last_layer_size=m`` the last m columns of J are taken as ∇_W f_i (in ``backward`` list the last
+shared layer's parameters last in ``shared_params``). Default ``None``: all of J (as LibMTL).
+
+Hyperparameters: α = 1.5 (paper, NYUv2; 0.12 on the paper's regression toy; LibMTL 1.5); lr for w
+(the paper steps w with the network's optimiser and learning rate; here a plain gradient step,
+``optimizer="sgd"``, or Adam, ``optimizer="adam"``), default lr = 0.025. ``lr`` may be changed
+between steps (a schedule); L_grad is an L1 loss, so constant steps make w oscillate around the
+balance point with an amplitude ∝ lr (the toy test uses lr_t = 4e-3/(t + 1)).
+
+Degenerate inputs: all-zero J gives ∂L_grad/∂w = 0 (w unchanged) and d = 0; if every loss is 0,
+r_i = 1. Initial losses f_i(0) must be positive (L̃_i = f_i/f_i(0)), otherwise ValueError.
+
+    >>> gradnorm = GradNorm(alpha=1.5, lr=0.025, last_layer_size=last.weight.numel() + last.bias.numel())
+    >>> for batch in data:
+    ...     optimizer.zero_grad()
+    ...     gradnorm.backward(model.losses(batch), encoder_params + list(last.parameters()), head_params)
+    ...     optimizer.step()
+
+Deviations:
+  D1. The w step is a plain gradient step (or Adam) on ∇_w L_grad with its own ``lr``; the paper uses
+      the network's optimiser. Weights driven below 0 by a large step are clipped at 0 before the
+      renormalisation (the paper does not say; all weights 0 resets w to 𝟙).
+  D2. LibMTL parametrises w = K·softmax(ŵ) (so Σw = K without renormalisation), measures G_i on all
+      shared parameters rather than the last shared layer, and uses equal weights during the first
+      epoch with f_i(0) the first epoch's mean loss; here w is the paper's direct parametrisation,
+      f_i(0) is the first loss seen, and W defaults to all of J unless ``last_layer_size`` is set.
+  D3. The network gradient uses w(t), not w(t + 1) (Algorithm 1's order); LibMTL likewise.
+  D4. Heads receive Σ_i w_i(t) ∇f_i (the paper back-propagates L = Σ_i w_i f_i through the whole
+      network); LibMTL gives them the unweighted task gradients.
+  D5. ∂L_grad/∂w_i is computed in closed form (the subgradient sign(0) = 0 at a kink, as autograd's
+      abs); no autograd graph through J.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import Weighting, _accumulate, _as_loss_list, jacobian, write_flat_grad
+
+
+class GradNorm(Weighting):
+    name = "gradnorm"
+    needs_losses = True
+    stateful = True
+
+    def __init__(
+        self,
+        alpha: float = 1.5,
+        lr: float = 0.025,
+        last_layer_size: int | None = None,
+        optimizer: str = "sgd",
+    ) -> None:
+        if lr <= 0.0:
+            raise ValueError(f"gradnorm: lr must be > 0, got {lr}")
+        if last_layer_size is not None and last_layer_size < 1:
+            raise ValueError(f"gradnorm: last_layer_size must be a positive number of columns, got {last_layer_size}")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"gradnorm: optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        self.alpha = float(alpha)
+        self.lr = float(lr)
+        self.last_layer_size = last_layer_size
+        self.optimizer = optimizer
+        self.reset()
+
+    def reset(self) -> None:
+        self.w: Tensor | None = None  # task weights, (K,), float64 CPU
+        self.initial_losses: Tensor | None = None  # f_i(0), (K,)
+        self._opt: torch.optim.Optimizer | None = None
+        self.last_gradient_norms: Tensor | None = None  # G_i at the last step, (K,)
+
+    def loss_grad_gradient(self, a: Tensor, w: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """(∇_w L_grad, G) for norms a_i = ||∇_W f_i||, weights w and inverse training rates r (all (K,))."""
+        G = w * a  # G_i = w_i ||∇_W f_i||, (K,)
+        target = G.mean() * r**self.alpha  # [Ḡ r_i^α]_const, (K,)
+        return torch.sign(G - target) * a, G  # ∂L_grad/∂w_i = sign(G_i − target_i) ||∇_W f_i||
+
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        assert losses is not None
+        K = J.shape[0]
+        f = losses.detach().to("cpu", torch.float64)  # (K,)
+        if self.w is None:
+            if not bool((f > 0).all()):
+                raise ValueError(f"gradnorm: the initial losses f_i(0) must be positive, got {f.tolist()}")
+            self.initial_losses = f.clone()
+            self.w = torch.ones(K, dtype=torch.float64, requires_grad=self.optimizer == "adam")  # w_i(0) = 1
+            if self.optimizer == "adam":
+                self._opt = torch.optim.Adam([self.w], lr=self.lr)
+        elif self.w.numel() != K:
+            raise ValueError(f"gradnorm: the number of tasks changed from {self.w.numel()} to {K}; call reset() first")
+        m = self.last_layer_size
+        if m is not None and m > J.shape[1]:
+            raise ValueError(f"gradnorm: last_layer_size={m} exceeds the {J.shape[1]} columns of the Jacobian")
+        W_cols = J if m is None else J[:, J.shape[1] - m :]  # ∇_W f_i, (K, m)
+        a = torch.linalg.vector_norm(W_cols, dim=1).to("cpu", torch.float64)  # ||∇_W f_i||, (K,)
+        L_tilde = f / self.initial_losses  # L̃_i = f_i(t)/f_i(0), (K,)
+        mean = L_tilde.mean()
+        r = L_tilde / mean if mean > 0 else torch.ones_like(L_tilde)  # r_i = L̃_i / mean_j L̃_j
+        w_t = self.w.detach().clone()  # w(t), used for this step's direction
+        grad, G = self.loss_grad_gradient(a, w_t, r)
+        self.last_gradient_norms = G
+        with torch.no_grad():
+            if self._opt is not None:
+                for group in self._opt.param_groups:
+                    group["lr"] = self.lr  # follows a schedule set through ``self.lr``
+                self.w.grad = grad
+                self._opt.step()  # Adam step on ∇_w L_grad
+            else:
+                self.w.sub_(self.lr * grad)  # w ← w − lr ∇_w L_grad
+            self.w.clamp_(min=0.0)  # D1
+            total = self.w.sum()
+            if total > 0:
+                self.w.mul_(K / total)  # renormalise Σ_i w_i = K
+            else:
+                self.w.fill_(1.0)
+        return w_t.to(J)
+
+    def backward(
+        self,
+        losses: Sequence[Tensor] | Tensor,
+        shared_params: Iterable[Tensor],
+        task_params: Iterable[Tensor] = (),
+        representation: Tensor | None = None,
+    ) -> Tensor:
+        """Write d = Σ_i w_i(t) g_i into the shared ``.grad`` and Σ_i w_i(t) ∇f_i into the heads (the paper's L = Σ w_i f_i).
+
+        With ``representation=Z`` the base class's mode is used instead: w from ∂f_i/∂Z (Z plays the
+        role of W), Σ w_i f_i back-propagated once, heads with their plain gradients.
+        """
+        if representation is not None:
+            return super().backward(losses, shared_params, task_params, representation)
+        losses = _as_loss_list(losses)
+        shared_params, task_params = list(shared_params), list(task_params)
+        n = sum(p.numel() for p in shared_params)
+        J_all, _ = jacobian(losses, shared_params + task_params)  # rows ∇f_i over every parameter, (K, n + n_task)
+        values = torch.stack([f.detach().reshape(()) for f in losses])  # (K,)
+        w = self.weights(J_all[:, :n], values)  # w(t), (K,)
+        d_all = w @ J_all  # ∇(Σ_i w_i f_i), (n + n_task,)
+        write_flat_grad(shared_params, d_all[:n])
+        offset = n
+        for p in task_params:
+            _accumulate(p, d_all[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return d_all[:n]

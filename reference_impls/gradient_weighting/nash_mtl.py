@@ -1,0 +1,77 @@
+"""Nash-MTL: the Nash bargaining solution of the tasks, (M α)_i = 1/α_i, solved exactly.
+
+Paper: A. Navon, A. Shamsian, I. Achituve, H. Maron, K. Kawaguchi, G. Chechik and E. Fetaya,
+"Multi-Task Learning as a Bargaining Game", ICML 2022, arXiv 2202.01017. Official code:
+github.com/AvivNavon/nash-mtl (``methods/weight_methods.py`` class NashMTL; identical in LibMTL
+``weighting/Nash_MTL.py``).
+
+Implemented (the paper's Algorithm 1 with its bargaining-solution characterisation): with
+G ∈ R^{K×n} the task gradients and M = G Gᵀ, the Nash bargaining solution over the ball of
+directions is d = Gᵀα (up to scale) with α ∈ R^K_{>0} solving
+
+    (M α)_i = 1/α_i  for all i   (GᵀG α = 1/α in the paper's notation, G with columns g_i),        d = Σ_i α_i g_i,
+
+hence ⟨g_i, d⟩ = 1/α_i > 0 (every task decreases to first order), ||d||² = αᵀMα = K, and the
+solution is invariant to the loss scales: g_i → c_i g_i gives α_i → α_i/c_i and the same d.
+The equation is FairGrad's with α_fair = 1, so the solver is
+:func:`reference_impls.gradient_weighting.fairgrad.solve_fair_weights` (damped Newton on the
+strictly convex ½αᵀMα − Σ log α_i, relative residual 1e-12, warm-started from the previous
+step's solution, which the official code also does).
+
+Hyperparameters (official defaults): max_norm = 1.0 (after back-propagating Σ α_i f_i the official
+code clips the shared gradient's norm to 1.0; since ||d|| = √K > 1 at the exact solution, the clip
+is active whenever K ≥ 2 and the official update is d/√K); max_norm=None gives the paper's d.
+update_weights_every = 1 and optim_niter = 20 of the official code have no counterpart (D1).
+
+Deviations:
+    D1. Solver: exact Newton solve of (Mα)_i = 1/α_i. The official code runs at most 20 steps of a
+        sequential convex approximation (cvxpy/ECOS on M/||M||_F with the concave part
+        linearised), stopping on ||(M/||M||_F)α − 1/α|| < 1e-3 (a test on the normalised matrix,
+        not the equation it solves) or on a change of α below 1e-6, so its α is approximate.
+    D2. Clipping (max_norm, default 1.0 as in the official code) breaks the scale invariance of
+        the weights; with max_norm=None the method is exactly loss-scale invariant.
+    D3. Degenerate inputs: when 0 ∈ conv{g_i} (zero gradient, opposite or opposing collinear
+        gradients, a Pareto-stationary point) no α > 0 solves the equations; we solve them for the
+        regularised Gramian M + εI, ε = 1e-8·max_i M_ii, whose d tends as ε → 0 to the limit where
+        deadlocked tasks get no first-order change (a zero row leaves the other tasks' d unchanged,
+        opposite gradients give d = 0). The official solver returns an arbitrary point there.
+        All-zero J gives α = 0 and d = 0. K = 1: α = 1/||g||, d = g/||g||.
+    D4. Task-specific parameters: the official code back-propagates Σ α_i f_i, so each head gets
+        α_i ∇f_i; ``backward`` here gives heads their raw task gradient (the project convention).
+
+Usage:
+    >>> nash = NashMTL(max_norm=None)
+    >>> d = nash(J)                        # J: (K, n) -> d: (n,)
+    >>> alpha = nash.weights(J)            # α: (K,)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import GramianWeighting
+from reference_impls.gradient_weighting.fairgrad import clip_weights, solve_fair_weights
+
+
+class NashMTL(GramianWeighting):
+    """d = Gᵀα with (Mα)_i = 1/α_i (Nash bargaining), optionally clipped to ||d|| ≤ max_norm."""
+
+    name: ClassVar[str] = "nash-mtl"
+    stateful: ClassVar[bool] = True  # warm start of the solver (the solution itself is unique)
+
+    def __init__(self, max_norm: float | None = 1.0) -> None:
+        if max_norm is not None and not max_norm > 0:
+            raise ValueError(f"max_norm must be > 0 or None, got {max_norm!r}")
+        self.max_norm = max_norm
+        self._alpha_normalised: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._alpha_normalised = None
+
+    def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
+        alpha, self._alpha_normalised = solve_fair_weights(M, 1.0, self._alpha_normalised)  # (Mα)_i = 1/α_i
+        return clip_weights(torch.from_numpy(alpha).to(M), M, self.max_norm)  # d = Gᵀα, ||d|| ≤ max_norm

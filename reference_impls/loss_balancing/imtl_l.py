@@ -1,0 +1,101 @@
+"""IMTL-L — the loss part of Impartial Multi-Task Learning (learned loss scales).
+
+Paper: L. Liu, Y. Li, Z. Kuang, J.-H. Xue, Y. Chen, W. Yang, Q. Liao, W. Zhang, "Towards Impartial
+Multi-task Learning", ICLR 2021 (openreview.net/forum?id=IMPnRXEWpvr). No official code; reference
+re-implementation: LibMTL ``weighting/IMTL.py`` (``loss_scale`` initialised to 0).
+
+What is implemented (the paper's loss balance, IMTL-L): each task loss f_i is replaced by the scaled loss
+
+    L_i = e^{s_i} f_i − s_i,   the combined objective Σ_i L_i,
+
+with one learnable scalar s_i per task (s = 0 at start), trained by gradient descent on the same
+objective as the model. For fixed θ, ∂L_i/∂s_i = e^{s_i} f_i − 1 vanishes exactly at s_i = −log f_i,
+where every scaled loss e^{s_i} f_i equals 1 ("impartial": equal scaled losses), and
+∂²L_i/∂s_i² = e^{s_i} f_i > 0 makes it the unique minimum. The gradient of the objective with
+respect to the model is Σ_i e^{s_i} ∇f_i, which at the stationary s is Σ_i ∇f_i / f_i — unchanged
+when a loss is rescaled f_i → c·f_i.
+
+Interface: a ``torch.nn.Module`` and a :class:`~reference_impls.core.loss_weighting.LossWeighting`:
+``forward(losses)`` / ``objective(losses, step)`` return the scalar Σ_i (e^{s_i} f_i − s_i);
+``weights(losses, step)`` returns e^{s} (the gradient weights); ``scales`` is e^{s}; the parameter s
+is optimised with the model (``parameters()``); ``reset()`` sets s back to 0.
+
+Hyperparameters: ``num_tasks`` (K, default 2). None else (the paper and LibMTL initialise s = 0).
+
+Degenerate inputs: the losses must be positive — for f_i ≤ 0 the objective is unbounded below in
+s_i (e^{s_i} f_i − s_i → −∞), so a non-positive or non-finite loss raises a clear error.
+
+Deviations:
+    D1. Only the loss part: the paper's "hybrid" IMTL (IMTL-L scales on the losses plus IMTL-G
+        weights on the shared gradients, as LibMTL ``IMTL`` does in one step) is the combination of
+        this module with :class:`reference_impls.gradient_weighting.imtl_g.IMTLG`.
+    D2. Non-positive losses raise a ValueError instead of silently diverging.
+
+Usage (``model`` and the task losses ``f1``, ``f2`` are yours)::
+
+    method = IMTLL(num_tasks=2)
+    optimiser = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.1)
+    loss = method(torch.stack([f1, f2]))  # Σ e^{s_i} f_i − s_i
+    loss.backward()
+    optimiser.step()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import NonFiniteError
+from reference_impls.core.loss_weighting import LossWeighting
+
+
+class IMTLL(torch.nn.Module, LossWeighting):
+    """Σ_i e^{s_i} f_i − s_i with learnable log-scales s (one per task, initialised to 0)."""
+
+    name = "imtl-l"
+    stateful = True
+
+    def __init__(self, num_tasks: int = 2) -> None:
+        torch.nn.Module.__init__(self)
+        if int(num_tasks) < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        self.num_tasks = int(num_tasks)
+        self.s = torch.nn.Parameter(torch.zeros(self.num_tasks))  # (K,): log-scales, s = 0 at start
+
+    @property
+    def scales(self) -> Tensor:
+        """e^{s} (K,), detached: the current loss scales."""
+        return self.s.detach().exp()
+
+    def _check(self, losses: Tensor | Sequence[Tensor]) -> Tensor:
+        if not isinstance(losses, Tensor):
+            losses = torch.stack([torch.as_tensor(f) for f in losses])
+        losses = losses.reshape(-1)
+        if losses.numel() != self.num_tasks:
+            raise ValueError(f"IMTL-L was built for {self.num_tasks} tasks but got {losses.numel()} losses")
+        if not torch.isfinite(losses.detach()).all():
+            raise NonFiniteError("the losses contain NaN or infinite values")
+        if bool((losses.detach() <= 0).any()):
+            raise ValueError("IMTL-L needs positive losses: for f_i <= 0, e^{s_i} f_i - s_i is unbounded below in s_i")
+        return losses
+
+    def forward(self, losses: Tensor | Sequence[Tensor]) -> Tensor:
+        f = self._check(losses)  # (K,)
+        s = self.s.to(f)  # (K,)
+        return (torch.exp(s) * f - s).sum()  # Σ_i e^{s_i} f_i − s_i
+
+    def objective(self, losses: Tensor, step: int = 0) -> Tensor:
+        return self.forward(losses)
+
+    def weights(self, losses: Tensor, step: int = 0) -> Tensor:
+        self._check(losses)
+        return self.scales.to(losses)  # ∂/∂f_i of the objective: e^{s_i}
+
+    def parameters(self, recurse: bool = True) -> list[Tensor]:  # type: ignore[override]
+        return [self.s]
+
+    def reset(self) -> None:
+        with torch.no_grad():
+            self.s.zero_()

@@ -1,0 +1,133 @@
+"""Plots of toy runs (matplotlib, Agg backend): decision space for 2-D problems, objective space always.
+
+* n = 2 (cagrad-toy, biquad with n = 2): left panel, the contours of f_1 + ... + f_K over the
+  decision space with the Pareto set (curve or segment) and the trajectories (start ○, end ×);
+  right panel, the objective space.
+* otherwise: the objective space only: the analytic front (a curve for K = 2, a point cloud for
+  K = 3) and the loss trajectories of every starting point.
+
+The PNG is written atomically (temporary file in the same folder, then a rename).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _decision_window(problem: Any, X: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    if problem.id == "cagrad-toy":
+        from reference_impls.problems.cagrad_toy import PLOT_RANGE
+
+        return PLOT_RANGE, PLOT_RANGE
+    pts = X.reshape(-1, 2)
+    if problem.has_pareto_set:
+        pts = np.concatenate([pts, problem.pareto_set(50).cpu().numpy()])
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.1 * np.maximum(hi - lo, 1e-3)
+    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+
+
+def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
+    """Draw ``result`` (a :class:`~reference_impls.runner.RunResult`) of ``problem`` into the PNG ``path``."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'modl[plot]'") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    F = result.f.detach().cpu().numpy()  # (T, B, K)
+    K = F.shape[2]
+    X = result.x.detach().cpu().numpy() if result.x is not None else None  # (T, B, n)
+    decision = X is not None and X.shape[2] == 2
+    colors = plt.get_cmap("tab10")
+    fig = plt.figure(figsize=(11 if decision else 5.5, 5), dpi=100)
+
+    if decision:
+        ax = fig.add_subplot(1, 2, 1)
+        (x0, x1), (y0, y1) = _decision_window(problem, X)
+        gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+        grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=problem.dtype, device=problem.device)
+        with torch.no_grad():
+            total = problem.losses(grid).sum(1).cpu().numpy().reshape(gx.shape)  # f_1 + ... + f_K
+        cs = ax.contour(gx, gy, total, levels=25, cmap="viridis", linewidths=0.8)
+        fig.colorbar(cs, ax=ax, shrink=0.8, label="sum of the losses")
+        if problem.has_pareto_set:
+            ps = problem.pareto_set(400).cpu().numpy()
+            ax.plot(ps[:, 0], ps[:, 1], color="0.5", linewidth=5, alpha=0.6, zorder=1, label="Pareto set")
+        for b in range(X.shape[1]):
+            ax.plot(X[:, b, 0], X[:, b, 1], color=colors(b % 10), linewidth=1.5, zorder=3)
+            ax.plot(X[0, b, 0], X[0, b, 1], "o", color=colors(b % 10), zorder=4)
+            ax.plot(X[-1, b, 0], X[-1, b, 1], "x", color="k", markersize=8, zorder=5)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_title(f"{result.method} on {result.problem}: decision space")
+        if problem.has_pareto_set:
+            ax.legend(loc="lower right", fontsize=8)
+
+    if K == 3:
+        ax = fig.add_subplot(1, 2 if decision else 1, 2 if decision else 1, projection="3d")
+    else:
+        ax = fig.add_subplot(1, 2 if decision else 1, 2 if decision else 1)
+    if problem.has_pareto_front and K in (2, 3):
+        front = problem.pareto_front(2000 if K == 3 else 500).cpu().numpy()
+        if K == 2:
+            ax.plot(front[:, 0], front[:, 1], color="0.5", linewidth=3, alpha=0.7, label="Pareto front")
+        else:
+            ax.scatter(front[:, 0], front[:, 1], front[:, 2], s=1, color="0.6", alpha=0.4, label="Pareto front")
+    for b in range(F.shape[1]):
+        c = colors(b % 10)
+        if K == 3:
+            ax.plot(F[:, b, 0], F[:, b, 1], F[:, b, 2], color=c, linewidth=1.5)
+            ax.scatter(F[-1:, b, 0], F[-1:, b, 1], F[-1:, b, 2], color="k", marker="x", s=40)
+        else:
+            ax.plot(F[:, b, 0], F[:, b, 1], color=c, linewidth=1.5)
+            ax.plot(F[0, b, 0], F[0, b, 1], "o", color=c)
+            ax.plot(F[-1, b, 0], F[-1, b, 1], "x", color="k", markersize=8)
+    ax.set_xlabel("$f_1$")
+    ax.set_ylabel("$f_2$")
+    if K == 3:
+        ax.set_zlabel("$f_3$")
+    ax.set_title(f"{result.method} on {result.problem}: objective space")
+    if problem.has_pareto_front and K in (2, 3):
+        ax.legend(loc="upper right", fontsize=8)
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    try:
+        _atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
+__all__ = ["plot_result"]

@@ -1,0 +1,456 @@
+"""Run a method on a toy problem from every standard starting point, and the ``modl run`` command.
+
+    >>> from reference_impls.runner import run
+    >>> result = run("mgda", "biquad", steps=200, lr=0.05, seed=0)
+    >>> result.f_final          # (B, K) final losses, one row per starting point
+    >>> result.ps_measure       # (B,) Pareto-stationarity measure at the final points
+    >>> print(result.table())
+
+How each kind of method is driven (decided from the object's class):
+
+* single-solution aggregators (:class:`~reference_impls.core.aggregator.Aggregator` and any
+  callable ``d = method(J)``): one independent method instance per starting point (a fresh
+  ``reference_impls.create(name, **hp)`` or a deep copy of the given object), d_b = method_b(J_b, F_b).
+* loss weightings (:class:`~reference_impls.core.loss_weighting.LossWeighting`): d_b = J_bᵀ w_b with
+  w_b = method_b.weights(F_b, t); the method's own parameters (if any) get their own optimiser of the
+  same kind; bi-level methods are not supported on point problems (no validation split).
+* set methods (:class:`~reference_impls.core.sets.SetMethod`): the B starting points form one set,
+  D = method.step(X, F, J, preferences).
+* ``mtl-regression`` (a network): one model initialised from ``seed``, trained with
+  ``method.backward(losses, shared_parameters, task_parameters)`` (aggregators) or Σ w_i f_i (loss weightings).
+
+Every step is x ← Π_box(x − η d) through a torch optimiser ("adam" or "sgd"; Adam is per-entry, so one
+Adam over the (B, n) batch equals B independent ones). Runs are seeded: ``torch.manual_seed(seed)``
+inside a forked RNG, so stochastic methods (RLW, GradDrop, ...) are reproducible.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from reference_impls import metrics
+from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.sets import ParetoModel, SetMethod
+from reference_impls.problems import Problem, get_problem
+from reference_impls.problems.mtl_regression import MTLRegression
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class RunResult:
+    """Trajectories and final metrics of one run (B starting points, T steps)."""
+
+    method: str
+    problem: str
+    optimizer: str
+    steps: int
+    lr: float
+    seed: int
+    x: Tensor | None  # (T'+1, B, n) iterates (every ``record_every`` steps and the last); None for networks
+    f: Tensor  # (T'+1, B, K) losses at those iterates
+    x_final: Tensor | None  # (B, n)
+    f_final: Tensor  # (B, K)
+    ps_measure: Tensor  # (B,) Pareto-stationarity measure at the final points (projected for box problems)
+    distance: Tensor | None = None  # (B,) distance to the Pareto set where known
+    hv: float | None = None  # hypervolume of the final points at problem.hv_reference (K ≤ 3)
+    igd: float | None = None  # IGD of the final points to the analytic front (set methods)
+    ps_measure_normalized: Tensor | None = None  # (B,) the scale-free PS-measure (gradients g_i/||g_i||), unbounded problems
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """A plain-text table of the final losses and metrics per starting point."""
+        B, K = self.f_final.shape
+        head = ["start"] + [f"f_{k + 1}" for k in range(K)] + ["PS-measure"] + (["dist to PS"] if self.distance is not None else [])
+        rows = []
+        for b in range(B):
+            row = [str(b)] + [f"{float(v):.6g}" for v in self.f_final[b]] + [f"{float(self.ps_measure[b]):.3e}"]
+            if self.distance is not None:
+                row.append(f"{float(self.distance[b]):.3e}")
+            rows.append(row)
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        lines = [
+            f"{self.method} on {self.problem}: {self.steps} steps, {self.optimizer} lr={self.lr:g}, seed={self.seed}",
+            "  ".join(h.rjust(w) for h, w in zip(head, widths)),
+        ]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+        if self.hv is not None:
+            lines.append(f"hypervolume of the final points: {self.hv:.6g} (reference {self.extra.get('hv_reference')})")
+        if self.igd is not None:
+            lines.append(f"IGD of the final points: {self.igd:.6g}")
+        return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Resolving methods and problems
+# ----------------------------------------------------------------------------------------------
+
+
+def _method_factory(method: Any, params: dict[str, Any]) -> tuple[str, Callable[[], Any]]:
+    """(display name, zero-argument factory giving a fresh, independent method instance)."""
+    if isinstance(method, str):
+        from reference_impls.registry import REGISTRY, create, names
+
+        if method not in REGISTRY:
+            known = ", ".join(names()) or "none registered yet"
+            raise ValueError(f"unknown method {method!r}; known: {known}")
+        try:
+            create(method, **params)  # fail early, once, on bad hyperparameters
+        except TypeError as error:
+            raise ValueError(f"method {method!r}: bad hyperparameter(s) {sorted(params)}: {error}") from None
+        return method, lambda: create(method, **params)
+    if isinstance(method, type):
+        return method.__name__, lambda: method(**params)
+    if params:
+        raise ValueError("hyperparameters can only be given with a method name or class, not an instance")
+    name = getattr(method, "name", "") or type(method).__name__
+    return name, lambda: copy.deepcopy(method)
+
+
+def _create_method(factory: Callable[[], Any], name: str, params: dict[str, Any]) -> Any:
+    try:
+        return factory()
+    except TypeError as error:
+        raise ValueError(f"method {name!r}: bad hyperparameter(s) {sorted(params)}: {error}") from None
+
+
+class SGD:
+    """Plain gradient descent p ← p − η·grad (torch.optim.SGD with its defaults)."""
+
+    def __init__(self, params: Sequence[Tensor], lr: float) -> None:
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-self.lr)
+
+
+class Adam(SGD):
+    """Adam with torch.optim.Adam's defaults (β = (0.9, 0.999), ε = 1e-8, bias correction, no weight decay).
+
+    Written out here because constructing a torch.optim optimiser imports torch._dynamo (seconds of
+    start-up); the tests check it matches torch.optim.Adam step for step.
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(params, lr)
+        self.betas, self.eps, self.t = betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad
+            m.mul_(b1).add_(g, alpha=1 - b1)  # m ← β1 m + (1 − β1) g
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)  # v ← β2 v + (1 − β2) g²
+            denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)  # √v̂ + ε
+            p.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t))  # p ← p − η m̂ / (√v̂ + ε)
+
+
+def _optimizer(kind: str, params: Sequence[Tensor], lr: float) -> SGD:
+    if kind == "adam":
+        return Adam(params, lr=lr)
+    if kind == "sgd":
+        return SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {kind!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The runner
+# ----------------------------------------------------------------------------------------------
+
+
+def run(
+    method: Any,
+    problem: Any,
+    steps: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    optimizer: str | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    problem_params: dict[str, Any] | None = None,
+    record_every: int = 1,
+    threads: int | None = 1,
+    representation: bool = False,
+) -> RunResult:
+    """Optimise ``problem`` with ``method`` from the problem's standard starting points.
+
+    Args:
+        method: a registry id (built with ``params``), a method class (built with ``params``) or an
+            instance (deep-copied per starting point, so the given object is never modified).
+        problem: a problem id (built with ``problem_params``) or a problem object.
+        steps, lr, optimizer: default to the problem's ``default_steps``, ``default_lr``,
+            ``default_optimizer``.
+        seed: seeds the starting points (where random) and the methods' randomness.
+        record_every: keep every ``record_every``-th iterate in the trajectory (and the last).
+        representation: ``mtl-regression`` only: weightings compute w from ∂f_i/∂Z, Z the shared
+            representation (the "-UB" mode of ``Aggregator.backward``).
+        threads: torch intra-op threads during the run (restored afterwards); toy tensors are tiny,
+            and several threads only contend (measured 25× slower on a busy 2-core machine). None
+            keeps the current setting.
+    """
+    params = dict(params or {})
+    if isinstance(problem, str):
+        problem = get_problem(problem, **(problem_params or {}))
+    elif problem_params:
+        raise ValueError("problem knobs can only be given with a problem id")
+    steps = int(problem.default_steps if steps is None else steps)
+    lr = float(problem.default_lr if lr is None else lr)
+    optimizer = problem.default_optimizer if optimizer is None else optimizer
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    if representation and not isinstance(problem, MTLRegression):
+        raise ValueError("representation (-UB) mode needs a network problem (mtl-regression)")
+    name, factory = _method_factory(method, params)
+    with torch.random.fork_rng(devices=[]), _threads(threads):
+        torch.manual_seed(int(seed))
+        probe = _create_method(factory, name, params)
+        if isinstance(probe, ParetoModel):
+            raise ValueError(f"{name} is a Pareto-set model: it is trained with its own loop, not by `modl run`")
+        settings = dict(method=name, steps=steps, lr=lr, seed=int(seed), optimizer=optimizer, record_every=record_every)
+        if isinstance(problem, MTLRegression):
+            return _run_model(probe, problem, representation=representation, **settings)
+        if not isinstance(problem, Problem):
+            raise ValueError(f"not a toy problem: {problem!r}")
+        if isinstance(probe, SetMethod):
+            return _run_set(probe, problem, **settings)
+        if isinstance(probe, LossWeighting):
+            if probe.bilevel:
+                raise ValueError(f"{name} is a bi-level method: it needs train/validation losses, not a point problem")
+            methods = [probe] + [factory() for _ in range(problem.initial_points(seed).shape[0] - 1)]
+            return _run_points(methods, problem, loss_weighting=True, **settings)
+        if not callable(probe):
+            raise ValueError(f"{name} is not a method: expected an aggregator, a loss weighting or a set method")
+        methods = [probe] + [factory() for _ in range(problem.initial_points(seed).shape[0] - 1)]
+        return _run_points(methods, problem, loss_weighting=False, **settings)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop_points(
+    problem: Problem, x0: Tensor, steps: int, lr: float, optimizer: str, record_every: int, direction: Callable[[int, Tensor, Tensor, Tensor], Tensor]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The shared descent loop: x ← Π(x − η·direction(t, x, F, J)). Returns x and F trajectories and the final F, J."""
+    x = problem.project(x0.clone()).requires_grad_(True)  # (B, n)
+    opt = _optimizer(optimizer, [x], lr)
+    xs, fs = [], []
+    for t in range(steps + 1):
+        F, J = problem.losses_and_jacobian(x.detach())  # (B, K), (B, K, n)
+        if t % record_every == 0 or t == steps:
+            xs.append(x.detach().clone())
+            fs.append(F)
+        if t == steps:
+            return torch.stack(xs), torch.stack(fs), F, J
+        D = direction(t, x.detach(), F, J)  # (B, n)
+        if not torch.isfinite(D).all():
+            raise ValueError(f"the method returned a non-finite direction at step {t}")
+        opt.zero_grad(set_to_none=True)
+        x.grad = D.to(x)
+        opt.step()
+        with torch.no_grad():
+            x.copy_(problem.project(x))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_points(methods: list[Any], problem: Problem, *, loss_weighting: bool, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int) -> RunResult:
+    x0 = problem.initial_points(seed)  # (B, n)
+    method_opts = []
+    if loss_weighting:
+        for m in methods:
+            p = list(m.parameters())
+            method_opts.append(_optimizer(optimizer, p, lr) if p else None)
+
+    def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
+        D = []
+        for b, m in enumerate(methods):
+            if loss_weighting:
+                w = m.weights(F[b], t)  # (K,)
+                D.append(w.detach().to(J) @ J[b])  # d = Jᵀ w, (n,)
+                if method_opts[b] is not None:
+                    method_opts[b].zero_grad(set_to_none=True)
+                    m.objective(F[b], t).backward()  # gradient w.r.t. the method's own parameters
+                    method_opts[b].step()
+                m.observe(F[b], t)
+            elif getattr(m, "needs_losses", False):
+                D.append(m(J[b], F[b]))
+            else:
+                D.append(m(J[b]))
+        return torch.stack(D)  # (B, n)
+
+    xs, fs, F, J = _loop_points(problem, x0, steps, lr, optimizer, record_every, direction)
+    return _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=False)
+
+
+def _run_set(m: SetMethod, problem: Problem, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int) -> RunResult:
+    x0 = problem.initial_points(seed)  # (P, n)
+    prefs = m.default_preferences(x0.shape[0], problem.K).to(x0) if m.needs_preferences else None
+
+    def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
+        return m.step(x, F, J, prefs)  # (P, n)
+
+    xs, fs, F, J = _loop_points(problem, x0, steps, lr, optimizer, record_every, direction)
+    result = _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=True)
+    if prefs is not None:
+        result.extra["preferences"] = prefs
+    return result
+
+
+def _finish(problem: Problem, method: str, optimizer: str, steps: int, lr: float, seed: int, xs: Tensor, fs: Tensor, F: Tensor, J: Tensor, *, set_method: bool) -> RunResult:
+    x = xs[-1]
+    ps_normalized = None
+    if problem.bounds is not None:
+        ps = metrics.projected_pareto_stationarity(J, x, *problem.bounds)
+    else:
+        ps = metrics.pareto_stationarity(J)
+        ps_normalized = metrics.pareto_stationarity(J, normalize=True)
+    distance = problem.distance_to_pareto_set(x) if problem.has_pareto_set else None
+    hv = None
+    if problem.K <= 3 and problem.hv_reference is not None:
+        hv = metrics.hypervolume(F, problem.hv_reference)
+    igd = metrics.igd(F, problem.pareto_front(1000)) if set_method and problem.has_pareto_front else None
+    return RunResult(
+        method=method, problem=problem.id, optimizer=optimizer, steps=steps, lr=lr, seed=seed,
+        x=xs, f=fs, x_final=x, f_final=F, ps_measure=ps, distance=distance, hv=hv, igd=igd,
+        ps_measure_normalized=ps_normalized, extra={"hv_reference": problem.hv_reference},
+    )  # fmt: skip
+
+
+def _run_model(
+    m: Any, problem: MTLRegression, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, representation: bool
+) -> RunResult:
+    from reference_impls.core.aggregator import jacobian, write_flat_grad
+
+    if isinstance(m, SetMethod):
+        raise ValueError(f"{method} is a set method: mtl-regression trains a single network")
+    if isinstance(m, LossWeighting) and m.bilevel:
+        raise ValueError(f"{method} is a bi-level method: it needs a validation split, which mtl-regression does not define")
+    model = problem.reset(seed)
+    shared, task = problem.shared_parameters(), problem.task_parameters()
+    extra_params = list(m.parameters()) if isinstance(m, LossWeighting) else []
+    opt = _optimizer(optimizer, list(model.parameters()) + extra_params, lr)
+    batches = problem.batches(seed)
+    fs = []
+    for t in range(steps + 1):
+        if t % record_every == 0 or t == steps:
+            with torch.no_grad():
+                fs.append(problem.losses().detach()[None])  # full-data losses, (1, K)
+        if t == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        f, Z = problem.losses(next(batches), return_representation=True)  # (K,), (b, hidden)
+        if representation:
+            if not hasattr(m, "backward"):
+                raise ValueError(f"{method} has no backward(): the representation (-UB) mode needs a weighting")
+            m.backward(f, shared, task, representation=Z)
+        elif isinstance(m, LossWeighting):
+            m.objective(f, t).backward()
+            m.observe(f.detach(), t)
+        elif hasattr(m, "backward"):
+            m.backward(f, shared, task)
+        elif callable(m):  # a bare callable d = m(J): shared parameters get d, heads their task gradients
+            J, head_grads = jacobian(list(f.unbind()), shared, task)
+            write_flat_grad(shared, m(J))
+            for p, g in zip(task, head_grads):
+                p.grad = g.detach().clone()
+        else:
+            raise ValueError(f"{method} is not a method usable on mtl-regression")
+        opt.step()
+    F = torch.stack(fs)  # (T'+1, 1, K)
+    ps = metrics.pareto_stationarity(problem.jacobian())[None]  # (1,)
+    return RunResult(
+        method=method, problem=problem.id, optimizer=optimizer, steps=steps, lr=lr, seed=seed,
+        x=None, f=F, x_final=None, f_final=F[-1], ps_measure=ps, extra={"hv_reference": None},
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# `modl run`
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_params(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Split ``key=value`` strings into (method hyperparameters, problem knobs, runner options).
+
+    Values are Python literals when they parse (``0.5``, ``(1, 10)``, ``True``), strings otherwise.
+    Keys ``problem.<knob>`` go to the problem (e.g. ``problem.scale=0.1``), ``run.<option>`` to the
+    runner (``run.optimizer=sgd``, ``run.record_every=10``, ``run.representation=True``), all others
+    to the method.
+    """
+    method, problem, runner = {}, {}, {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"bad parameter {item!r}: expected KEY=VALUE")
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        if key.startswith("problem."):
+            problem[key[len("problem.") :]] = value
+        elif key.startswith("run."):
+            option = key[len("run.") :]
+            if option not in ("optimizer", "record_every", "representation"):
+                raise ValueError(f"unknown runner option {option!r}; known: optimizer, record_every, representation")
+            runner[option] = value
+        else:
+            method[key] = value
+    return method, problem, runner
+
+
+def run_from_cli(args: Any) -> int:
+    """``modl run METHOD --problem P [--steps N --lr LR --seed S --plot FILE -p key=value ...]``."""
+    method_params, problem_params, runner_options = parse_params(getattr(args, "param", []) or [])
+    problem = get_problem(args.problem, **problem_params)
+    result = run(
+        args.method, problem, steps=args.steps, lr=args.lr, seed=args.seed,
+        params=method_params, **runner_options,
+    )  # fmt: skip
+    print(result.table(), end="")
+    if getattr(args, "plot", None):
+        from reference_impls.plotting import plot_result
+
+        plot_result(result, problem, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["Adam", "RunResult", "SGD", "parse_params", "run", "run_from_cli"]

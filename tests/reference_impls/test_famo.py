@@ -1,0 +1,200 @@
+"""FAMO (Liu et al., NeurIPS 2023): one backward pass, softmax-logit updates from log-loss decreases."""
+
+import pytest
+import torch
+
+from reference_impls.core.aggregator import NonFiniteError, jacobian
+from reference_impls.gradient_weighting.famo import FAMO
+from tests.reference_impls.asserts import degenerate_jacobians, random_jacobians
+from tests.reference_impls.golden import j_base
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention (100x slower on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_golden_j_base():
+    # first step: z = (½, ½), c ∝ z_i/f_i = (½, ¼) → c = (2/3, 1/3), d = (2/3) g_1 + (1/3) g_2 = (−2/3, 1, 1)
+    J, losses = j_base(), torch.tensor([1.0, 2.0], dtype=torch.float64)
+    method = FAMO()
+    torch.testing.assert_close(method.weights(J, losses), torch.tensor([2 / 3, 1 / 3], dtype=torch.float64))
+    torch.testing.assert_close(FAMO()(J, losses), torch.tensor([-2 / 3, 1.0, 1.0], dtype=torch.float64))
+    # then δ = log(f) − log(f') for f' = (0.5, 1.9): task 1 decreased more, so it loses weight
+    delta = method.update(torch.tensor([0.5, 1.9], dtype=torch.float64))
+    torch.testing.assert_close(delta, torch.log(torch.tensor([1.0, 2.0], dtype=torch.float64) / torch.tensor([0.5, 1.9], dtype=torch.float64)), atol=1e-8, rtol=0)
+    z = method.z()
+    assert float(z[0]) < 0.5 < float(z[1])
+    torch.testing.assert_close(z, torch.softmax(torch.tensor([-0.025, 0.025], dtype=torch.float64), 0), atol=1e-9, rtol=0)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    encoder = torch.nn.Linear(4, 3).double()
+    heads = torch.nn.ModuleList([torch.nn.Linear(3, 1).double() for _ in range(3)])
+    x = torch.randn(16, 4, dtype=torch.float64)
+    y = torch.randn(16, 3, dtype=torch.float64) * torch.tensor([1.0, 10.0, 0.1], dtype=torch.float64)
+
+    def losses():
+        z = torch.tanh(encoder(x))
+        return [((h(z)[:, 0] - y[:, i]) ** 2).mean() for i, h in enumerate(heads)]
+
+    return list(encoder.parameters()), list(heads.parameters()), losses
+
+
+def test_backward_is_one_pass_and_equals_the_weighted_jacobian(monkeypatch):
+    shared, task, losses = _model()
+    method, reference = FAMO(gamma=1e-3), FAMO(gamma=1e-3)
+    opt = torch.optim.SGD(shared + task, lr=0.02)
+    for _ in range(4):
+        f = losses()
+        J, _ = jacobian(f, shared + task)  # (K, n_shared + n_task), explicit per-task gradients
+        values = torch.stack([v.detach() for v in f])
+        c = reference.weights(J, values)
+        expected = c @ J  # Σ_i c_i ∇f_i over every parameter
+
+        calls = {"n": 0}
+        real_grad, real_backward = torch.autograd.grad, torch.autograd.backward
+
+        def counting_grad(*args, **kwargs):
+            calls["n"] += 1
+            return real_grad(*args, **kwargs)
+
+        def counting_backward(*args, **kwargs):
+            calls["n"] += 1
+            return real_backward(*args, **kwargs)
+
+        monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+        monkeypatch.setattr(torch.autograd, "backward", counting_backward)
+        opt.zero_grad(set_to_none=True)
+        f = losses()
+        d = method.backward(f, shared, task)
+        monkeypatch.undo()
+        assert calls["n"] == 1, f"{calls['n']} autograd calls in one FAMO step"
+
+        flat = torch.cat([p.grad.reshape(-1) for p in shared + task])
+        torch.testing.assert_close(flat, expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(d, expected[: d.numel()], rtol=1e-10, atol=1e-12)
+        opt.step()
+        with torch.no_grad():
+            new = torch.stack(losses())
+        torch.testing.assert_close(method.update(new), reference.update(new), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(method.z(), reference.z())
+    assert float(method.z().max() - method.z().min()) > 1e-3  # the weights did move
+
+
+def test_logit_gradient_is_the_softmax_jacobian_and_vanishes_iff_decreases_are_equal():
+    gen = torch.Generator().manual_seed(0)
+    for K in (1, 2, 3, 7):
+        method = FAMO(gamma=0.0, eps=0.0)  # ε = 0: f → 0.9 f gives exactly equal δ_i
+        losses = torch.rand(K, generator=gen, dtype=torch.float64) + 0.5
+        J = torch.randn(K, 4, generator=gen, dtype=torch.float64)
+        for step in range(3):
+            xi_before = method.xi.detach().clone() if method.xi is not None else torch.zeros(K, dtype=torch.float64)
+            method.weights(J, losses)
+            equal = step in (0, 2)
+            if equal:  # equal decreases: ∇_ξ = 0
+                new = losses * 0.9
+            else:
+                new = losses * torch.exp(-0.2 * torch.rand(K, generator=gen, dtype=torch.float64))
+            delta = method.update(new)
+            xi = xi_before.clone().requires_grad_(True)
+            (expected,) = torch.autograd.grad(torch.softmax(xi, 0), xi, grad_outputs=delta)  # J_zᵀ δ
+            torch.testing.assert_close(method.xi.grad, expected, rtol=1e-12, atol=1e-15)
+            if equal or K == 1:
+                assert float(expected.abs().max()) < 1e-12
+                if step == 0:  # fresh Adam moments and γ = 0: ξ does not move at all
+                    torch.testing.assert_close(method.xi.detach(), xi_before, rtol=0, atol=1e-9)  # Adam: lr·g/(|g| + 1e-8)
+            else:
+                assert float(expected.abs().max()) > 1e-6
+                torch.testing.assert_close(expected.sum(), torch.tensor(0.0, dtype=torch.float64), atol=1e-15, rtol=0)
+            losses = new
+
+
+def test_loss_scaling_leaves_delta_and_the_direction_unchanged():
+    gen = torch.Generator().manual_seed(1)
+    for name, J in random_jacobians(per_shape=1):
+        K = J.shape[0]
+        c = torch.exp(3 * torch.randn(K, generator=gen, dtype=torch.float64))
+        f_star = -torch.rand(K, generator=gen, dtype=torch.float64)
+        plain = FAMO(gamma=1e-3, min_losses=f_star, eps=0.0)
+        scaled = FAMO(gamma=1e-3, min_losses=c * f_star, eps=0.0)  # f → c f and f* → c f*
+        losses = torch.rand(K, generator=gen, dtype=torch.float64) + 0.1
+        for _ in range(4):
+            d = plain(J, losses)
+            d_scaled = scaled(c[:, None] * J, c * losses)
+            if float(d.norm()) > 1e-12 * float(J.norm()):
+                err = float((d / d.norm() - d_scaled / d_scaled.norm()).norm())
+                assert err < 1e-10, f"{name}: direction changed by {err:.2e}"
+            new = f_star + (losses - f_star) * torch.exp(-0.3 * torch.rand(K, generator=gen, dtype=torch.float64))
+            torch.testing.assert_close(plain.update(new), scaled.update(c * new), rtol=1e-10, atol=1e-12, msg=name)
+            torch.testing.assert_close(plain.z(), scaled.z(), rtol=1e-10, atol=1e-12, msg=name)
+            losses = new
+
+
+def test_toy_famo_balances_the_log_loss_decrease_rates():
+    """Two tasks on disjoint coordinates, f_1 = ||u − 𝟙||², f_2 = 10·||v − 𝟙||² (ten times the curvature), plain GD."""
+    h = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 10.0, 10.0]], dtype=torch.float64)
+
+    def losses(X):
+        return ((X - 1) ** 2) @ h.T  # (B, K)
+
+    def run(kind, B=6, steps=600, lr=5e-4):
+        gen = torch.Generator().manual_seed(0)
+        X = 2 * torch.randn(B, 4, generator=gen, dtype=torch.float64)
+        methods = [FAMO(gamma=0.0) for _ in range(B)]  # γ = 0 as in the official toy
+        deltas = []
+        for _ in range(steps):
+            F, J = losses(X), 2 * h[None] * (X - 1)[:, None, :]  # (B, K), (B, K, n)
+            D = torch.stack([m(J[b], F[b]) for b, m in enumerate(methods)]) if kind == "famo" else J.sum(1)
+            X_new = X - lr * D
+            F_new = losses(X_new)
+            if kind == "famo":
+                for b, m in enumerate(methods):
+                    m.update(F_new[b])
+            deltas.append(torch.log(F) - torch.log(F_new))
+            X = X_new
+        late = torch.stack(deltas[-steps // 4 :]).mean(0)  # (B, K): mean log-loss decrease per step
+        return late.max(1).values / late.min(1).values  # (B,)
+
+    ratio_famo, ratio_sum = run("famo"), run("sum")
+    assert float(ratio_sum.min()) > 9.0, ratio_sum  # GD on the sum: task 2 decreases ~10x faster
+    assert float(ratio_famo.max()) < 1.2, ratio_famo  # FAMO: equal rates
+
+
+def test_degenerate_inputs_and_errors():
+    losses3, losses2 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), torch.tensor([1.0, 4.0], dtype=torch.float64)
+    for name, J in degenerate_jacobians().items():
+        losses = (losses3 if J.shape[0] == 3 else losses2)[: J.shape[0]]
+        w = FAMO().weights(J, losses)
+        d = FAMO()(J, losses)
+        assert torch.isfinite(d).all(), name
+        torch.testing.assert_close(w, (1 / losses) / (1 / losses).sum(), msg=name)  # c does not depend on J
+        torch.testing.assert_close(d, w @ J, msg=name)
+    with pytest.raises(NonFiniteError):
+        FAMO()(j_base(), torch.tensor([1.0, float("nan")]))
+    with pytest.raises(ValueError, match="f_i - f_i\\* \\+ eps > 0"):
+        FAMO()(j_base(), torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="preceding"):
+        FAMO().update(torch.ones(2))
+    method = FAMO()
+    method(j_base(), torch.ones(2))
+    with pytest.raises(ValueError, match="reset"):
+        method(torch.ones(3, 3, dtype=torch.float64), torch.ones(3))
+    with pytest.raises(ValueError, match="min_losses"):
+        FAMO(min_losses=[0.0, 0.0, 0.0])(j_base(), torch.ones(2))
+    with pytest.raises(ValueError, match="w_lr"):
+        FAMO(w_lr=0.0)
+
+
+def test_backward_clipping_and_representation_mode():
+    shared, task, losses = _model(1)
+    FAMO(max_norm=1e-3).backward(losses(), shared, task)
+    norm = torch.cat([p.grad.reshape(-1) for p in shared]).norm()
+    assert float(norm) <= 1e-3 * (1 + 1e-9)
+    with pytest.raises(TypeError, match="representation"):
+        FAMO().backward(losses(), shared, task, representation=torch.zeros(1))

@@ -1,0 +1,164 @@
+"""The built site in a real browser: search, a paper page, and a sortable section table.
+
+Drives Debian's Chromium (never a downloaded browser) with Playwright's Python API against the site
+served by ``http.server`` on 127.0.0.1. Screenshots go to artifacts/screenshots/ (ignored by git).
+Without Chromium the test is skipped, except under CI (environment variable CI set), where it fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from modl.catalog import load_catalog
+from tests.site.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 15_000
+
+
+CHROMIUM_DEFAULT = "/usr/bin/chromium"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or CHROMIUM_DEFAULT
+    if not Path(path).is_file():
+        message = "Chromium is not installed: apt-get install -y chromium (Debian package); .ci/run installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def served_site(real_site: Path) -> Iterator[str]:
+    """Base URL of the built site served on a free port of 127.0.0.1."""
+    handler = functools.partial(_QuietHandler, directory=str(real_site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()  # before the site is built: skip (or fail under CI) at once
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def test_search_leads_to_the_pcgrad_page(page, served_site: str) -> None:
+    record = load_catalog(REPO_ROOT).papers["pcgrad"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(served_site)
+    assert load_catalog(REPO_ROOT).project.name in page.title()
+    search = page.locator("input.md-search__input")
+    search.click()
+    search.type("PCGrad", delay=30)
+    first = page.locator("li.md-search-result__item a.md-search-result__link").first
+    first.wait_for(state="visible")
+    page.screenshot(path=str(SCREENSHOTS / "search-pcgrad.png"))
+    first.click()
+    page.wait_for_url("**/papers/pcgrad/**")
+
+    assert page.title().startswith(f"{record.short_name}: {record.title}")  # the method's name leads
+    assert page.locator("article h1").first.inner_text().strip().startswith(record.title)
+    bibtex = page.locator("div.language-bibtex code").first
+    bibtex.wait_for(state="visible")
+    text = bibtex.inner_text()
+    assert text.lstrip().startswith(f"@{record.bibtex.type}{{{record.bibtex.key},")
+    assert record.title in text
+    # content.code.copy puts a copy button on the block
+    copy = page.locator("div.language-bibtex [data-md-type='copy'], div.language-bibtex button.md-clipboard")
+    assert copy.count() >= 1
+    paper_link = page.locator("a.modl-paper-link")
+    assert paper_link.get_attribute("href") == record.links.paper
+    page.screenshot(path=str(SCREENSHOTS / "paper-pcgrad.png"), full_page=True)
+
+
+def _column(page, index: int) -> list[str]:
+    return page.locator(".modl-sortable table tbody tr").evaluate_all(
+        f"rows => rows.map(r => r.cells[{index}].textContent.trim())"
+    )
+
+
+def test_clicking_a_column_header_sorts_the_section_table(page, served_site: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(served_site + "sections/single-solution/")
+    headers = page.locator(".modl-sortable table thead th")
+    assert headers.count() == 6
+    titles_before = _column(page, 0)
+    years_before = [int(y) for y in _column(page, 3)]
+    assert len(titles_before) >= 3 and years_before == sorted(years_before)  # catalog order: oldest first
+
+    year = headers.nth(3)
+    year.click()
+    assert year.get_attribute("aria-sort") == "ascending"
+    year.click()
+    assert year.get_attribute("aria-sort") == "descending"
+    years_desc = [int(y) for y in _column(page, 3)]
+    assert years_desc == sorted(years_before, reverse=True)
+    assert _column(page, 0) != titles_before  # the rows moved, not only the year cells
+
+    venue = headers.nth(2)
+    venue.click()
+    venues = _column(page, 2)
+    assert venues == sorted(venues, key=str.casefold)
+    assert sorted(_column(page, 0)) == sorted(titles_before)  # same rows, new order
+    page.screenshot(path=str(SCREENSHOTS / "section-sorted-by-venue.png"), full_page=False)
+
+
+def test_missing_chromium_skips_but_fails_under_ci(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM_DEFAULT", str(tmp_path / "no-chromium"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Chromium is not installed"):
+        _chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
+        _chromium()

@@ -1,0 +1,166 @@
+"""Reference-implementation facts on the site: deviations, test counts, source and status."""
+
+from __future__ import annotations
+
+import html
+import re
+import textwrap
+from pathlib import Path
+
+from modl.site.data import count_tests, load_registry, method_facts, parse_deviations
+from tests.site.conftest import build_site, make_catalog, parse_page, record
+
+MODULE = '''\
+"""Fake aggregator: sums the rows of J.
+
+Paper: A Plain Method for Multi-Task Learning (ICML 2021), Eq. (1).
+
+Deviations:
+    D1. Sums instead of averaging; the paper's Eq. (1)
+        divides by K.
+    D2. <script>alert(1)</script> is text, not markup.
+
+Usage:
+    >>> d = Plain()(J)
+"""
+
+
+class Plain:
+    def __call__(self, J):
+        return J.sum(0)  # Eq. (1): d = sum_i g_i
+'''
+
+TESTS = '''\
+def test_one():
+    assert True
+
+
+def helper():
+    pass
+
+
+class TestPlain:
+    def test_two(self):
+        pass
+
+    def test_three(self):
+        pass
+
+    def not_a_test(self):
+        pass
+'''
+
+REGISTRY = '''\
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    paper: str
+    family: str
+    module: str
+    cls: str
+    interface: str
+
+
+REGISTRY = {
+    "plain": MethodInfo("plain", "plain-method", "gradient-manipulation", "gradient_manipulation.plain", "Plain", "aggregator"),
+    "planned-one": MethodInfo("planned-one", "other-method", "gradient-manipulation", "gradient_manipulation.other", "Other", "aggregator"),
+}
+'''
+
+
+def _code_root(root: Path) -> Path:
+    (root / "reference_impls" / "gradient_manipulation").mkdir(parents=True)
+    (root / "tests" / "reference_impls").mkdir(parents=True)
+    (root / "reference_impls" / "registry.py").write_text(REGISTRY, encoding="utf-8")
+    (root / "reference_impls" / "gradient_manipulation" / "plain.py").write_text(MODULE, encoding="utf-8")
+    (root / "tests" / "reference_impls" / "test_plain.py").write_text(TESTS, encoding="utf-8")
+    return root
+
+
+def test_parse_deviations_reads_the_numbered_list() -> None:
+    doc = textwrap.dedent(
+        """\
+        Title.
+
+        Deviations:
+          D1. First line
+              continues here; 2. is not an item
+          D2: Second.
+          3) Third, numbered plainly.
+
+        Usage:
+          1. not a deviation
+        """
+    )
+    got = parse_deviations(doc)
+    assert [(d.label, d.text) for d in got] == [
+        ("D1", "First line continues here; 2. is not an item"),
+        ("D2", "Second."),
+        ("D3", "Third, numbered plainly."),
+    ]
+    assert parse_deviations("No such heading.\n  D1. x") == []
+    assert parse_deviations("Deviations: none.") == []
+    assert parse_deviations(None) == []
+
+
+def test_count_tests_counts_functions_and_methods(tmp_path: Path) -> None:
+    path = tmp_path / "test_x.py"
+    path.write_text(TESTS, encoding="utf-8")
+    assert count_tests(path) == 3
+    path.write_text("def test_broken(:\n", encoding="utf-8")
+    assert count_tests(path) == 0
+    assert count_tests(tmp_path / "missing.py") == 0
+
+
+def test_registry_is_read_without_the_package(tmp_path: Path) -> None:
+    root = _code_root(tmp_path)
+    registry = load_registry(root)
+    assert sorted(registry) == ["plain", "planned-one"]
+    facts = method_facts(root)
+    plain = facts["plain"]
+    assert plain.test_count == 3 and plain.tested
+    assert [d.label for d in plain.deviations] == ["D1", "D2"]
+    assert facts["planned-one"].source is None and not facts["planned-one"].tested
+
+
+def test_implemented_record_shows_code_deviations_and_tests(tmp_path: Path) -> None:
+    root = _code_root(tmp_path / "repo")
+    implemented = record(implementation={"status": "implemented", "methods": ["plain"]})
+    other = record(
+        id="other-method", title="Another Method", links={"paper": "https://example.org/other"},
+        bibtex={"type": "misc", "key": "other2021"}, implementation={"status": "planned", "methods": ["planned-one"]},
+    )
+    survey = record(
+        id="a-survey", title="A Survey", categories=["related-survey"], links={"paper": "https://example.org/survey"},
+        bibtex={"type": "misc", "key": "survey2021"}, implementation={"status": "not-applicable", "reason": "A survey."},
+    )
+    make_catalog(root, [implemented, other, survey])
+    site = tmp_path / "site"
+    done = build_site(site, catalog_root=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    page = (site / "papers" / "plain-method" / "index.html").read_text(encoding="utf-8")
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))  # highlighted code is split into spans
+    assert 'id="method-plain"' in page
+    assert 'method = reference_impls.create("plain")' in text and "d = method(J)" in text  # usage snippet
+    assert "Sums instead of averaging; the paper's Eq. (1) divides by K." in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; is text" in page and "<script>alert" not in page
+    assert "3 test functions" in text
+    assert "return J.sum(0)  # Eq. (1): d = sum_i g_i" in text  # the source itself, pulled from the file
+    assert "tests/reference_impls/test_plain.py" in text
+
+    other_page = (site / "papers" / "other-method" / "index.html").read_text(encoding="utf-8")
+    assert "Planned" in other_page and 'id="method-' not in other_page
+    survey_page = (site / "papers" / "a-survey" / "index.html").read_text(encoding="utf-8")
+    assert "Not applicable: A survey." in survey_page
+
+    impls = site / "implementations" / "index.html"
+    text = impls.read_text(encoding="utf-8")
+    assert "plain" in text and "planned-one" in text
+    assert "../papers/plain-method/#method-plain" in parse_page(impls).hrefs
+
+    stats = (site / "statistics" / "index.html").read_text(encoding="utf-8")
+    assert "With a tested reference implementation" in stats
