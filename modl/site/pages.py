@@ -500,7 +500,13 @@ _RST_LITERAL = re.compile(r"``(.+?)``")
 def _docstring_text(text: str) -> str:
     """Docstring prose as escaped Markdown, with reST ``literals`` shown as code."""
     parts = _RST_LITERAL.split(text)  # even indices: prose, odd: literals
-    return "".join(f"<code>{E.md(part)}</code>" if i % 2 else E.md(part) for i, part in enumerate(parts))
+
+    def prose(part: str) -> str:  # E.md trims; keep the spaces around literals
+        lead = " " if part[:1].isspace() else ""
+        trail = " " if part[-1:].isspace() and part.strip() else ""
+        return lead + E.md(part) + trail
+
+    return "".join(f"<code>{E.md(part)}</code>" if i % 2 else prose(part) for i, part in enumerate(parts))
 
 
 def _has_category(catalog: Catalog, category_id: str) -> bool:

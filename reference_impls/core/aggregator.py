@@ -41,8 +41,12 @@ class NonFiniteError(ValueError):
     """Raised when a Jacobian, Gramian or loss vector contains NaN or infinity."""
 
 
-def check_jacobian(J: Tensor) -> Tensor:
-    """Validate a Jacobian: a 2-D floating tensor with at least one row, all entries finite."""
+def check_jacobian(J: Tensor, *, finite: bool = True) -> Tensor:
+    """Validate a Jacobian: a 2-D floating tensor with at least one row, all entries finite.
+
+    ``finite=False`` skips the finiteness pass over the K×n entries; Gramian-based methods use it
+    and check the K×K Gramian instead, which is non-finite whenever J is (see :func:`gramian`).
+    """
     if not isinstance(J, Tensor):
         raise TypeError(f"expected a torch.Tensor Jacobian, got {type(J).__name__}")
     if J.ndim != 2:
@@ -51,9 +55,17 @@ def check_jacobian(J: Tensor) -> Tensor:
         raise ValueError("the Jacobian has no rows: at least one task is needed")
     if not J.is_floating_point():
         raise TypeError(f"expected a floating-point Jacobian, got dtype {J.dtype}")
-    if not torch.isfinite(J).all():
+    if finite and not _all_finite(J):
         raise NonFiniteError("the Jacobian contains NaN or infinite entries")
     return J
+
+
+def _all_finite(x: Tensor) -> bool:
+    # One reduction (no n-sized boolean temporary): a NaN or ±inf entry makes the sum non-finite.
+    # A finite sum proves finiteness; a non-finite one may be overflow, so confirm entry-wise.
+    if bool(torch.isfinite(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
 
 
 def check_gramian(M: Tensor) -> Tensor:
@@ -84,8 +96,17 @@ def check_losses(losses: Tensor | Sequence[Tensor] | None, K: int, *, required: 
 
 
 def gramian(J: Tensor) -> Tensor:
-    """M = J Jᵀ, the (K, K) matrix of inner products ⟨g_i, g_j⟩."""
-    return J @ J.T  # (K, K)
+    """M = J Jᵀ, the (K, K) matrix of inner products ⟨g_i, g_j⟩; raises if J or M is not finite.
+
+    Any NaN or infinite entry of J makes a diagonal entry M_ii non-finite, so checking M (K² numbers)
+    replaces a pass over J (K·n numbers). A finite J whose Gramian overflows is reported as such.
+    """
+    M = J @ J.T  # (K, K)
+    if not bool(torch.isfinite(M).all()):
+        if not _all_finite(J):
+            raise NonFiniteError("the Jacobian contains NaN or infinite entries")
+        raise NonFiniteError(f"the Gramian J Jᵀ overflows {J.dtype}: rescale the losses or use float64")
+    return M
 
 
 class Aggregator:
@@ -96,7 +117,7 @@ class Aggregator:
     stateful: ClassVar[bool] = False
 
     def __call__(self, J: Tensor, losses: Tensor | Sequence[Tensor] | None = None) -> Tensor:
-        J = check_jacobian(J)
+        J = check_jacobian(J, finite=not isinstance(self, GramianWeighting))
         return self.aggregate(J, check_losses(losses, J.shape[0], required=self.needs_losses))
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:  # pragma: no cover - interface
@@ -153,7 +174,7 @@ class Weighting(Aggregator):
     """An aggregator of the form d = Jᵀ w(J): ``weights(J)`` exposes the task weights w (K,)."""
 
     def weights(self, J: Tensor, losses: Tensor | Sequence[Tensor] | None = None) -> Tensor:
-        J = check_jacobian(J)
+        J = check_jacobian(J, finite=not isinstance(self, GramianWeighting))
         return self.compute_weights(J, check_losses(losses, J.shape[0], required=self.needs_losses))
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:  # pragma: no cover - interface

@@ -13,7 +13,7 @@ D_i = f_i − f_i* + 1e-8 (f* = 0 by default) and one update per step:
 2. After the optimiser step, from the new losses f_i' on the same batch:
        δ_i = log D_i − log D_i'                                  (log-loss decrease of task i)
        ∇_ξ = J_zᵀ δ = z ⊙ (δ − zᵀδ)                              (J_z = ∂z/∂ξ, the softmax Jacobian)
-       ξ ← Adam(ξ, ∇_ξ + γ ξ)                                    (lr β = 0.025, weight decay γ)
+       ξ ← Adam(ξ, ∇_ξ + γ ξ)          (lr β = 0.025, weight decay γ; Adam as in the official code)
    so the tasks that decreased most lose weight; ∇_ξ = 0 exactly when all δ_i are equal.
 
 Training loop (``backward`` does step 1, ``update`` step 2)::
@@ -29,7 +29,7 @@ Training loop (``backward`` does step 1, ``update`` step 2)::
 ``FAMO()(J, losses)`` / ``weights(J, losses)`` give the same direction and weights c from an
 explicit Jacobian (for analysis and comparison); they also record the losses for ``update``.
 
-Hyperparameters: w_lr β = 0.025 (paper and code), γ = 1e-3 (official NYUv2, CelebA, QM9 scripts and
+Hyperparameters: w_lr β = 0.025 (official code and LibMTL), γ = 1e-3 (official NYUv2, CelebA, QM9 scripts and
 LibMTL; 1e-2 for Cityscapes; 0 on the toy; ``famo.py`` defaults to 1e-2, ``weight_methods.py`` to
 1e-5), ``min_losses`` f* = 0 (toy: (−21·s, −21)). ``max_norm``: the official code clips the shared
 gradient norm to 1.0 (``famo.py`` after the backward pass); off (None) here by default.
@@ -83,26 +83,31 @@ class FAMO(Weighting):
         self.reset()
 
     def reset(self) -> None:
-        self.xi: Tensor | None = None  # logits ξ, (K,), float64 CPU
+        self._xi: Tensor | None = None  # logits ξ, (K,), float64 CPU
         self._opt: torch.optim.Adam | None = None
         self._prev_log_D: Tensor | None = None  # log D_i at the last step, (K,)
+
+    @property
+    def xi(self) -> Tensor | None:
+        """The logits ξ (K,) (a leaf tensor stepped by Adam), None before the first step."""
+        return self._xi
 
     # ------------------------------------------------------------------------------------------
 
     def _init_state(self, K: int) -> None:
-        if self.xi is None:
+        if self._xi is None:
             if self.min_losses is not None and self.min_losses.numel() != K:
                 raise ValueError(f"famo: min_losses has {self.min_losses.numel()} entries for {K} tasks")
-            self.xi = torch.zeros(K, dtype=torch.float64, requires_grad=True)  # ξ_0 = 0
-            self._opt = torch.optim.Adam([self.xi], lr=self.w_lr, weight_decay=self.gamma)
-        elif self.xi.numel() != K:
-            raise ValueError(f"famo: the number of tasks changed from {self.xi.numel()} to {K}; call reset() first")
+            self._xi = torch.zeros(K, dtype=torch.float64, requires_grad=True)  # ξ_0 = 0
+            self._opt = torch.optim.Adam([self._xi], lr=self.w_lr, weight_decay=self.gamma)
+        elif self._xi.numel() != K:
+            raise ValueError(f"famo: the number of tasks changed from {self._xi.numel()} to {K}; call reset() first")
 
     def z(self) -> Tensor:
         """The task weights z = softmax(ξ) (K,), detached (uniform before the first step)."""
-        if self.xi is None:
+        if self._xi is None:
             raise ValueError("famo: no step has been taken yet")
-        return torch.softmax(self.xi.detach(), dim=0)
+        return torch.softmax(self._xi.detach(), dim=0)
 
     def _log_D(self, losses: Tensor) -> Tensor:
         f = losses.detach().to("cpu", torch.float64).reshape(-1)  # (K,)
@@ -123,14 +128,14 @@ class FAMO(Weighting):
 
     def update(self, new_losses: Tensor | Sequence[Tensor]) -> Tensor:
         """The ξ step from the losses after the parameter step; returns δ (K,)."""
-        if self._prev_log_D is None or self.xi is None:
+        if self._prev_log_D is None or self._xi is None:
             raise ValueError("famo: update() needs a preceding backward() or weights() call")
-        new = check_losses(new_losses, self.xi.numel(), required=True)
+        new = check_losses(new_losses, self._xi.numel(), required=True)
         delta = self._prev_log_D - self._log_D(new)  # δ_i = log D_i − log D_i', (K,)
-        z = torch.softmax(self.xi.detach(), dim=0)  # (K,)
+        z = torch.softmax(self._xi.detach(), dim=0)  # (K,)
         grad = z * (delta - z @ delta)  # ∇_ξ = J_zᵀ δ = z ⊙ (δ − zᵀδ), (K,)
         self._opt.zero_grad(set_to_none=False)
-        self.xi.grad = grad.clone()
+        self._xi.grad = grad.clone()
         self._opt.step()  # ξ ← Adam step on ∇_ξ + γ ξ
         self._prev_log_D = None
         return delta

@@ -86,10 +86,25 @@ class GradNorm(Weighting):
         self.reset()
 
     def reset(self) -> None:
-        self.w: Tensor | None = None  # task weights, (K,), float64 CPU
-        self.initial_losses: Tensor | None = None  # f_i(0), (K,)
+        self._w: Tensor | None = None  # task weights, (K,), float64 CPU
+        self._f0: Tensor | None = None  # f_i(0), (K,)
         self._opt: torch.optim.Optimizer | None = None
-        self.last_gradient_norms: Tensor | None = None  # G_i at the last step, (K,)
+        self._G: Tensor | None = None  # G_i at the last step, (K,)
+
+    @property
+    def w(self) -> Tensor | None:
+        """The weights w(t + 1) for the next step (K,), float64, None before the first step."""
+        return self._w
+
+    @property
+    def initial_losses(self) -> Tensor | None:
+        """f_i(0) (K,), recorded at the first step."""
+        return self._f0
+
+    @property
+    def last_gradient_norms(self) -> Tensor | None:
+        """G_i = w_i(t) ||∇_W f_i|| at the last step (K,)."""
+        return self._G
 
     def loss_grad_gradient(self, a: Tensor, w: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         """(∇_w L_grad, G) for norms a_i = ||∇_W f_i||, weights w and inverse training rates r (all (K,))."""
@@ -101,40 +116,40 @@ class GradNorm(Weighting):
         assert losses is not None
         K = J.shape[0]
         f = losses.detach().to("cpu", torch.float64)  # (K,)
-        if self.w is None:
+        if self._w is None:
             if not bool((f > 0).all()):
                 raise ValueError(f"gradnorm: the initial losses f_i(0) must be positive, got {f.tolist()}")
-            self.initial_losses = f.clone()
-            self.w = torch.ones(K, dtype=torch.float64, requires_grad=self.optimizer == "adam")  # w_i(0) = 1
+            self._f0 = f.clone()
+            self._w = torch.ones(K, dtype=torch.float64, requires_grad=self.optimizer == "adam")  # w_i(0) = 1
             if self.optimizer == "adam":
-                self._opt = torch.optim.Adam([self.w], lr=self.lr)
-        elif self.w.numel() != K:
-            raise ValueError(f"gradnorm: the number of tasks changed from {self.w.numel()} to {K}; call reset() first")
+                self._opt = torch.optim.Adam([self._w], lr=self.lr)
+        elif self._w.numel() != K:
+            raise ValueError(f"gradnorm: the number of tasks changed from {self._w.numel()} to {K}; call reset() first")
         m = self.last_layer_size
         if m is not None and m > J.shape[1]:
             raise ValueError(f"gradnorm: last_layer_size={m} exceeds the {J.shape[1]} columns of the Jacobian")
         W_cols = J if m is None else J[:, J.shape[1] - m :]  # ∇_W f_i, (K, m)
         a = torch.linalg.vector_norm(W_cols, dim=1).to("cpu", torch.float64)  # ||∇_W f_i||, (K,)
-        L_tilde = f / self.initial_losses  # L̃_i = f_i(t)/f_i(0), (K,)
+        L_tilde = f / self._f0  # L̃_i = f_i(t)/f_i(0), (K,)
         mean = L_tilde.mean()
         r = L_tilde / mean if mean > 0 else torch.ones_like(L_tilde)  # r_i = L̃_i / mean_j L̃_j
-        w_t = self.w.detach().clone()  # w(t), used for this step's direction
+        w_t = self._w.detach().clone()  # w(t), used for this step's direction
         grad, G = self.loss_grad_gradient(a, w_t, r)
-        self.last_gradient_norms = G
+        self._G = G
         with torch.no_grad():
             if self._opt is not None:
                 for group in self._opt.param_groups:
                     group["lr"] = self.lr  # follows a schedule set through ``self.lr``
-                self.w.grad = grad
+                self._w.grad = grad
                 self._opt.step()  # Adam step on ∇_w L_grad
             else:
-                self.w.sub_(self.lr * grad)  # w ← w − lr ∇_w L_grad
-            self.w.clamp_(min=0.0)  # D1
-            total = self.w.sum()
+                self._w.sub_(self.lr * grad)  # w ← w − lr ∇_w L_grad
+            self._w.clamp_(min=0.0)  # D1
+            total = self._w.sum()
             if total > 0:
-                self.w.mul_(K / total)  # renormalise Σ_i w_i = K
+                self._w.mul_(K / total)  # renormalise Σ_i w_i = K
             else:
-                self.w.fill_(1.0)
+                self._w.fill_(1.0)
         return w_t.to(J)
 
     def backward(

@@ -82,24 +82,39 @@ class MoCo(Aggregator):
         self.reset()
 
     def reset(self) -> None:
-        self.Y: Tensor | None = None  # tracked gradients, (K, n)
-        self.lambd: Tensor | None = None  # λ ∈ Δ, (K,), float64 CPU
-        self.t = 0
+        self._Y: Tensor | None = None  # tracked gradients, (K, n)
+        self._lambd: Tensor | None = None  # λ ∈ Δ, (K,), float64 CPU
+        self._t = 0
+
+    @property
+    def Y(self) -> Tensor | None:
+        """The tracked gradients Y (K, n), None before the first step."""
+        return self._Y
+
+    @property
+    def lambd(self) -> Tensor | None:
+        """The current weights λ ∈ Δ (K,), float64, None before the first step."""
+        return self._lambd
+
+    @property
+    def t(self) -> int:
+        """The number of steps taken."""
+        return self._t
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
         K = J.shape[0]
-        if self.Y is None:
-            self.Y = torch.zeros_like(J)  # Y_1 = 0 (official code)
-            self.lambd = torch.full((K,), 1.0 / K, dtype=torch.float64)  # λ_1 = 𝟙/K
-        elif self.Y.shape != J.shape:
-            raise ValueError(f"moco: the Jacobian shape changed from {tuple(self.Y.shape)} to {tuple(J.shape)}; call reset() first")
-        self.t += 1
-        beta_t = self.beta / self.t**self.beta_sigma  # β_t = β / t^{β_σ}
-        gamma_t = self.gamma / self.t**self.gamma_sigma  # γ_t = γ / t^{γ_σ}
-        Y = self.Y.to(J) - beta_t * (self.Y.to(J) - J)  # Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i}), (K, n)
-        self.Y = Y
+        if self._Y is None:
+            self._Y = torch.zeros_like(J)  # Y_1 = 0 (official code)
+            self._lambd = torch.full((K,), 1.0 / K, dtype=torch.float64)  # λ_1 = 𝟙/K
+        elif self._Y.shape != J.shape:
+            raise ValueError(f"moco: the Jacobian shape changed from {tuple(self._Y.shape)} to {tuple(J.shape)}; call reset() first")
+        self._t += 1
+        beta_t = self.beta / self._t**self.beta_sigma  # β_t = β / t^{β_σ}
+        gamma_t = self.gamma / self._t**self.gamma_sigma  # γ_t = γ / t^{γ_σ}
+        Y = self._Y.to(J) - beta_t * (self._Y.to(J) - J)  # Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i}), (K, n)
+        self._Y = Y
         M = (Y @ Y.T).to("cpu", torch.float64)  # Y Yᵀ, (K, K)
         M = M + self.rho * torch.eye(K, dtype=torch.float64)  # Y Yᵀ + ρ I
-        v = self.lambd - gamma_t * (M @ self.lambd)  # λ_t − γ_t(YYᵀ + ρI)λ_t, (K,)
-        self.lambd = project_simplex(v - v.max())  # λ_{t+1} = Π_Δ(v); Π_Δ(v − c𝟙) = Π_Δ(v) (exact for huge v)
-        return self.lambd.to(J) @ Y  # d = Yᵀ λ_{t+1}, (n,)
+        v = self._lambd - gamma_t * (M @ self._lambd)  # λ_t − γ_t(YYᵀ + ρI)λ_t, (K,)
+        self._lambd = project_simplex(v - v.max())  # λ_{t+1} = Π_Δ(v); Π_Δ(v − c𝟙) = Π_Δ(v) (exact for huge v)
+        return self._lambd.to(J) @ Y  # d = Yᵀ λ_{t+1}, (n,)

@@ -25,8 +25,12 @@ def _primal_slsqp(G, c):
         np.r_[g0, (G @ g0).min()],
         jac=lambda z: np.r_[np.zeros(G.shape[1]), -1.0],
         constraints=[
-            {"type": "ineq", "fun": lambda z: rho**2 - np.sum((z[:-1] - g0) ** 2)},
-            {"type": "ineq", "fun": lambda z: G @ z[:-1] - z[-1]},
+            {
+                "type": "ineq",
+                "fun": lambda z: rho**2 - np.sum((z[:-1] - g0) ** 2),
+                "jac": lambda z: np.r_[-2.0 * (z[:-1] - g0), 0.0],
+            },
+            {"type": "ineq", "fun": lambda z: G @ z[:-1] - z[-1], "jac": lambda z: np.c_[G, -np.ones(len(G))]},
         ],
         method="SLSQP",
         options={"ftol": 1e-14, "maxiter": 1000},

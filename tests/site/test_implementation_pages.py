@@ -164,3 +164,11 @@ def test_implemented_record_shows_code_deviations_and_tests(tmp_path: Path) -> N
 
     stats = (site / "statistics" / "index.html").read_text(encoding="utf-8")
     assert "With a tested reference implementation" in stats
+
+
+def test_docstring_literals_become_escaped_code() -> None:
+    from modl.site.pages import _docstring_text
+
+    got = _docstring_text("Set ``reg_eps = 0`` here; ``<script>alert(1)</script>`` and *x*.")
+    assert got.startswith("Set <code>reg\\_eps &#61; 0</code> here; <code>&lt;script&gt;")
+    assert "<script>" not in got and "\\*x\\*" in got
