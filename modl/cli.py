@@ -180,7 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the problem's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None, help="PNG file for the trajectories / objective space")
-    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="method hyperparameter")
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method hyperparameter (e.g. c=0.4); problem.KNOB=V sets a problem knob (problem.scale=0.1), run.optimizer=sgd the optimiser",
+    )
     p.set_defaults(func=cmd_run)
     return parser
 

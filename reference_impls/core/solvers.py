@@ -39,6 +39,9 @@ def project_simplex(v: Tensor) -> Tensor:
     if not torch.isfinite(v).all():
         raise NonFiniteError("cannot project a vector with NaN or infinite entries onto the simplex")
     K = v.shape[-1]
+    # Π_Δ(v + c𝟙) = Π_Δ(v): shifting by the row maximum keeps τ near the data, so huge entries
+    # (|v| ~ 1e17) do not cancel to an all-zero result.
+    v = v - v.max(dim=-1, keepdim=True).values
     u, _ = torch.sort(v, dim=-1, descending=True)  # (..., K)
     css = torch.cumsum(u, dim=-1) - 1.0  # (..., K)
     j = torch.arange(1, K + 1, device=v.device, dtype=v.dtype)  # (K,)

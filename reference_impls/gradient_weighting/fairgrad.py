@@ -16,7 +16,8 @@ Solver (:func:`solve_fair_weights`, shared with Nash-MTL): the equation is the s
 condition ∇Φ(w) = 0 of the strictly convex Φ(w) = ½wᵀMw − Σ_i h(w_i), h'(w) = w^{−1/α}
 (h = log for α = 1). Damped Newton on Φ (Hessian M + diag(w^{−1/α−1}/α), a fraction-to-boundary
 rule keeps w > 0, Armijo backtracking) on the scale-normalised Gramian M/s (s = mean diag M; the
-solution then scales as w = s^{−α/(1+α)} w̃), stopped when max_i |w_i^{1/α}(Mw)_i − 1| ≤ 1e-12.
+solution then scales as w = s^{−α/(1+α)} w̃), stopped when max_i |w_i^{1/α}(Mw)_i − 1| ≤ 1e-12 (or the rounding level of Mw when the
+gradients are nearly dependent).
 It converges quadratically, from the warm start (the previous normalised w) or from
 w_i = M_ii^{−α/(1+α)} (the exact solution for orthogonal gradients).
 
@@ -120,7 +121,9 @@ def _newton(Q: np.ndarray, alpha: float, w0: np.ndarray | None, max_iter: int, a
         Qw = Q @ w  # (K,)
         target = w ** (-p)  # w_i^{−1/α}
         residual = float(np.max(np.abs(Qw / target - 1.0)))  # max_i |w_i^{1/α}(Qw)_i − 1|
-        if residual <= _RTOL:
+        # rounding floor of (Qw)_i: nearly dependent gradients make Qw a cancelling sum
+        floor = 1e-14 * float(np.max((np.abs(Q) @ w) / np.maximum(np.abs(Qw), 1e-300)))
+        if residual <= max(_RTOL, floor):
             return w
         if residual >= best and best <= accept:  # stagnation at the rounding floor
             return w_best

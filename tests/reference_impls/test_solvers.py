@@ -105,3 +105,9 @@ def test_shifted_gramian_matches_explicit_points():
     for s in (0.0, 0.3, 4.0):
         P = J + s * J.mean(0)
         assert torch.allclose(shifted_gramian(J @ J.T, s), P @ P.T, atol=1e-12)
+
+
+def test_project_simplex_survives_huge_entries():
+    v = torch.tensor([[1e17, 1e17 + 64.0, -1e17]], dtype=torch.float64)
+    w = project_simplex(v)
+    assert torch.allclose(w, torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))
