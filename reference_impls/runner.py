@@ -298,7 +298,12 @@ def _run_points(methods: list[Any], problem: Problem, *, loss_weighting: bool, m
             p = list(m.parameters())
             method_opts.append(_optimizer(optimizer, p, lr) if p else None)
 
+    # Methods that read loss values see f − ℓ* where the problem declares lower bounds ℓ*.
+    offset = None if problem.loss_lower_bound is None else torch.tensor(problem.loss_lower_bound, dtype=x0.dtype)
+
     def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
+        if offset is not None:
+            F = F - offset.to(F)
         D = []
         for b, m in enumerate(methods):
             if loss_weighting:

@@ -41,6 +41,10 @@ class Problem:
         self.bounds: tuple[Tensor, Tensor] | None = None
         #: reference point for the hypervolume (K,), or None
         self.hv_reference: tuple[float, ...] | None = None
+        #: known lower bounds ℓ*_i of the losses (K,) where the losses can be negative, or None.
+        #: Methods that use loss values (FAMO, DB-MTL, GradNorm, MGDA "loss" normalisation) are
+        #: given f_i − ℓ*_i by the runner: FAMO's toy convention, which leaves gradients unchanged.
+        self.loss_lower_bound: tuple[float, ...] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Losses and Jacobians

@@ -87,6 +87,8 @@ class CAGradToy(Problem):
         self.scale = float(scale)
         self.inits = inits
         self.hv_reference = (0.0, 0.0)
+        # FAMO's toy (experiments/toy) shifts the losses by ℓ* = (−21·s, −21): every f_i > ℓ*_i.
+        self.loss_lower_bound = (-21.0 * self.scale, -21.0)
 
     def _losses(self, x: Tensor) -> Tensor:
         x1, x2 = x[:, 0], x[:, 1]
