@@ -4,7 +4,7 @@ Paper: B. Liu, X. Liu, X. Jin, P. Stone and Q. Liu, "Conflict-Averse Gradient De
 Multi-task Learning", NeurIPS 2021, arXiv 2110.14048. Official code: github.com/Cranial-XIX/CAGrad
 (``toy.py``, ``nyuv2/utils.py`` function ``cagrad``, ``nyuv2/run.sh``); LibMTL ``weighting/CAGrad.py``.
 
-Implemented (paper Eq. 1 and Algorithm 1): with g_0 = (1/K) Σ_i g_i the average gradient, the
+Implemented (the paper's Algorithm 1 and the dual problem it solves): with g_0 = (1/K) Σ_i g_i the average gradient, the
 update maximises the worst first-order improvement in a ball around g_0,
 
     d* = argmax_{||d − g_0|| ≤ c||g_0||} min_i ⟨g_i, d⟩,
@@ -38,7 +38,7 @@ Deviations:
         When g_{w*} = 0 (0 ∈ conv{g_i} and the ball contains non-conflicting directions) the dual
         formula is 0/0 and the optimal d is not unique: we return the optimal d closest to g_0, the
         projection of g_0 onto the dual cone {d : ⟨g_i, d⟩ ≥ 0 ∀i} (the limit t → 0 of the
-        construction; non-negative least squares on the Gramian). The official code returns
+        construction; bounded least squares on the Gramian). The official code returns
         g_0 + (√φ/(||g_w|| + 1e-8)) g_w with whatever g_w its solver stopped at; TorchJD returns 0.
     D4. TorchJD's CAGrad (no rescaling, cvxpy/CLARABEL) is the same method; its documented value on
         J_base for c = 0.5, [0.1835, 1.2041, 1.2041], is reproduced with rescale = 0.
@@ -123,7 +123,7 @@ def cagrad_weights(M: np.ndarray, c: float) -> np.ndarray:
             Qs = shifted(s_root)
             if np.min(w_root) >= -1e-12 and np.min(Qs @ w_root) >= w_root @ Qs @ w_root - _TOL:  # KKT at s
                 w_root = np.clip(w_root, 0.0, None) / np.clip(w_root, 0.0, None).sum()
-                return uniform + (rho / np.sqrt(w_root @ Q @ w_root)) * w_root  # d = g_0 + (√φ/||g_w||) g_w
+                return uniform + (rho / np.sqrt(max(w_root @ Q @ w_root, 1e-300))) * w_root  # d = g_0 + (√φ/||g_w||) g_w
             if t_lo < rho * s_root < t_hi:
                 t = rho * s_root
         w = inner(t)
@@ -131,8 +131,13 @@ def cagrad_weights(M: np.ndarray, c: float) -> np.ndarray:
             t_lo = t
         else:
             t_hi = t
-        if t_hi - t_lo <= 1e-15:
-            return uniform + (rho / np.sqrt(w @ Q @ w)) * w
+        if t_hi - t_lo <= 1e-15:  # bracket at rounding level (happens for Gramians that are PSD only to rounding)
+            norm = float(np.sqrt(max(w @ Q @ w, 0.0)))
+            if norm > _ZERO:
+                return uniform + (rho / norm) * w
+            u = _dual_cone_projection_weights(Q, uniform)  # t* = 0: the D3 construction, pulled into the ball
+            dev = float(np.sqrt(max((u - uniform) @ Q @ (u - uniform), 0.0)))
+            return uniform + min(1.0, rho / dev) * (u - uniform) if dev > 0 else uniform
     raise SolverError(f"CAGrad: no certified solution of the dual problem (K = {K})")
 
 
@@ -172,5 +177,6 @@ def _dual_cone_projection_weights(Q: np.ndarray, uniform: np.ndarray) -> np.ndar
     """u = 𝟙/K + μ*, μ* = argmin_{μ≥0} ||Gᵀ(𝟙/K + μ)||²: Gᵀu is the projection of g_0 onto {d : Gd ≥ 0}."""
     eigval, U = np.linalg.eigh(Q)
     A = np.sqrt(np.clip(eigval, 0.0, None))[:, None] * U.T  # AᵀA = Q
-    mu_star, _ = scipy.optimize.nnls(A, -A @ uniform)
+    # bounded-variable least squares: scipy's nnls mis-terminates on the rank-deficient A of this case
+    mu_star = scipy.optimize.lsq_linear(A, -A @ uniform, bounds=(0.0, np.inf), method="bvls", tol=1e-15).x
     return uniform + mu_star

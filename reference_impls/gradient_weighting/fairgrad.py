@@ -10,42 +10,47 @@ loss decreases u_i = ⟨g_i, d⟩; its optimality condition (the equation the of
     (M w)_i = w_i^{−1/α}  for all i,   w ∈ R^K_{>0},        d = Gᵀ w,
 
 so that ⟨g_i, d⟩ = w_i^{−1/α} > 0: every task decreases to first order. α = 1 is Nash-MTL
-((Mw)_i = 1/w_i); α → ∞ tends to max-min fairness (equal ⟨g_i, d⟩).
+((Mw)_i = 1/w_i); α → ∞ tends to max-min fairness: min_i ⟨g_i, d⟩/||d|| grows towards its maximum
+||d_MGDA|| (equal ⟨g_i, d⟩ only for the binding tasks; max/min of ⟨g_i, d⟩ need not tend to 1).
 
-Solver (:func:`solve_fair_weights`, shared with Nash-MTL): the equation is the stationarity
-condition ∇Φ(w) = 0 of the strictly convex Φ(w) = ½wᵀMw − Σ_i h(w_i), h'(w) = w^{−1/α}
-(h = log for α = 1). Damped Newton on Φ (Hessian M + diag(w^{−1/α−1}/α), a fraction-to-boundary
-rule keeps w > 0, Armijo backtracking) on the scale-normalised Gramian M/s (s = mean diag M; the
-solution then scales as w = s^{−α/(1+α)} w̃), stopped when max_i |w_i^{1/α}(Mw)_i − 1| ≤ 1e-12 (or the rounding level of Mw when the
-gradients are nearly dependent).
-It converges quadratically, from the warm start (the previous normalised w) or from
-w_i = M_ii^{−α/(1+α)} (the exact solution for orthogonal gradients).
+Solver (:func:`solve_fair_weights`, shared with Nash-MTL): with D = diag(||g_i||) the equation is
+rescaled to unit gradient norms, C = D⁻¹MD⁻¹, and becomes the stationarity condition ∇Φ(β) = 0 of
+the strictly convex Φ(β) = ½βᵀCβ − Σ_i κ_i h(β_i), h'(β) = β^{−1/α} (h = log and κ = 𝟙 for α = 1,
+so Nash-MTL's solve does not see the task scales at all). Damped Newton on Φ (Hessian
+C + diag(κ β^{−1/α−1}/α), a fraction-to-boundary rule keeps β > 0, Armijo backtracking), stopped
+when max_i |w_i^{1/α}(Mw)_i − 1| ≤ 1e-12 (or the rounding level of Mw when the gradients are
+nearly dependent). It converges quadratically, from the warm start (the previous call's β) or from
+the exact solution for orthogonal gradients.
 
 Existence: a positive solution exists iff 0 ∉ conv{g_i} (otherwise Φ is unbounded below along a
 v ≥ 0 with Gᵀv = 0, and no d can decrease all tasks). In that degenerate case (a zero gradient,
 opposite or opposing collinear gradients, a Pareto-stationary point) the equations are solved for
-the regularised Gramian M + εI with ε = 1e-8·max_i M_ii (the Gramian of [G, √ε I]); as ε → 0 its d
-tends to the limit in which the deadlocked tasks get no first-order change and the others
-share the orthogonal complement (e.g. a zero row does not change the other tasks' d; opposite
-gradients give d = 0).
+the regularised Gramian M + ε diag(M), ε = 1e-8 (C + εI; a zero row gets ε; ε is raised above the
+rounding level of M for float32 inputs or a numerically indefinite M), whose d tends as
+ε → 0 to the limit in which the deadlocked tasks get no first-order change and the others share
+the orthogonal complement (a zero row does not change the other tasks' d; opposite gradients give
+d = 0). Very large α (≳ 50) can require exponentially small weights and may raise SolverError.
 
 Hyperparameters:
     alpha: α = 2.0 (default; every official run.sh). The official class and LibMTL default to 1.0.
-    max_norm: None (default): the paper's d. The official code multiplies d by K and clips the
-        shared gradient's norm to 1.0; pass max_norm=1.0 for the clipping (not the ×K).
+    max_norm: 1.0 (default, as the official code): d is scaled to norm ≤ max_norm. The paper's d is
+        max_norm=None. Clipping matters: for α > 1, ||d||² = Σ_i w_i^{1−1/α} → ∞ near the Pareto set
+        (w_i → ∞), so unclipped steps overshoot. The official code also multiplies d by K before
+        clipping; we do not (D2).
 
 Deviations:
     D1. Solver: exact damped Newton (relative residual 1e-12) instead of the official
         ``scipy.optimize.least_squares(Mx − x^{−1/α}, x0 = 𝟙/K, bounds (0, ∞))`` with default
-        tolerances (residual ~1e-8 relative, occasionally a non-converged point).
-    D2. The official d is K·Gᵀw, then clipped to norm 1.0; we return Gᵀw, clipped only when
-        max_norm is given. Clipping breaks the scale invariance of the weights.
+        tolerances (xtol = ftol = gtol = 1e-8).
+    D2. The official d is K·Gᵀw, then clipped to norm 1.0; we return Gᵀw clipped to max_norm (no
+        ×K, which matters only when the clip is inactive).
     D3. Degenerate inputs (0 ∈ conv{g_i}): regularised solution (see above), where the official
         least-squares solver returns an arbitrary non-solution. All-zero J gives w = 0, d = 0.
         K = 1: w = ||g||^{−2α/(1+α)}.
 
 Usage:
-    >>> d = FairGrad(alpha=2.0)(J)       # J: (K, n) -> d: (n,)
+    >>> d = FairGrad(alpha=2.0)(J)       # J: (K, n) -> d: (n,), ||d|| ≤ 1
+    >>> d = FairGrad(max_norm=None)(J)   # the paper's d = Gᵀw
     >>> w = solve_fair_weights(M, 2.0)   # the weights from a Gramian (numpy, float64)
 """
 
@@ -61,91 +66,119 @@ from reference_impls.core.aggregator import GramianWeighting
 from reference_impls.core.solvers import SolverError
 
 _RTOL = 1e-12  # target for max_i |w_i^{1/α} (Mw)_i − 1|
-_REG = 1e-8  # ε / max_i M_ii for the degenerate case
+_REG = 1e-8  # ε (relative to each ||g_i||²) for the degenerate case
 
 
 def solve_fair_weights(M, alpha: float = 1.0, w0=None, *, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray | None]:
     """Solve (M w)_i = w_i^{−1/α}, w > 0, for a PSD Gramian M (K, K).
 
+    The problem is first scaled to unit gradient norms: with D = diag(||g_i||), C = D⁻¹MD⁻¹ and
+    β = D w/γ, the equations become (Cβ)_i = κ_i β_i^{−1/α} with κ_i = D_i^{1/α−1}/γ^{1+1/α}
+    (κ = 𝟙 for Nash-MTL, α = 1; γ makes the geometric mean of κ equal to 1). This makes the solve
+    independent of the tasks' gradient scales (exactly so for α = 1).
+
     Args:
         M: the Gramian (array-like or tensor), finite.
         alpha: α > 0 (α = 1: Nash-MTL).
-        w0: optional warm start for the normalised problem (the second return value of a previous call).
+        w0: optional warm start: the second return value of a previous call (the scaled β).
 
     Returns:
-        (w, w_normalised): the weights (float64 numpy array, K) and the solution of the normalised
-        problem M/s (pass it as ``w0`` next time). With all-zero M: (zeros, None).
+        (w, beta): the weights (float64 numpy array, K) and the scaled solution β (pass it as ``w0``
+        next time). With all-zero M: (zeros, None).
 
     Raises:
-        SolverError: Newton's method did not reach the tolerance (should not happen for PSD M).
+        SolverError: Newton's method failed even on the regularised problem (should not happen).
     """
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha!r}")
-    M = np.asarray(torch.as_tensor(M).detach().cpu().to(torch.float64), dtype=np.float64)
+    M = torch.as_tensor(M).detach()
+    eps = torch.finfo(M.dtype).eps if M.is_floating_point() else np.finfo(np.float64).eps  # precision of M
+    M = M.cpu().to(torch.float64).numpy()
     M = 0.5 * (M + M.T)
     K = M.shape[0]
-    diag = np.clip(np.diag(M), 0.0, None)
-    s = float(diag.mean())
-    if s == 0.0:
-        return np.zeros(K), None
-    Q = M / s  # normalised Gramian: mean diagonal 1
+    D = np.sqrt(np.clip(np.diag(M), 0.0, None))  # ||g_i||
+    if not np.any(D > 0):
+        return np.zeros(K), None  # all-zero J: d = 0
+    D = np.where(D > 0, D, 1.0)  # zero rows stay zero in C (degenerate case)
+    C = M / np.outer(D, D)  # unit-diagonal Gramian of g_i/||g_i||
+    p = 1.0 / alpha
+    log_kappa = (p - 1.0) * np.log(D)
+    log_gamma = float(np.mean(log_kappa)) / (1.0 + p)
+    kappa = np.exp(log_kappa - (1.0 + p) * log_gamma)  # geometric mean 1
     start = w0 if w0 is not None and np.shape(w0) == (K,) and np.all(np.asarray(w0) > 0) else None
-    w = _newton(Q, alpha, start, max_iter)
-    if w is None:  # no positive solution: 0 ∈ conv{g_i}; regularise (D3)
-        eps = _REG * float(np.max(np.diag(Q)))
-        w = _newton(Q + eps * np.eye(K), alpha, None, max_iter, accept=1e-6)
-        if w is None:
+    beta = _newton(C, kappa, p, start, max_iter)
+    if beta is None:  # no positive solution: 0 ∈ conv{g_i}; regularise (D3)
+        # ε = 1e-8, raised above the rounding of M (float32 Gramians are PSD only to ~1e-7)
+        eps_reg = max(_REG, 100.0 * eps, -2.0 * float(np.linalg.eigvalsh(C)[0]))
+        beta = _newton(C + eps_reg * np.eye(K), kappa, p, None, max_iter, accept=1e-6)
+        if beta is None:
             raise SolverError(f"FairGrad/Nash-MTL Newton solver failed on the regularised Gramian (K = {K})")
-    return w * s ** (-alpha / (1.0 + alpha)), w  # (M w)_i = w_i^{−1/α} for M = s Q
+    return beta * np.exp(log_gamma) / D, beta  # w = γ β / D solves (M w)_i = w_i^{−1/α}
 
 
-def _newton(Q: np.ndarray, alpha: float, w0: np.ndarray | None, max_iter: int, accept: float = 1e-9) -> np.ndarray | None:
-    """Damped Newton on Φ(w) = ½wᵀQw − Σ h(w_i); None when Φ appears unbounded (no solution).
+def _newton(
+    C: np.ndarray, kappa: np.ndarray, p: float, b0: np.ndarray | None, max_iter: int, accept: float = 1e-9
+) -> np.ndarray | None:
+    """Damped Newton on Φ(β) = ½βᵀCβ − Σ κ_i h(β_i), h' = β^{−p}; None when Φ seems unbounded (no solution).
 
     Armijo backtracking far from the solution; full (fraction-to-boundary) Newton steps once the
     Newton decrement is below 0.25, where the convergence is quadratic and Φ's rounding would
-    stall a line search. Returns w when the relative residual reaches 1e-12, or when it stagnates
-    below ``accept`` (rounding floor of the regularised degenerate case).
+    stall a line search. Returns β when the relative residual reaches 1e-12 (or the rounding level
+    of Cβ, at most 1e-6), when it stalls below 1e-3 with a Newton decrement at rounding level
+    (cancellation in Cβ for tasks whose gradients differ by ~1e12 in norm), or when it stalls below
+    ``accept`` (regularised degenerate case).
     """
-    p = 1.0 / alpha
-    if w0 is None:
-        w0 = np.clip(np.diag(Q), 1e-12, None) ** (-alpha / (1.0 + alpha))  # exact for orthogonal g_i
-    w = np.array(w0, dtype=np.float64)
+    b = np.array(kappa ** (1.0 / (1.0 + p)) if b0 is None else b0, dtype=np.float64)  # exact for orthogonal g_i
     if p == 1.0:
         h = np.log  # Nash-MTL: h = log
     else:
-        h = lambda v: v ** (1.0 - p) / (1.0 - p)  # noqa: E731  h'(v) = v^{−1/α}
-    phi = lambda v: 0.5 * v @ Q @ v - np.sum(h(v))  # noqa: E731
-    best = np.inf
+        h = lambda v: v ** (1.0 - p) / (1.0 - p)  # noqa: E731  h'(v) = v^{−p}
+    phi = lambda v: 0.5 * v @ C @ v - kappa @ h(v)  # noqa: E731
+    best, b_best = np.inf, b
     for _ in range(max_iter):
-        Qw = Q @ w  # (K,)
-        target = w ** (-p)  # w_i^{−1/α}
-        residual = float(np.max(np.abs(Qw / target - 1.0)))  # max_i |w_i^{1/α}(Qw)_i − 1|
-        # rounding floor of (Qw)_i: nearly dependent gradients make Qw a cancelling sum
-        floor = 1e-14 * float(np.max((np.abs(Q) @ w) / np.maximum(np.abs(Qw), 1e-300)))
-        if residual <= max(_RTOL, floor):
-            return w
-        if residual >= best and best <= accept:  # stagnation at the rounding floor
-            return w_best
+        Cb = C @ b  # (K,)
+        target = kappa * b ** (-p)  # κ_i β_i^{−1/α}
+        residual = float(np.max(np.abs(Cb / target - 1.0)))
+        # rounding floor of (Cβ)_i: nearly dependent gradients make Cβ a cancelling sum
+        with np.errstate(over="ignore"):
+            floor = 1e-15 * float(np.max((np.abs(C) @ b) / np.maximum(np.abs(Cb), 1e-300)))
+        if residual <= max(_RTOL, min(floor, 1e-6)):
+            return b
+        stalled = residual >= best
+        if stalled and best <= accept:  # stagnation at the rounding floor
+            return b_best
         if residual < best:
-            best, w_best = residual, w
-        grad = Qw - target  # ∇Φ = Qw − w^{−1/α}
-        H = Q + np.diag(p * w ** (-p - 1.0))  # ∇²Φ, positive definite
+            best, b_best = residual, b
+        grad = Cb - target  # ∇Φ
+        H = C + np.diag(p * target / b)  # ∇²Φ = C + diag(p κ β^{−p−1}), positive definite
         try:
             step = -np.linalg.solve(H, grad)
         except np.linalg.LinAlgError:
             return None
         neg = step < 0
-        t = min(1.0, 0.99 * float(np.min(-w[neg] / step[neg]))) if neg.any() else 1.0  # keep w > 0
+        t = min(1.0, 0.99 * float(np.min(-b[neg] / step[neg]))) if neg.any() else 1.0  # keep β > 0
         slope = float(grad @ step)  # −(Newton decrement)²
-        if -slope > 0.0625:  # far from the solution: Armijo backtracking on Φ
-            f = phi(w)
-            while phi(w + t * step) > f + 1e-4 * t * slope and t > 1e-14:
+        if stalled and best <= 1e-3 and 0 <= -slope <= 1e-20 * max(1.0, abs(phi(b))):
+            return b_best  # stagnation with a vanishing Newton decrement: the residual is limited by cancellation in Cβ
+        if accept >= 1e-6 and 0 <= -slope <= 1e-12 * max(1.0, abs(phi(b))):
+            return b  # regularised case: Φ converged to rounding, where the residual can stall above 1e-6
+        if not slope < 0:  # H numerically indefinite (rounding): diagonally scaled gradient step instead
+            step = -grad / np.diag(H)
+            t = min(1.0, 0.99 * float(np.min(-b[step < 0] / step[step < 0]))) if (step < 0).any() else 1.0
+            slope = float(grad @ step)
+            f = phi(b)
+            while phi(b + t * step) > f + 1e-4 * t * slope and t > 1e-14:
                 t *= 0.5
-        w = w + t * step
-        if not np.all(np.isfinite(w)) or np.max(w) > 1e12 or t <= 1e-14:
-            return None  # Φ unbounded below along a v ≥ 0 with Qv = 0: no positive solution
-    return w_best if best <= accept else None
+            b = b + t * step
+            continue
+        if -slope > 0.0625:  # far from the solution: Armijo backtracking on Φ
+            f = phi(b)
+            while phi(b + t * step) > f + 1e-4 * t * slope and t > 1e-14:
+                t *= 0.5
+        b = b + t * step
+        if not np.all(np.isfinite(b)) or np.max(b) > 1e12 or t <= 1e-14:
+            return None  # Φ unbounded below along a v ≥ 0 with Cv = 0: no positive solution
+    return b_best if best <= accept else None
 
 
 class FairGrad(GramianWeighting):
@@ -154,20 +187,20 @@ class FairGrad(GramianWeighting):
     name: ClassVar[str] = "fairgrad"
     stateful: ClassVar[bool] = True  # warm start of the solver (the solution itself is unique)
 
-    def __init__(self, alpha: float = 2.0, max_norm: float | None = None) -> None:
+    def __init__(self, alpha: float = 2.0, max_norm: float | None = 1.0) -> None:
         if not alpha > 0 or alpha == float("inf"):
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
         if max_norm is not None and not max_norm > 0:
             raise ValueError(f"max_norm must be > 0 or None, got {max_norm!r}")
         self.alpha = float(alpha)
         self.max_norm = max_norm
-        self._w_normalised: np.ndarray | None = None
+        self._beta: np.ndarray | None = None  # warm start (scaled solution of the previous call)
 
     def reset(self) -> None:
-        self._w_normalised = None
+        self._beta = None
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
-        w, self._w_normalised = solve_fair_weights(M, self.alpha, self._w_normalised)
+        w, self._beta = solve_fair_weights(M, self.alpha, self._beta)
         return clip_weights(torch.from_numpy(w).to(M), M, self.max_norm)
 
 

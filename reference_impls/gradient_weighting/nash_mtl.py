@@ -16,7 +16,8 @@ solution is invariant to the loss scales: g_i → c_i g_i gives α_i → α_i/c_
 The equation is FairGrad's with α_fair = 1, so the solver is
 :func:`reference_impls.gradient_weighting.fairgrad.solve_fair_weights` (damped Newton on the
 strictly convex ½αᵀMα − Σ log α_i, relative residual 1e-12, warm-started from the previous
-step's solution, which the official code also does).
+step's solution, which the official code also does). The solve works on the Gramian of the
+normalised gradients g_i/||g_i||, so it is exactly invariant to the task scales.
 
 Hyperparameters (official defaults): max_norm = 1.0 (after back-propagating Σ α_i f_i the official
 code clips the shared gradient's norm to 1.0; since ||d|| = √K > 1 at the exact solution, the clip
@@ -32,7 +33,7 @@ Deviations:
         the weights; with max_norm=None the method is exactly loss-scale invariant.
     D3. Degenerate inputs: when 0 ∈ conv{g_i} (zero gradient, opposite or opposing collinear
         gradients, a Pareto-stationary point) no α > 0 solves the equations; we solve them for the
-        regularised Gramian M + εI, ε = 1e-8·max_i M_ii, whose d tends as ε → 0 to the limit where
+        regularised Gramian M + ε diag(M), ε = 1e-8 (a zero row gets ε), whose d tends as ε → 0 to the limit where
         deadlocked tasks get no first-order change (a zero row leaves the other tasks' d unchanged,
         opposite gradients give d = 0). The official solver returns an arbitrary point there.
         All-zero J gives α = 0 and d = 0. K = 1: α = 1/||g||, d = g/||g||.
@@ -67,11 +68,11 @@ class NashMTL(GramianWeighting):
         if max_norm is not None and not max_norm > 0:
             raise ValueError(f"max_norm must be > 0 or None, got {max_norm!r}")
         self.max_norm = max_norm
-        self._alpha_normalised: np.ndarray | None = None
+        self._beta: np.ndarray | None = None  # warm start (scaled solution of the previous call)
 
     def reset(self) -> None:
-        self._alpha_normalised = None
+        self._beta = None
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
-        alpha, self._alpha_normalised = solve_fair_weights(M, 1.0, self._alpha_normalised)  # (Mα)_i = 1/α_i
+        alpha, self._beta = solve_fair_weights(M, 1.0, self._beta)  # (Mα)_i = 1/α_i
         return clip_weights(torch.from_numpy(alpha).to(M), M, self.max_norm)  # d = Gᵀα, ||d|| ≤ max_norm

@@ -187,6 +187,21 @@ def test_degenerate_inputs():
         CAGrad(c=-1.0)
 
 
+def test_zero_rows_and_float32_gramians():
+    # Zero task gradients put 0 in conv{g_i}: with c = 1 the ball contains 0, the max-min value is 0 and d must be
+    # non-conflicting (the dual-cone projection path, D3). Gramians of float32 Jacobians are PSD only to rounding.
+    gen = torch.Generator().manual_seed(11)
+    for trial in range(60):
+        K, n = int(torch.randint(2, 12, (1,), generator=gen)), int(torch.randint(1, 20, (1,), generator=gen))
+        J = torch.randn(K, n, generator=gen, dtype=torch.float64)
+        J[torch.rand(K, generator=gen) < 0.3] = 0.0
+        d = CAGrad(1.0)(J)
+        g0 = J.mean(0)
+        asserts.assert_non_conflicting(J, d, rel=1e-9)
+        assert float((d - g0).norm()) <= float(g0.norm()) * (1 + 1e-9) + 1e-12
+        assert torch.isfinite(CAGrad(0.5)(J.float())).all()
+
+
 def _toy_run(method, steps, lr):
     problem = get_problem("cagrad-toy", scale=1.0, inits="cagrad")
     x = problem.initial_points().clone().requires_grad_(True)  # (3, 2)

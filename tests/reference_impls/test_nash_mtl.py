@@ -1,0 +1,181 @@
+"""Nash-MTL (Navon et al., ICML 2022): the claims of the paper, checked exactly or on a toy."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from reference_impls.core.aggregator import NonFiniteError
+from reference_impls.gradient_weighting.nash_mtl import NashMTL
+from reference_impls.metrics import pareto_stationarity
+from reference_impls.problems import get_problem
+from tests.reference_impls import asserts
+from tests.reference_impls.golden import j_base
+
+
+def _solvable(J):
+    """A positive solution exists iff 0 ∉ conv{g_i} (MGDA's min-norm point is not 0)."""
+    return float(pareto_stationarity(J)) > 1e-6 * float(J.norm(dim=1).max())
+
+
+def _nondegenerate(dtype=torch.float64, **kw):
+    return [(name, J) for name, J in asserts.random_jacobians(dtype=dtype, **kw) if _solvable(J.double())]
+
+
+def test_bargaining_equations_and_norm():
+    # (Mα)_i = 1/α_i ⇔ α_i ⟨g_i, d⟩ = 1, so ⟨g_i, d⟩ = 1/α_i > 0 and ||d||² = αᵀMα = K.
+    cases = _nondegenerate()
+    assert len(cases) >= 20
+    for name, J in cases:
+        alpha = NashMTL(max_norm=None).weights(J)
+        d = alpha @ J
+        assert float(alpha.min()) > 0, name
+        assert float((alpha * (J @ d) - 1.0).abs().max()) <= 1e-8, name
+        assert abs(float(d @ d) - J.shape[0]) <= 1e-8 * J.shape[0], name
+
+
+def test_float32():
+    for name, J in _nondegenerate(dtype=torch.float32, shapes=[(2, 10), (3, 20), (8, 16)]):
+        alpha = NashMTL(max_norm=None).weights(J)
+        assert alpha.dtype == torch.float32
+        assert torch.allclose(alpha.double(), NashMTL(max_norm=None).weights(J.double()), rtol=1e-3), name
+
+
+def test_loss_scale_invariance():
+    # g_i → c_i g_i gives α_i → α_i/c_i and exactly the same d (the paper's scale-invariance axiom).
+    gen = torch.Generator().manual_seed(6)
+    for name, J in _nondegenerate(seed=1):
+        c = torch.exp(4 * torch.randn(J.shape[0], generator=gen, dtype=torch.float64))  # scales over ~e^±10
+        alpha, alpha_c = NashMTL(None).weights(J), NashMTL(None).weights(c[:, None] * J)
+        assert torch.allclose(alpha_c * c, alpha, rtol=1e-8), name
+        assert torch.allclose(NashMTL(None)(c[:, None] * J), NashMTL(None)(J), atol=1e-8 * J.shape[0] ** 0.5), name
+
+
+def test_matches_the_official_equivalent_least_squares_solver():
+    # scipy least_squares on Mα − 1/α, bounds (0, ∞) (the official-equivalent solver of method-specs; FairGrad's official
+    # solver with α = 1), tight tolerances: same α to 1e-6.
+    for name, J in _nondegenerate(shapes=[(2, 10), (3, 20), (5, 50), (8, 16)]):
+        M = (J @ J.T).numpy()
+        alpha = NashMTL(None).weights(J).numpy()
+        start = 1.0 / np.sqrt(np.diag(M))
+        res = scipy.optimize.least_squares(
+            lambda a: M @ a - 1.0 / a, start, bounds=(0, np.inf), xtol=1e-15, ftol=1e-15, gtol=1e-15
+        )
+        assert np.abs(res.x - alpha).max() <= 1e-6 * alpha.max(), name
+
+
+def test_clipping_as_in_the_official_code():
+    # max_norm = 1.0 (official default): ||d|| = √K > 1 at the exact solution, so the official update is d/√K.
+    for name, J in _nondegenerate(shapes=[(1, 5), (3, 20), (8, 16)]):
+        d = NashMTL(max_norm=None)(J)
+        clipped = NashMTL()(J)
+        assert torch.allclose(clipped, d / max(1.0, float(d.norm())), atol=1e-12), name
+        assert float(clipped.norm()) <= 1.0 + 1e-12
+    J = j_base()
+    scaled = torch.tensor([[10.0], [1.0]], dtype=torch.float64) * J
+    assert torch.allclose(NashMTL()(scaled), NashMTL()(J), atol=1e-12)  # d is clipped after the invariant solve
+
+
+def test_warm_start_does_not_change_the_solution():
+    method = NashMTL(None)
+    for name, J in _nondegenerate(seed=2, shapes=[(3, 20), (8, 16)]):
+        assert torch.allclose(method.weights(J), NashMTL(None).weights(J), rtol=1e-10), name
+    method.reset()
+    assert method._beta is None
+
+
+def test_golden_value():
+    # J_base: α solves α_1(Mα)_1 = α_2(Mα)_2 = 1 with M = [[18, −22], [−22, 38]]; d = α_1 g_1 + α_2 g_2.
+    J = j_base()
+    alpha = NashMTL(None).weights(J)
+    M = J @ J.T
+    assert torch.allclose(alpha * (M @ alpha), torch.ones(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(alpha, torch.tensor([0.5915, 0.4071], dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(NashMTL(None)(J), torch.tensor([0.0766, 0.9985, 0.9985], dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(NashMTL()(J), torch.tensor([0.0542, 0.7061, 0.7061], dtype=torch.float64), atol=1e-4)
+
+
+def test_degenerate_inputs():
+    cases = asserts.degenerate_jacobians()
+    nash = NashMTL(None)
+    out = {k: nash(J) for k, J in cases.items()}
+    for k, d in out.items():
+        assert torch.isfinite(d).all(), k
+    g = cases["identical"][0]
+    assert torch.equal(out["all-zero"], torch.zeros(4, dtype=torch.float64))
+    assert torch.allclose(out["single-task"], g / g.norm(), atol=1e-12)  # α = 1/||g||
+    assert torch.allclose(out["identical"], 3**0.5 * g / g.norm(), atol=1e-12)  # α_i = 1/(√3||g||), ||d||² = 3
+    # scale invariance: huge, tiny and mixed (1e8 vs 1e-8) scales give the d of the unscaled pair
+    pair = NashMTL(None)(cases["huge-scale"] / 1e15)
+    for k in ("huge-scale", "tiny-scale", "mixed-scale"):
+        assert torch.allclose(out[k], pair, atol=1e-8), k
+    # 0 ∈ conv{g_i}: no positive solution; the regularised solution (D3): opposite and collinear give d ≈ 0, a zero
+    # row leaves the other tasks' d unchanged
+    assert float(out["opposite"].abs().max()) <= 1e-10
+    assert float(out["collinear"].norm()) <= 1e-3 * float(g.norm())
+    rest = cases["one-zero-row"][[0, 2]]
+    assert torch.allclose(out["one-zero-row"], NashMTL(None)(rest), atol=1e-6)
+    with pytest.raises(NonFiniteError):
+        NashMTL()(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="max_norm"):
+        NashMTL(max_norm=0.0)
+
+
+def test_float32_degenerate_inputs():
+    # float32 Gramians are PSD only to ~1e-7: the regularisation is raised above that rounding level (D3)
+    for k, J in asserts.degenerate_jacobians(dtype=torch.float32).items():
+        d = NashMTL(None)(J)
+        assert d.dtype == torch.float32 and torch.isfinite(d).all(), k
+    for name, J in asserts.random_jacobians(dtype=torch.float32, seed=5):
+        assert torch.isfinite(NashMTL(None)(J)).all(), name
+
+
+def _gd_run(scale, steps=400, eta=0.1):
+    # plain GD with a linearly decaying step (Adam's per-coordinate normalisation would amplify rounding-level
+    # differences of near-zero coordinates into full steps)
+    problem = get_problem("cagrad-toy", scale=scale, inits="nash")
+    x = problem.initial_points().clone()  # (5, 2)
+    method = NashMTL(max_norm=None)
+    path = []
+    for t in range(steps):
+        x = x - eta * (1 - t / steps) * torch.stack([method(J) for J in problem.jacobian(x)])
+        path.append(x)
+    return problem, torch.stack(path)
+
+
+def test_toy_trajectories_are_invariant_to_the_loss_scale():
+    # CAGrad/Nash-MTL toy with s = 1 and s = 0.1 (f_1 ← s f_1), Nash-MTL's five inits, float64, max_norm=None.
+    # Measured: the trajectories agree to 7e-9 for the first 150 steps; near the Pareto set the gradients become
+    # opposite, the Gramian ill-conditioned and d (norm √2, tangent to the set) slides along it, so rounding differences
+    # grow to ~1e-2 before the step decays; final gap 7e-4, every end point Pareto-stationary (PS ≤ 3e-6).
+    problem, path_1 = _gd_run(1.0)
+    _, path_01 = _gd_run(0.1)
+    assert float((path_1[:150] - path_01[:150]).abs().max()) <= 1e-6
+    for x in (path_1[-1], path_01[-1]):
+        assert float(pareto_stationarity(problem.jacobian(x)).max()) < 1e-3
+        assert float(problem.distance_to_pareto_set(x).max()) < 1e-2
+    assert float((path_1[-1] - path_01[-1]).abs().max()) < 0.05
+
+
+def test_backward_in_a_training_loop_matches_the_explicit_jacobian():
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(4, 3).double()
+    heads = torch.nn.ModuleList([torch.nn.Linear(3, 1).double() for _ in range(2)])
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    method = NashMTL()
+    for _ in range(3):
+        for p in list(encoder.parameters()) + list(heads.parameters()):
+            p.grad = None
+        z = torch.tanh(encoder(x))
+        losses = [((h(z)[:, 0] - y[:, i]) ** 2).mean() for i, h in enumerate(heads)]
+        rows = []
+        for f in losses:
+            g = torch.autograd.grad(f, list(encoder.parameters()), retain_graph=True)
+            rows.append(torch.cat([t.reshape(-1) for t in g]))
+        expected = NashMTL()(torch.stack(rows))
+        method.backward(losses, encoder.parameters(), heads.parameters())
+        got = torch.cat([p.grad.reshape(-1) for p in encoder.parameters()])
+        assert torch.allclose(got, expected, atol=1e-12)
+        with torch.no_grad():
+            for p in list(encoder.parameters()) + list(heads.parameters()):
+                p -= 0.1 * p.grad
