@@ -115,9 +115,12 @@ class Aggregator:
     name: ClassVar[str] = ""  # registry id
     needs_losses: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
+    # Whether __call__ scans all K·n entries of J for NaN/inf. Gram-based methods check the K×K
+    # Gramian instead; a method may also check its own reduced quantities (and must then say so).
+    scans_jacobian: ClassVar[bool] = True
 
     def __call__(self, J: Tensor, losses: Tensor | Sequence[Tensor] | None = None) -> Tensor:
-        J = check_jacobian(J, finite=not isinstance(self, GramianWeighting))
+        J = check_jacobian(J, finite=self.scans_jacobian)
         return self.aggregate(J, check_losses(losses, J.shape[0], required=self.needs_losses))
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:  # pragma: no cover - interface
@@ -174,7 +177,7 @@ class Weighting(Aggregator):
     """An aggregator of the form d = Jᵀ w(J): ``weights(J)`` exposes the task weights w (K,)."""
 
     def weights(self, J: Tensor, losses: Tensor | Sequence[Tensor] | None = None) -> Tensor:
-        J = check_jacobian(J, finite=not isinstance(self, GramianWeighting))
+        J = check_jacobian(J, finite=self.scans_jacobian)
         return self.compute_weights(J, check_losses(losses, J.shape[0], required=self.needs_losses))
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:  # pragma: no cover - interface
@@ -187,6 +190,8 @@ class Weighting(Aggregator):
 
 class GramianWeighting(Weighting):
     """A weighting whose weights depend on J only through the Gramian M = J Jᵀ."""
+
+    scans_jacobian: ClassVar[bool] = False  # gramian() checks M, which is non-finite whenever J is
 
     def weights_from_gramian(self, M: Tensor, losses: Tensor | Sequence[Tensor] | None = None) -> Tensor:
         M = check_gramian(M)

@@ -78,8 +78,19 @@ def min_norm_weights(M: Tensor, *, max_iter: int | None = None, rel_tol: float =
         raise ValueError(f"expected a square Gramian, got shape {tuple(M.shape)}")
     if not torch.isfinite(M).all():
         raise NonFiniteError("the Gramian contains NaN or infinite entries")
-    lam = _wolfe(M.detach().to("cpu", torch.float64).numpy(), max_iter=max_iter, rel_tol=rel_tol)
+    Q = M.detach().to("cpu", torch.float64).numpy()
+    lam = _two_points(Q) if Q.shape[0] == 2 else _wolfe(Q, max_iter=max_iter, rel_tol=rel_tol)
     return torch.from_numpy(lam).to(device=M.device, dtype=M.dtype)
+
+
+def _two_points(M: np.ndarray) -> np.ndarray:
+    """K = 2 in closed form (Sener & Koltun, Algorithm 1): γ = clip(⟨g_2 − g_1, g_2⟩/||g_1 − g_2||², 0, 1)."""
+    m11, m12, m22 = float(M[0, 0]), 0.5 * float(M[0, 1] + M[1, 0]), float(M[1, 1])
+    denom = m11 + m22 - 2.0 * m12  # ||g_1 − g_2||²
+    if not denom > 1e-15 * max(m11, m22, 1e-300):  # identical (or both zero) gradients: d = g_1
+        return np.array([1.0, 0.0]) if max(m11, m22) > 0 else np.array([0.5, 0.5])
+    gamma = min(1.0, max(0.0, (m22 - m12) / denom))
+    return np.array([gamma, 1.0 - gamma])
 
 
 def _wolfe(M: np.ndarray, *, max_iter: int | None, rel_tol: float) -> np.ndarray:

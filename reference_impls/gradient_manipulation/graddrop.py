@@ -69,6 +69,7 @@ from reference_impls.core.aggregator import Aggregator, NonFiniteError, _as_loss
 class GradDrop(Aggregator):
     name = "graddrop"
     stateful = True  # the random stream U
+    scans_jacobian = False  # _kept_sum checks its column sums, which are non-finite whenever J is
 
     def __init__(self, leak: float = 0.0, seed: int = 0, activations_sign: Tensor | None = None) -> None:
         if not 0.0 <= leak <= 1.0:
@@ -119,14 +120,37 @@ class GradDrop(Aggregator):
             M = self.masks(signed).unsqueeze(1)  # same mask for every batch element, (K, 1, ...)
         return ((self.leak + (1.0 - self.leak) * M) * grads).sum(0)  # Σ_i (ℓ + (1 − ℓ)M_i) ⊙ ∇_A f_i
 
+    def _kept_sum(self, signed: Tensor) -> Tensor:
+        """Σ_i M_i ⊙ ∇_i for signed gradients (K, n), in two passes over them (no (K, n) mask).
+
+        M_i keeps, per coordinate, either every positive or every negative ∇_i, so the masked sum
+        is 1[P > U]·Σ_i max(∇_i, 0) + 1[P < U]·Σ_i min(∇_i, 0). With S = Σ_i ∇_i, A = Σ_i |∇_i| and
+        V = 2U − 1: P > U ⇔ S > V·A and P < U ⇔ S < V·A (no division; where A = 0 nothing is kept,
+        as every ∇_i is 0 there). Equal to (masks(∇) * ∇).sum(0) up to rounding at P = U.
+        """
+        positive = signed.clamp(min=0.0).sum(0)  # Σ_i max(∇_i, 0), (n,)
+        negative = signed.clamp(max=0.0).sum(0)  # Σ_i min(∇_i, 0), (n,)
+        # A NaN/inf entry of J reaches these sums (clamp keeps NaN); confirm on J before blaming it.
+        if not bool(torch.isfinite(positive.sum() + negative.sum())) and not bool(torch.isfinite(signed).all()):
+            raise NonFiniteError("the Jacobian contains NaN or infinite entries")
+        S = positive + negative  # Σ_i ∇_i, (n,)
+        VA = torch.rand(S.shape, generator=self._generator, dtype=S.dtype)  # U ~ Unif(0, 1), (n,)
+        VA.mul_(2.0).sub_(1.0).mul_(positive - negative)  # V·A = (2U − 1)·Σ_i|∇_i|, (n,)
+        return positive * (S > VA) + negative * (S < VA)  # 1[P > U]·pos + 1[P < U]·neg, (n,)
+
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
         if self.activations_sign is None:
-            return self.transform(J)  # rows of J = ∇_i (sign(A) = 1), (n,)
-        s = torch.as_tensor(self.activations_sign).to(J).reshape(-1)  # sign(A), (n,)
-        if s.numel() != J.shape[1]:
-            raise ValueError(f"graddrop: activations_sign has {s.numel()} entries, the Jacobian {J.shape[1]} columns")
-        M = self.masks(torch.sign(s) * J)  # mask from ∇_i = sign(A) ⊙ J_i, (K, n)
-        return ((self.leak + (1.0 - self.leak) * M) * J).sum(0)  # (n,)
+            kept = self._kept_sum(J)  # rows of J = ∇_i (sign(A) = 1), Σ_i M_i ⊙ ∇_i, (n,)
+        else:
+            s = torch.sign(torch.as_tensor(self.activations_sign).to(J).reshape(-1))  # sign(A), (n,)
+            if s.numel() != J.shape[1]:
+                raise ValueError(f"graddrop: activations_sign has {s.numel()} entries, the Jacobian {J.shape[1]} columns")
+            # Masks come from ∇_i = sign(A) ⊙ J_i; Σ_i M_i ⊙ J_i = sign(A) ⊙ Σ_i M_i ⊙ ∇_i (sign² = 1, and
+            # M_i = 0 where sign(A) = 0).
+            kept = s * self._kept_sum(s * J)  # (n,)
+        if self.leak == 0.0:
+            return kept
+        return self.leak * J.sum(0) + (1.0 - self.leak) * kept  # Σ_i (ℓ + (1 − ℓ)M_i) ⊙ J_i, (n,)
 
     def attach(self, losses: Sequence[Tensor] | Tensor, representation: Tensor):
         """Compute ∂f_i/∂Z for each task and hook Z so that its incoming gradient becomes the GradDrop output.
