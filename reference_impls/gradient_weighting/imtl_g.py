@@ -52,30 +52,55 @@ Usage::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 
 
-def imtl_g_weights(M: Tensor, eps: float) -> Tensor:
-    """α (K,) from a float64 Gramian M (K, K); ``eps`` is the machine epsilon of the input dtype."""
+def imtl_g_weights(M: np.ndarray, eps: float) -> np.ndarray:
+    """α (K,) from a float64 Gramian M (K, K); ``eps`` is the machine epsilon of the input dtype.
+
+    Runs in NumPy: K is small, and per-call overhead matters more than arithmetic here.
+    """
     K = M.shape[0]
-    M = 0.5 * (M + M.T)  # symmetrise the rounding noise of J Jᵀ
-    norms = torch.sqrt(torch.diagonal(M).clamp_min(0.0))  # (K,): 𝔫_i = ||g_i||
-    alpha = torch.zeros(K, dtype=M.dtype)
-    S = torch.nonzero(norms > 0).flatten()  # tasks with a nonzero gradient
-    if S.numel() == 0:
+    norms = np.sqrt(np.maximum(np.diag(M), 0.0))  # (K,): 𝔫_i = ||g_i||
+    if K == 2 and norms.min() > 0:
+        # K = 2 in closed form: α ∝ M⁻¹𝔫 = (𝔫_2, 𝔫_1)·(𝔫_1𝔫_2 − M_12)/det M, so α = (𝔫_2, 𝔫_1)/(𝔫_1 + 𝔫_2)
+        # and d = 𝔫_1𝔫_2 (u_1 + u_2)/(𝔫_1 + 𝔫_2), the bisector; it has equal projections for
+        # collinear gradients too.
+        return norms[::-1] / (norms[0] + norms[1])
+    if norms.min() > 0:
+        # Well-conditioned cosine matrix (the common case): β ∝ M̂⁻¹𝟙 by Cholesky. Near-singular
+        # ones (small pivots) take the null-space route below, which decides the rank.
+        M_hat = (M + M.T) / (2.0 * np.outer(norms, norms))  # (K, K): cosines ⟨u_i, u_j⟩
+        try:
+            L = np.linalg.cholesky(M_hat)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None and float(np.min(np.diag(L))) ** 2 > 1e3 * K * eps:
+            x = np.linalg.solve(M_hat, np.ones(K))  # M̂ x = 𝟙 (equal projections, up to scale)
+            return x / norms / float(np.sum(x / norms))  # α = diag(𝔫)⁻¹ β with Σα = 1
+    return _null_space_weights(0.5 * (M + M.T), norms, eps)
+
+
+def _null_space_weights(M: np.ndarray, norms: np.ndarray, eps: float) -> np.ndarray:
+    """The general case (zero rows, rank-deficient cosines), via the null space of [M̂, −𝟙]."""
+    K = M.shape[0]
+    alpha = np.zeros(K)
+    S = np.flatnonzero(norms > 0)  # tasks with a nonzero gradient
+    if S.size == 0:
         return alpha  # all-zero J: d = 0
     n_S = norms[S]  # (k,)
-    M_hat = M[S][:, S] / (n_S[:, None] * n_S[None, :])  # (k, k): cosines ⟨u_i, u_j⟩
-    k = S.numel()
-    A = torch.cat([M_hat, -torch.ones(k, 1, dtype=M.dtype)], dim=1)  # (k, k+1): [M̂, −𝟙]
-    _, sigma, Vh = torch.linalg.svd(A)  # A = U Σ Vh
+    M_hat = M[np.ix_(S, S)] / np.outer(n_S, n_S)  # (k, k): cosines ⟨u_i, u_j⟩
+    k = S.size
+    A = np.hstack([M_hat, -np.ones((k, 1))])  # (k, k+1): [M̂, −𝟙]
+    _, sigma, Vh = np.linalg.svd(A)  # A = U Σ Vh
     rank = int((sigma > 10 * k * eps * sigma[0]).sum())
     N = Vh[rank:].T  # (k+1, k+1−rank): null space of [M̂, −𝟙], columns (β, c)
-    ell = (N[:k] / n_S[:, None]).sum(dim=0)  # (k+1−rank,): Σ_i β_i/𝔫_i of each null vector
-    if float(ell.norm()) <= 10 * k * eps * float((1.0 / n_S).max()):
+    ell = (N[:k] / n_S[:, None]).sum(axis=0)  # (k+1−rank,): Σ_i β_i/𝔫_i of each null vector
+    if float(np.linalg.norm(ell)) <= 10 * k * eps * float((1.0 / n_S).max()):
         return alpha  # no α with Σα = 1 has equal projections: w = 0 (TorchJD's convention)
     t = ell / (ell @ ell)  # minimum-norm coefficients with ⟨ℓ, t⟩ = 1
     beta = N[:k] @ t  # (k,): β = diag(𝔫) α
@@ -90,5 +115,5 @@ class IMTLG(GramianWeighting):
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         eps = torch.finfo(M.dtype).eps
-        alpha = imtl_g_weights(M.detach().to("cpu", torch.float64), eps)  # (K,)
-        return alpha.to(device=M.device, dtype=M.dtype)
+        alpha = imtl_g_weights(M.detach().to("cpu", torch.float64).numpy(), eps)  # (K,)
+        return torch.from_numpy(alpha).to(device=M.device, dtype=M.dtype)

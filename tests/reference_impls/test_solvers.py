@@ -78,10 +78,27 @@ def test_min_norm_keeps_dtype_and_rejects_nan():
         min_norm_weights(torch.ones(2, 3))
 
 
-def test_min_norm_reports_non_convergence():
+def test_min_norm_reports_non_convergence(monkeypatch):
+    import reference_impls.core.solvers as solvers
+
+    monkeypatch.setattr(solvers, "_guess_support", lambda *args: None)  # force Wolfe's loop
     J = torch.randn(8, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with pytest.raises(SolverError):
         min_norm_weights(J @ J.T, max_iter=1)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_wolfe_loop_alone_matches_the_certified_guess(seed, monkeypatch):
+    """The support guess is only a shortcut: Wolfe's loop reaches the same point without it."""
+    import reference_impls.core.solvers as solvers
+
+    gen = torch.Generator().manual_seed(seed)
+    K, n = [(3, 5), (8, 20), (12, 64), (16, 4), (32, 100)][seed % 5]
+    J = torch.randn(K, n, generator=gen, dtype=torch.float64) * torch.logspace(-1, 1, K, dtype=torch.float64)[:, None]
+    d_fast = min_norm_weights(J @ J.T) @ J
+    monkeypatch.setattr(solvers, "_guess_support", lambda *args: None)
+    d_wolfe = min_norm_weights(J @ J.T) @ J
+    assert float((d_fast - d_wolfe).norm()) <= 1e-9 * float(J.norm(dim=1).max())
 
 
 def test_project_simplex_is_the_euclidean_projection():
