@@ -50,6 +50,7 @@ Usage::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,29 +62,31 @@ def gradvac_coefficients(M: Tensor, orders: Tensor, phi_hat: Tensor, beta: float
     """One GradVac step on the Gramian: (C, new φ̂) with g_i' = Σ_j C_ij g_j.
 
     M (K, K) Gramian, orders (K, K−1) targets per task, φ̂ (K, K) similarity goals (not modified).
+    Runs in NumPy float64 (K×K numbers: per-call overhead, not arithmetic, is the cost here).
     """
-    K = M.shape[0]
-    C = torch.eye(K, dtype=M.dtype, device=M.device)  # (K, K): g_i' = g_i
-    phi_hat = phi_hat.clone()  # (K, K)
-    rows = torch.arange(K, device=M.device)
-    norm_j_all = torch.sqrt(torch.diagonal(M).clamp_min(0.0))  # (K,): ||g_j||
+    Mn = M.detach().to("cpu", torch.float64).numpy()  # (K, K)
+    order = orders.numpy()
+    K = Mn.shape[0]
+    C = np.eye(K)  # (K, K): g_i' = g_i
+    goals = phi_hat.detach().to("cpu", torch.float64).numpy().copy()  # (K, K)
+    rows = np.arange(K)
+    norm_j_all = np.sqrt(np.maximum(np.diag(Mn), 0.0))  # (K,): ||g_j||
     for t in range(K - 1):
-        j = orders[:, t].to(M.device)  # (K,)
-        inner = (C * M[j]).sum(dim=1)  # (K,): ⟨g_i', g_j⟩
-        norm_i = torch.sqrt(((C @ M) * C).sum(dim=1).clamp_min(0.0))  # (K,): ||g_i'|| = √(C_i M C_iᵀ)
+        j = order[:, t]  # (K,)
+        inner = np.einsum("ik,ik->i", C, Mn[j])  # (K,): ⟨g_i', g_j⟩
+        norm_i = np.sqrt(np.maximum(np.einsum("ik,ik->i", C @ Mn, C), 0.0))  # (K,): ||g_i'|| = √(C_i M C_iᵀ)
         norm_j = norm_j_all[j]  # (K,)
         valid = (norm_i > 0) & (norm_j > 0)
-        safe = torch.where(valid, norm_i * norm_j, torch.ones_like(norm_i))
-        phi = torch.where(valid, inner / safe, torch.zeros_like(inner)).clamp(-1.0, 1.0)  # φ_ij = cos(g_i', g_j)
-        goal = phi_hat[rows, j]  # (K,): φ̂_ij
-        root_goal = torch.sqrt((1.0 - goal * goal).clamp_min(0.0))  # √(1 − φ̂²)
+        phi = np.clip(np.where(valid, inner / np.where(valid, norm_i * norm_j, 1.0), 0.0), -1.0, 1.0)  # φ_ij = cos(g_i', g_j)
+        goal = goals[rows, j]  # (K,): φ̂_ij
+        root_goal = np.sqrt(np.maximum(1.0 - goal * goal, 0.0))  # √(1 − φ̂²)
         modify = valid & (phi < goal) & (root_goal > 0)
-        root_phi = torch.sqrt((1.0 - phi * phi).clamp_min(0.0))  # √(1 − φ²)
-        denom = torch.where(modify, norm_j * root_goal, torch.ones_like(norm_j))
+        root_phi = np.sqrt(np.maximum(1.0 - phi * phi, 0.0))  # √(1 − φ²)
+        denom = np.where(modify, norm_j * root_goal, 1.0)
         a = norm_i * (goal * root_phi - phi * root_goal) / denom  # coefficient of g_j (the paper's update rule)
-        C[rows, j] += torch.where(modify, a, torch.zeros_like(a))  # g_i' ← g_i' + a g_j
-        phi_hat[rows, j] = torch.where(valid, (1.0 - beta) * goal + beta * phi, goal)  # EMA of φ_ij
-    return C, phi_hat
+        C[rows, j] += np.where(modify, a, 0.0)  # g_i' ← g_i' + a g_j
+        goals[rows, j] = np.where(valid, (1.0 - beta) * goal + beta * phi, goal)  # EMA of φ_ij
+    return torch.from_numpy(C).to(dtype=M.dtype, device=M.device), torch.from_numpy(goals)
 
 
 class GradVac(GramianWeighting):
@@ -112,6 +115,5 @@ class GradVac(GramianWeighting):
         elif self.phi_hat.shape != (K, K):
             raise ValueError(f"GradVac was used with {self.phi_hat.shape[0]} tasks and now gets {K}: call reset()")
         orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
-        C, self.phi_hat = gradvac_coefficients(M.detach().to("cpu", torch.float64), orders, self.phi_hat, self.beta)
-        w = C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
-        return w.to(device=M.device, dtype=M.dtype)
+        C, self.phi_hat = gradvac_coefficients(M, orders, self.phi_hat, self.beta)  # in float64
+        return C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j

@@ -47,36 +47,48 @@ Usage::
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 
 
+@functools.lru_cache(maxsize=64)
+def _other_tasks(K: int) -> Tensor:
+    """(K, K−1) int64: row i lists the tasks j ≠ i in increasing order (cached per K)."""
+    return torch.arange(K - 1).expand(K, K - 1) + (torch.arange(K - 1)[None, :] >= torch.arange(K)[:, None])
+
+
 def draw_orders(K: int, generator: torch.Generator | None, random_order: bool = True) -> Tensor:
     """(K, K−1) int64: row i lists the tasks j ≠ i in the order task i is projected on them."""
-    others = torch.tensor([[j for j in range(K) if j != i] for i in range(K)], dtype=torch.int64).reshape(K, K - 1)
+    others = _other_tasks(K)
     if not random_order or K <= 2:
         return others
-    perms = torch.stack([torch.randperm(K - 1, generator=generator) for _ in range(K)])  # (K, K−1)
+    perms = torch.rand(K, K - 1, generator=generator).argsort(dim=1)  # an independent random order per task
     return torch.gather(others, 1, perms)
 
 
 def pcgrad_coefficients(M: Tensor, orders: Tensor) -> Tensor:
-    """C (K, K) with g_i^PC = Σ_j C_ij g_j, from the Gramian M (K, K) and the orders (K, K−1)."""
-    K = M.shape[0]
-    C = torch.eye(K, dtype=M.dtype, device=M.device)  # (K, K): g_i^PC = g_i
-    rows = torch.arange(K, device=M.device)
-    diag = torch.diagonal(M)  # (K,): ||g_j||²
+    """C (K, K) with g_i^PC = Σ_j C_ij g_j, from the Gramian M (K, K) and the orders (K, K−1).
+
+    Runs in NumPy float64 (K×K numbers: per-call overhead, not arithmetic, is the cost here).
+    """
+    Mn = M.detach().to("cpu", torch.float64).numpy()  # (K, K)
+    order = orders.numpy()
+    K = Mn.shape[0]
+    C = np.eye(K)  # (K, K): g_i^PC = g_i
+    rows = np.arange(K)
+    diag = np.diag(Mn)  # (K,): ||g_j||²
     for t in range(K - 1):
-        j = orders[:, t].to(M.device)  # (K,): the target of each i at step t
-        inner = (C * M[j]).sum(dim=1)  # (K,): ⟨g_i^PC, g_j⟩ = Σ_k C_ik M_kj
+        j = order[:, t]  # (K,): the target of each i at step t
+        inner = np.einsum("ik,ik->i", C, Mn[j])  # (K,): ⟨g_i^PC, g_j⟩ = Σ_k C_ik M_kj
         norm2 = diag[j]  # (K,): ||g_j||²
         conflict = (inner < 0) & (norm2 > 0)
-        safe = torch.where(norm2 > 0, norm2, torch.ones_like(norm2))
-        step = torch.where(conflict, inner / safe, torch.zeros_like(inner))  # ⟨g_i^PC, g_j⟩/||g_j||²
-        C[rows, j] -= step  # g_i^PC ← g_i^PC − ⟨g_i^PC, g_j⟩/||g_j||² g_j
-    return C
+        C[rows, j] -= np.where(conflict, inner / np.where(norm2 > 0, norm2, 1.0), 0.0)  # g_i^PC ← g_i^PC − ⟨g_i^PC, g_j⟩/||g_j||² g_j
+    return torch.from_numpy(C).to(dtype=M.dtype, device=M.device)
 
 
 class PCGrad(GramianWeighting):
@@ -95,7 +107,5 @@ class PCGrad(GramianWeighting):
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         K = M.shape[0]
         orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
-        M64 = M.detach().to("cpu", torch.float64)  # (K, K)
-        C = pcgrad_coefficients(M64, orders)  # (K, K)
-        w = C.sum(dim=0)  # d = Σ_i g_i^PC = Σ_j (Σ_i C_ij) g_j
-        return w.to(device=M.device, dtype=M.dtype)
+        C = pcgrad_coefficients(M, orders)  # (K, K), computed in float64
+        return C.sum(dim=0)  # d = Σ_i g_i^PC = Σ_j (Σ_i C_ij) g_j
