@@ -97,6 +97,20 @@ class TaxonomyFile(_Strict):
     categories: list[Category] = Field(min_length=1, description="Top-level sections, in display order.")
 
 
+class Survey(_Strict):
+    """The survey the list follows (not a list entry): cited by the README and the site."""
+
+    title: Line
+    authors: list[Line] = Field(min_length=1)
+    year: StrictInt
+    arxiv: ArxivId
+    bibtex_key: Annotated[str, StringConstraints(pattern=BIBKEY_PATTERN)]
+
+    @property
+    def url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv}"
+
+
 class Project(_Strict):
     """``catalog/project.yaml``: names and addresses used by the README, the site and the exports."""
 
@@ -104,6 +118,7 @@ class Project(_Strict):
     tagline: Line
     site_url: HttpsUrl
     repo_url: HttpsUrl
+    survey: Survey
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import re
 import unicodedata
 
 from modl.catalog import Catalog
-from modl.schema import Paper
+from modl.schema import Paper, Survey
 
 # bibtex.fields written right after the author, in this order; the others follow sorted by name.
 _FIELD_ORDER = ("booktitle", "journal", "volume", "number", "pages", "publisher", "organization", "address")
@@ -90,6 +90,21 @@ def render_entry(paper: Paper) -> str:
     lines = [f"@{paper.bibtex.type}{{{paper.bibtex.key},"]
     lines += [f"  {name} = {{{value}}}," for name, value in bibtex_fields(paper)]
     lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_survey_entry(survey: Survey) -> str:
+    """The BibTeX entry of the survey the list follows (catalog/project.yaml), as an arXiv article."""
+    fields = [
+        ("title", "{" + escape_latex(survey.title) + "}"),
+        ("author", _author_field(survey.authors)),
+        ("journal", f"arXiv preprint arXiv:{survey.arxiv}"),
+        ("year", str(survey.year)),
+        ("url", _verbatim(survey.url)),
+        ("eprint", _verbatim(survey.arxiv)),
+        ("archivePrefix", "arXiv"),
+    ]
+    lines = [f"@article{{{survey.bibtex_key},"] + [f"  {name} = {{{value}}}," for name, value in fields] + ["}"]
     return "\n".join(lines) + "\n"
 
 

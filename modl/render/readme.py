@@ -25,7 +25,8 @@ from importlib import resources
 
 from modl.catalog import Catalog
 from modl.render.markdown import Slugger, escape_markdown_text, markdown_url
-from modl.schema import Category, Paper, Venue
+from modl.render.bibtex import render_survey_entry
+from modl.schema import Category, Paper, Survey, Venue
 
 SEPARATOR = " · "
 _PLACEHOLDER_RE = re.compile(r"\{\{([a-z_]+)\}\}")
@@ -184,6 +185,13 @@ def render_sections(catalog: Catalog, anchors: dict[str, str]) -> str:
     return "\n\n".join(blocks)
 
 
+def render_survey_citation(survey: Survey) -> str:
+    """"[Title](url) by A, B, and C (arXiv:ID, YEAR)", escaped for Markdown."""
+    title = escape_markdown_text(survey.title)
+    authors = escape_markdown_text(format_authors(survey.authors))
+    return f"[{title}]({markdown_url(survey.url)})\nby {authors}\n(arXiv:{survey.arxiv}, {survey.year})"
+
+
 def render_readme(catalog: Catalog) -> str:
     """The full README.md text for ``catalog`` (deterministic)."""
     anchors = _heading_anchors(catalog)
@@ -193,6 +201,8 @@ def render_readme(catalog: Catalog) -> str:
         "site_url": markdown_url(catalog.project.site_url),
         "repo_url": markdown_url(catalog.project.repo_url),
         "paper_count": str(len(catalog.papers)),
+        "survey_citation": render_survey_citation(catalog.project.survey),
+        "survey_bibtex": render_survey_entry(catalog.project.survey).rstrip("\n"),
         "contents": render_contents(catalog, anchors),
         "sections": render_sections(catalog, anchors),
     }

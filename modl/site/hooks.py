@@ -30,6 +30,7 @@ MARKERS = {
     "<!-- modl:counts -->": "home_counts",
     "<!-- modl:taxonomy -->": "home_taxonomy",
     "<!-- modl:whats-new -->": "home_whats_new",
+    "<!-- modl:cite -->": "home_cite",
 }
 
 _state: dict[str, Any] = {}

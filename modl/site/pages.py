@@ -203,6 +203,18 @@ class SiteModel:
             lines.append(f"- … and {more} more: see the [papers by year](years.md).")
         return "\n".join(lines) + "\n"
 
+    def home_cite(self) -> str:
+        """The survey the catalog follows (catalog/project.yaml), with its BibTeX entry."""
+        from modl.render.bibtex import render_survey_entry
+        from modl.render.readme import format_authors
+
+        survey = self.catalog.project.survey
+        return (
+            f"The taxonomy and the list of papers follow the survey [{E.md(survey.title)}]({survey.url}) by "
+            f"{E.md(format_authors(survey.authors))} (arXiv:{survey.arxiv}, {survey.year}). "
+            "Please cite it when you use the catalog:\n\n" + _fence(render_survey_entry(survey), "bibtex")
+        )
+
     def home_counts(self) -> str:
         n = len(self.catalog.papers)
         implemented = sum(1 for p in self.catalog.papers.values() if self.paper_status(p) == "implemented")
