@@ -29,9 +29,7 @@ problems are reported. No other file is touched.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ import yaml
 from pydantic import ValidationError
 
 from modl.catalog import CatalogError, Problem, load_catalog
+from modl.io import atomic_write_bytes
 from modl.render.bibtex import latex_to_text
 from modl.schema import BIBKEY_PATTERN, BIBTEX_DERIVED_FIELDS, ID_PATTERN, Paper, VenueFile
 
@@ -314,20 +313,10 @@ def dump_record(record: dict[str, Any]) -> str:
 
 def _write_new(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, failing if ``path`` exists (never overwrites)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)  # atomic, and raises FileExistsError instead of replacing
+        atomic_write_bytes(path, text.encode("utf-8"), exclusive=True)
     except FileExistsError:
         raise AddError(f"{path} already exists; choose another --id") from None
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
 
 
 def _duplicates(root: Path, record: dict[str, Any]) -> list[str]:

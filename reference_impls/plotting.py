@@ -12,30 +12,13 @@ The PNG is written atomically (temporary file in the same folder, then a rename)
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+from modl.io import atomic_write_bytes
 
 
 def _decision_window(problem: Any, X: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -124,7 +107,7 @@ def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     try:
-        _atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as error:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
     return path

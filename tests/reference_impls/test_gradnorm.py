@@ -9,14 +9,6 @@ from tests.reference_impls.asserts import degenerate_jacobians, random_jacobians
 from tests.reference_impls.golden import j_base
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (100x slower on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 def test_golden_j_base_two_steps(dtype, tol):

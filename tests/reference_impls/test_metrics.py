@@ -23,14 +23,6 @@ from reference_impls.problems import get_problem
 from tests.reference_impls.golden import j_base
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Toy tensors are tiny: one intra-op thread avoids contention on busy CI machines (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # ---------------------------------------------------------------------------------------------
 # Hypervolume
 # ---------------------------------------------------------------------------------------------

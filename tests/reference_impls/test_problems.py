@@ -14,14 +14,6 @@ from reference_impls.problems import Problem, get_problem, problem_ids
 POINT_PROBLEMS = ["biquad", "vlmop2", "zdt1", "zdt2", "dtlz2", "cagrad-toy", "mtl-linear"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Toy tensors are tiny: one intra-op thread avoids contention on busy CI machines (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _ps(problem: Problem, x: torch.Tensor) -> torch.Tensor:
     J = problem.jacobian(x)
