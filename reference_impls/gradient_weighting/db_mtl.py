@@ -85,21 +85,28 @@ class DBMTL(Aggregator):
         shifted = losses.to(J.dtype) + self.eps  # f_i + ε, (K,)
         if not bool((shifted > 0).all()):
             raise ValueError(f"db-mtl: log(f_i + eps) needs f_i + eps > 0, got losses {losses.tolist()}")
-        grad_log = J / shifted[:, None]  # ∇ log(f_i + ε) = g_i / (f_i + ε), (K, n)
-        return self.direction_from_log_gradients(grad_log)
+        # ∇ log(f_i + ε) = g_i / (f_i + ε): folded into the EMA update as a per-row factor, so the
+        # (K, n) log-gradients are never materialised.
+        return self._ema_step(J, 1.0 / shifted)
 
     def direction_from_log_gradients(self, grad_log: Tensor) -> Tensor:
         """One EMA step on the log-loss gradients (K, n) and the balanced direction d (n,)."""
-        if self._g_hat is None or self._g_hat.shape != grad_log.shape:
+        return self._ema_step(grad_log, torch.ones(grad_log.shape[0], dtype=grad_log.dtype, device=grad_log.device))
+
+    def _ema_step(self, G: Tensor, row_scale: Tensor) -> Tensor:
+        """EMA step with ∇f̃_i = row_scale_i · G_i, then d; updates the state in place (two passes over K×n)."""
+        if self._g_hat is None or self._g_hat.shape != G.shape:
             if self._g_hat is not None:
                 raise ValueError(
                     f"db-mtl: the Jacobian shape changed from {tuple(self._g_hat.shape)} to "
-                    f"{tuple(grad_log.shape)}; call reset() first"
+                    f"{tuple(G.shape)}; call reset() first"
                 )
-            self._g_hat = torch.zeros_like(grad_log)
+            self._g_hat = torch.zeros_like(G)
         self._t += 1
         beta_t = self.beta / self._t**self.beta_sigma  # β_t = β / t^σ
-        g_hat = beta_t * self._g_hat.to(grad_log) + (1.0 - beta_t) * grad_log  # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n)
+        g_hat = self._g_hat if self._g_hat.dtype == G.dtype else self._g_hat.to(G)
+        # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, in place, (K, n)
+        g_hat.mul_(beta_t).addcmul_(G, ((1.0 - beta_t) * row_scale)[:, None])
         self._g_hat = g_hat
         norms = torch.linalg.vector_norm(g_hat, dim=1)  # ||ĝ_i||, (K,)
         positive = norms > 0

@@ -111,7 +111,8 @@ class MoCo(Aggregator):
         self._t += 1
         beta_t = self.beta / self._t**self.beta_sigma  # β_t = β / t^{β_σ}
         gamma_t = self.gamma / self._t**self.gamma_sigma  # γ_t = γ / t^{γ_σ}
-        Y = self._Y.to(J) - beta_t * (self._Y.to(J) - J)  # Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i}), (K, n)
+        Y = self._Y if self._Y.dtype == J.dtype else self._Y.to(J)
+        Y.mul_(1.0 - beta_t).add_(J, alpha=beta_t)  # Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i}), in place, (K, n)
         self._Y = Y
         M = (Y @ Y.T).to("cpu", torch.float64)  # Y Yᵀ, (K, K)
         M = M + self.rho * torch.eye(K, dtype=torch.float64)  # Y Yᵀ + ρ I
