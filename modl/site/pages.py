@@ -500,8 +500,44 @@ class SiteModel:
                     status = "untested"
                 out.append(f"| {name} | {paper_cell} | {family} | {E.md(m.interface)} | {status} | {m.test_count} |")
             out.append("\n</div>\n")
+        out.append(self._speed_section())
         out.append("See also: [Design of the reference implementations](design.md).\n" if self._has_design else "")
         return "\n".join(out)
+
+    def _speed_section(self) -> str:
+        """Tables from benchmarks/results/aggregators.json (written by `make bench-aggregators`)."""
+        path = self.catalog.root / "benchmarks" / "results" / "aggregators.json"
+        if not path.is_file():
+            return ""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = [r for r in data.get("rows", []) if r.get("method") != "floor"]
+        if not rows:
+            return ""
+        Ks = sorted({r["K"] for r in rows})
+        out = [
+            "## Speed\n",
+            f"Milliseconds per call on a random float32 Jacobian J (K, n), {data.get('threads')} CPU threads, "
+            f"torch {E.md(str(data.get('torch')))}, TorchJD {E.md(str(data.get('torchjd')))} in the same run "
+            "(`benchmarks/aggregators.py`). In brackets: our time over TorchJD's, and over the floor "
+            "(computing J Jᵀ plus one weighted sum of rows).\n",
+        ]
+        for n in sorted({r["n"] for r in rows}):
+            out.append(f"**n = {n:,}**\n")
+            out.append("| Method | " + " | ".join(f"K = {K}" for K in Ks) + " |")
+            out.append("| --- | " + " | ".join("---:" for _ in Ks) + " |")
+            for name in sorted({r["method"] for r in rows}):
+                cells = []
+                for K in Ks:
+                    r = next((r for r in rows if r["method"] == name and r["K"] == K and r["n"] == n), None)
+                    if r is None:
+                        cells.append("")
+                        continue
+                    ratios = [f"×{r['ours_over_torchjd']:.2f} TorchJD"] if r.get("ours_over_torchjd") else []
+                    ratios.append(f"×{r['ours_over_floor']:.2f} floor")
+                    cells.append(f"{r['ours_s'] * 1e3:.3f} ({', '.join(ratios)})")
+                out.append(f"| {E.md(name)} | " + " | ".join(cells) + " |")
+            out.append("")
+        return "\n".join(out) + "\n"
 
     _has_design: bool = False
 
