@@ -156,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"method": "floor", "K": K, "n": n, "ours_s": t_floor})
             print(f"{'floor':12s} {K:3d} {n:8d} {(t_floor or float('nan')) * 1e3:9.3f}")
     try:
-        import torchjd
+        from importlib.metadata import version
 
-        tjd_version = getattr(torchjd, "__version__", "installed")
-    except ImportError:
+        tjd_version = version("torchjd")
+    except Exception:  # not installed: no comparison was made
         tjd_version = None
     result = {
         "benchmark": "aggregators",
