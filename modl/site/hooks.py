@@ -23,6 +23,7 @@ from mkdocs.structure.files import File, Files
 
 from modl.site import escape as E
 from modl.site.data import SiteError, catalog_root, load
+from modl.site.math import render_math
 from modl.site.pages import SiteModel, build_site_model, section_uri
 
 DESIGN_PAGE = "implementations/design.md"
@@ -116,6 +117,10 @@ def on_page_markdown(markdown: str, page, config, files, **kwargs):
         if marker in markdown:
             markdown = markdown.replace(marker, getattr(model, method)())
     return markdown
+
+
+def on_page_content(html: str, page, config, files, **kwargs):
+    return render_math(html)
 
 
 def on_serve(server, config, builder, **kwargs):

@@ -228,3 +228,13 @@ def test_broken_internal_link_fails_the_build(tmp_path: Path) -> None:
     done = build_site(tmp_path / "site", config=config, catalog_root=make_catalog(tmp_path / "repo", [record()]))
     assert done.returncode != 0
     assert "no-such-paper.md" in done.stdout + done.stderr
+
+
+def test_math_is_rendered_to_mathml_at_build_time(real_site: Path) -> None:
+    """TeX in pages becomes MathML in the HTML (no script, no CDN); no TeX delimiters are left."""
+    page = (real_site / "implementations" / "design" / "index.html").read_text(encoding="utf-8")
+    assert page.count("<math ") >= 5 and 'display="block"' in page
+    assert "\\(" not in page and "\\[" not in page and "arithmatex" not in page
+    for html_file in real_site.rglob("*.html"):
+        text = html_file.read_text(encoding="utf-8")
+        assert "cdn.jsdelivr" not in text and "unpkg.com" not in text and "mathjax" not in text.lower(), html_file
