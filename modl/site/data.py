@@ -129,6 +129,7 @@ def parse_deviations(docstring: str | None) -> list[Deviation]:
         return []
     items: list[list[str]] = []
     labels: list[str] = []
+    item_indent = 0  # indentation of the current item's first line (set when an item starts)
     head_indent = len(lines[start]) - len(lines[start].lstrip())
     inline = head.group(1).strip()
     if inline and inline.lower().rstrip(".") in ("none", "no deviations"):

@@ -7,9 +7,7 @@ import torch
 
 from reference_impls.core.aggregator import NonFiniteError
 from reference_impls.gradient_weighting.cagrad import CAGrad
-from reference_impls.gradient_weighting.mgda import MGDA
 from reference_impls.metrics import pareto_stationarity
-from reference_impls.problems import get_problem
 from tests.reference_impls import asserts
 from tests.reference_impls.golden import j_base
 
@@ -202,25 +200,13 @@ def test_zero_rows_and_float32_gramians():
         assert torch.isfinite(CAGrad(0.5)(J.float())).all()
 
 
-def _toy_run(method, steps, lr):
-    problem = get_problem("cagrad-toy", scale=1.0, inits="cagrad")
-    x = problem.initial_points().clone().requires_grad_(True)  # (3, 2)
-    opt = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.9))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        J = problem.jacobian(x.detach())  # (3, 2, 2)
-        x.grad = torch.stack([method(Jb) for Jb in J])
-        opt.step()
-        sched.step()
-    return problem, x.detach()
-
 
 def test_toy_converges_to_the_average_loss_optimum():
     # CAGrad toy (s = 1), c = 0.5, CAGrad's three inits, float64, Adam with β = (0.9, 0.9) (short second-moment memory:
     # the default β_2 = 0.999 stalls in the log-valleys of the upper half plane), lr 0.1, cosine decay, 500 steps
     # (the paper: Adam lr 1e-3, 100k steps). Measured: all three end at (0.000, −8.3551), PS-measure ≤ 2e-6;
     # MGDA from the same inits stops at x_1 = −2.02, −6.28, 1.61 (test_mgda).
-    problem, x = _toy_run(CAGrad(0.5), steps=500, lr=0.1)
+    problem, x = asserts.run_cagrad_toy(CAGrad(0.5), steps=500, lr=0.1)
     assert float(x[:, 0].abs().max()) < 0.02, x
     assert float((x[:, 1] + 8.355).abs().max()) < 0.02, x
     assert float(pareto_stationarity(problem.jacobian(x)).max()) < 1e-3

@@ -7,7 +7,6 @@ import torch
 from reference_impls.core.aggregator import NonFiniteError
 from reference_impls.gradient_weighting.mgda import MGDA
 from reference_impls.metrics import pareto_stationarity
-from reference_impls.problems import get_problem
 from tests.reference_impls import asserts
 from tests.reference_impls.golden import j_base
 
@@ -117,18 +116,7 @@ def test_degenerate_inputs():
 def test_toy_ends_at_init_dependent_pareto_stationary_points():
     # CAGrad toy (s = 1) from CAGrad's three inits; Adam (β = (0.9, 0.9)), lr 0.05 with cosine decay, 800 steps,
     # float64. Measured: x_1 = −2.02, −6.28, 1.61 (x_2 ≈ −8.36 to −8.42), PS-measure ≤ 1e-8.
-    problem = get_problem("cagrad-toy", scale=1.0, inits="cagrad")
-    x = problem.initial_points().clone().requires_grad_(True)
-    steps = 800
-    opt = torch.optim.Adam([x], lr=0.05, betas=(0.9, 0.9))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    method = MGDA()
-    for _ in range(steps):
-        J = problem.jacobian(x.detach())  # (3, 2, 2)
-        x.grad = torch.stack([method(Jb) for Jb in J])
-        opt.step()
-        sched.step()
-    x = x.detach()
+    problem, x = asserts.run_cagrad_toy(MGDA(), steps=800, lr=0.05)
     ps = pareto_stationarity(problem.jacobian(x))
     assert float(ps.max()) < 1e-2, ps
     assert float(problem.distance_to_pareto_set(x).max()) < 1e-2

@@ -7,7 +7,6 @@ from reference_impls.core.aggregator import NonFiniteError
 from reference_impls.gradient_weighting.mgda import MGDA
 from reference_impls.gradient_weighting.sdmgrad import SDMGrad
 from reference_impls.metrics import pareto_stationarity
-from reference_impls.problems import get_problem
 from tests.reference_impls import asserts
 from tests.reference_impls.golden import j_base
 
@@ -88,28 +87,15 @@ def test_degenerate_inputs():
         SDMGrad(lamda=-0.1)
 
 
-def _toy_run(method, steps=500, lr=0.1):
-    # CAGrad toy (s = 1), CAGrad's three inits, float64, Adam with β = (0.9, 0.9), lr 0.1, cosine decay (as test_cagrad)
-    problem = get_problem("cagrad-toy", scale=1.0, inits="cagrad")
-    x = problem.initial_points().clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.9))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        J = problem.jacobian(x.detach())  # (3, 2, 2)
-        x.grad = torch.stack([method(Jb) for Jb in J])
-        opt.step()
-        sched.step()
-    return problem, x.detach()
-
 
 def test_toy_small_lambda_ends_on_the_pareto_set_large_lambda_near_the_average_optimum():
     # Measured (500 steps): λ = 0.3 ends at x_1 = −1.91, −4.05, 1.83 (x_2 ≈ −8.36/−8.38), PS ≤ 5e-8, like MGDA;
     # λ = 10 ends at x_1 = 0.06, 0.51, −0.07, x_2 = −8.355: near the average-loss optimum (0, −8.355).
-    problem, x = _toy_run(SDMGrad(0.3))
+    problem, x = asserts.run_cagrad_toy(SDMGrad(0.3), steps=500, lr=0.1)
     assert float(pareto_stationarity(problem.jacobian(x)).max()) < 1e-3
     assert float(problem.distance_to_pareto_set(x).max()) < 1e-2
     assert float(x[:, 0].abs().max()) > 1.0  # λ small: balancing is weak, end points depend on the init
-    problem, x = _toy_run(SDMGrad(10.0))
+    problem, x = asserts.run_cagrad_toy(SDMGrad(10.0), steps=500, lr=0.1)
     assert float(pareto_stationarity(problem.jacobian(x)).max()) < 1e-3
     assert float(x[:, 0].abs().max()) < 1.0
     assert float((x[:, 1] + 8.355).abs().max()) < 0.02

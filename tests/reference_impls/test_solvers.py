@@ -1,6 +1,5 @@
 """The shared solvers return exact, certified answers (and say so when they cannot)."""
 
-import itertools
 
 import pytest
 import torch

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import bibtexparser
-import pytest
 
 from modl.catalog import load_catalog
 from tests.site.conftest import (
