@@ -134,7 +134,8 @@ class GradDrop(Aggregator):
         if not bool(torch.isfinite(positive.sum() + negative.sum())) and not bool(torch.isfinite(signed).all()):
             raise NonFiniteError("the Jacobian contains NaN or infinite entries")
         S = positive + negative  # Σ_i ∇_i, (n,)
-        VA = torch.rand(S.shape, generator=self._generator, dtype=S.dtype)  # U ~ Unif(0, 1), (n,)
+        # U ~ Unif(0, 1), drawn in float64 so that a seed gives the same masks in every dtype, (n,)
+        VA = torch.rand(S.shape, generator=self._generator, dtype=torch.float64).to(S)
         VA.mul_(2.0).sub_(1.0).mul_(positive - negative)  # V·A = (2U − 1)·Σ_i|∇_i|, (n,)
         return positive * (S > VA) + negative * (S < VA)  # 1[P > U]·pos + 1[P < U]·neg, (n,)
 
