@@ -6,7 +6,7 @@ For each N, writes N synthetic valid records into a temporary catalog (with copi
 vocabularies), then times, in this process (no interpreter start-up):
 
 - parse: reading and composing every YAML file (modl.yamlload), the largest single cost;
-- validate: modl.validate.load_and_validate, i.e. parse + pydantic models + every cross-record check;
+- validate: modl.catalog.load_and_validate, i.e. parse + pydantic models + every cross-record check;
 - render: modl.render.readme.render_readme on the loaded catalog (skipped if that module is absent).
 
 It prints CPU microseconds per record (fastest of --repeats runs; wall-clock is stored too) and the
@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from modl import yamlload  # noqa: E402
 from modl.cli import main as modl_main  # noqa: E402
 from modl.io import atomic_write  # noqa: E402
-from modl.validate import load_and_validate, load_vocabularies  # noqa: E402
+from modl.catalog import load_and_validate  # noqa: E402
+from modl.validate import load_vocabularies  # noqa: E402
 
 try:
     from modl.render.readme import render_readme  # noqa: E402
@@ -126,7 +127,7 @@ def real_validate_seconds(runs: int = 5) -> tuple[list[float], list[float]]:
         sink = io.StringIO()
         wall, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            rc = modl_main(["validate"])
+            rc = modl_main(["--root", str(REPO_ROOT), "validate"])
         cpus.append(time.process_time() - cpu)
         walls.append(time.perf_counter() - wall)
         if rc != 0:

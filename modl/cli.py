@@ -6,26 +6,55 @@
     modl export json [--output F]      every record and the taxonomy as JSON
     modl schema [--check]              regenerate the JSON Schemas in catalog/schema/
     modl add --bibtex F --category C   write a new record from a BibTeX entry
+    modl show ID                       one record with its links, implementation and tests
     modl methods                       list the registered reference implementations
+    modl problems                      list the toy problems (K, n, Pareto set, defaults; needs torch)
     modl run METHOD --problem P ...    run a reference implementation on a toy problem (needs torch)
 
-Every catalog command works without torch; only ``run`` imports it. Errors are reported in one
-line each, with exit status 1 and no traceback.
+Every command acts on the checkout it is run in: the nearest folder, from the current directory
+upwards, that holds ``catalog/`` and ``pyproject.toml`` (``--root`` names another one), never on the
+checkout the ``modl`` script was installed from. Outside a checkout a command fails with one line.
+Commands that write into the checkout say which root they changed.
+
+Every catalog command works without torch; only ``problems`` and ``run`` import it (they run the
+installed ``reference_impls``). Errors are reported in one line each, with exit status 1 and no
+traceback. When the reader of the output goes away (``modl bib | head -1``), the command stops
+quietly with the status of a process killed by SIGPIPE (141).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from modl.catalog import REPO_ROOT, CatalogError, load_catalog
+import modl
+from modl.catalog import CatalogError, NotACheckoutError, find_root, load_catalog
 from modl.io import atomic_write
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+def _root(args: argparse.Namespace) -> Path:
+    """The checkout a command acts on: ``--root`` when given, else the one around the current directory."""
+    if args.root is not None:
+        root = Path(args.root).resolve()
+        if not root.is_dir():
+            raise UserError(f"--root {args.root}: no such folder")
+        return root
+    return find_root()
+
+
+def _wrote(what: str, root: Path) -> None:
+    """Say which checkout a writing command changed (stderr, so stdout stays clean for pipes)."""
+    print(f"wrote {what} in {root}", file=sys.stderr)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -33,11 +62,21 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.write(text)
     else:
         atomic_write(Path(output), text)
-        print(f"wrote {output}", file=sys.stderr)
+        print(f"wrote {Path(output).resolve()}", file=sys.stderr)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart under a header row; the last column is not padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args.root)
+    catalog = load_catalog(_root(args))
     counts = {leaf: len(catalog.papers_in(leaf)) for leaf in catalog.leaf_ids()}
     listed = sum(counts.values())
     print(f"ok: {len(catalog.papers)} records ({listed} list entries in {len(counts)} sections) are valid")
@@ -47,7 +86,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_readme(args: argparse.Namespace) -> int:
     from modl.render.readme import render_readme
 
-    catalog = load_catalog(args.root)
+    catalog = load_catalog(_root(args))
     text = render_readme(catalog)
     target = Path(args.output) if args.output else catalog.root / "README.md"
     if args.check:
@@ -59,17 +98,21 @@ def cmd_readme(args: argparse.Namespace) -> int:
             current.splitlines(keepends=True), text.splitlines(keepends=True), f"{target.name} (committed)", f"{target.name} (generated)"
         )
         sys.stdout.writelines(diff)
+        sys.stdout.flush()
         print(f"\n{target.name} is stale: run `modl readme` and commit the result", file=sys.stderr)
         return 1
     atomic_write(target, text)
-    print(f"wrote {target}", file=sys.stderr)
+    if args.output:
+        print(f"wrote {target.resolve()}", file=sys.stderr)
+    else:
+        _wrote("README.md", catalog.root)
     return 0
 
 
 def cmd_bib(args: argparse.Namespace) -> int:
     from modl.render.bibtex import render_bibtex
 
-    catalog = load_catalog(args.root)
+    catalog = load_catalog(_root(args))
     unknown = [i for i in args.ids if i not in catalog.papers]
     if unknown:
         raise UserError(f"unknown record id(s): {', '.join(unknown)}")
@@ -80,7 +123,7 @@ def cmd_bib(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from modl.render.jsonexport import render_json
 
-    catalog = load_catalog(args.root)
+    catalog = load_catalog(_root(args))
     _emit(render_json(catalog), args.output)
     return 0
 
@@ -88,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from modl.schema_export import schema_files
 
-    root = Path(args.root) if args.root else REPO_ROOT
+    root = _root(args)
     stale = []
     for path, text in schema_files(root).items():
         if args.check:
@@ -99,15 +142,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if stale:
         print(f"stale JSON Schema file(s): {', '.join(stale)}; run `modl schema`", file=sys.stderr)
         return 1
-    print("ok: JSON Schemas are up to date" if args.check else "wrote catalog/schema/", file=sys.stderr)
+    if args.check:
+        print("ok: JSON Schemas are up to date", file=sys.stderr)
+    else:
+        _wrote("catalog/schema/", root)
     return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     from modl.add import add_from_bibtex
 
+    root = _root(args)
     path = add_from_bibtex(
-        Path(args.root) if args.root else REPO_ROOT,
+        root,
         Path(args.bibtex),
         category=args.category,
         record_id=args.id,
@@ -115,16 +162,107 @@ def cmd_add(args: argparse.Namespace) -> int:
         code=args.code,
         summary=args.summary,
     )
+    _wrote(path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path), root)
     print(f"wrote {path}; review it, then run `modl validate` and `modl readme`")
     return 0
 
 
-def cmd_methods(args: argparse.Namespace) -> int:
-    from reference_impls.registry import REGISTRY
+def _registry(root: Path) -> dict[str, Any]:
+    """The root's ``reference_impls/registry.py`` table, read without torch; UserError when absent."""
+    from modl.validate import REGISTRY_FILE, default_registry
 
-    for name in sorted(REGISTRY):
-        entry = REGISTRY[name]
-        print(f"{name:16s} {entry.family:24s} {entry.interface:14s} {entry.source_path}")
+    registry = default_registry(root)
+    if registry is None:
+        raise UserError(f"{root} has no {REGISTRY_FILE}")
+    return dict(registry)
+
+
+def _source_path(entry: Any) -> str:
+    return "reference_impls/" + str(entry.module).replace(".", "/") + ".py"
+
+
+def _test_path(entry: Any) -> str:
+    return f"tests/reference_impls/test_{str(entry.module).rsplit('.', 1)[-1]}.py"
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    registry = _registry(_root(args))
+    rows = [[name, str(e.paper), str(e.family), str(e.interface), _source_path(e)] for name, e in sorted(registry.items())]
+    sys.stdout.write(_table(["ID", "PAPER", "FAMILY", "INTERFACE", "SOURCE"], rows))
+    return 0
+
+
+def cmd_problems(args: argparse.Namespace) -> int:
+    # The toy problems are torch modules; their facts come from the classes themselves (built with
+    # their default knobs), so this command imports torch, like `run`.
+    import importlib
+
+    from reference_impls.problems import problem_class, problem_ids
+
+    rows = []
+    for problem_id in problem_ids():
+        cls = problem_class(problem_id)
+        problem = cls()
+        # The class docstring's first line, else the module's (several classes share one module).
+        doc = (cls.__doc__ or "").strip() or (importlib.import_module(cls.__module__).__doc__ or "").strip()
+        n = getattr(problem, "n", None)
+        pareto = "known" if getattr(problem, "has_pareto_set", False) else "-"
+        front = "known" if getattr(problem, "has_pareto_front", False) else "-"
+        rows.append([
+            problem_id, str(problem.K), "-" if n is None else str(n), pareto, front,
+            str(cls.default_optimizer), str(cls.default_steps), f"{cls.default_lr:g}",
+            doc.splitlines()[0].rstrip(".").replace("``", "") if doc else "",
+        ])
+    header = ["ID", "K", "n", "PARETO SET", "PARETO FRONT", "OPTIMIZER", "STEPS", "LR", "DESCRIPTION"]
+    sys.stdout.write(_table(header, rows))
+    print("\nK, n, Pareto set and front for the default knobs; `modl run METHOD --problem ID -p problem.KNOB=V` changes them.")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    root = _root(args)
+    catalog = load_catalog(root)
+    paper = catalog.papers.get(args.id)
+    if paper is None:
+        close = difflib.get_close_matches(args.id, list(catalog.papers), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown record id {args.id!r}{hint}")
+    venue = catalog.venues[paper.venue]
+    base = catalog.project.site_url
+    lines = [
+        f"{paper.id}: {paper.title}" + (f" ({paper.short_name})" if paper.short_name else ""),
+        f"  authors      {', '.join(paper.authors)}",
+        f"  venue        {venue.short} {paper.year}" + (f", {paper.venue_note}" if paper.venue_note else "") + f" ({venue.name})",
+        f"  categories   {', '.join(paper.categories)}",
+        f"  summary      {paper.summary}",
+        f"  record       {catalog.source_files[paper.id].relative_to(root).as_posix()}",
+        f"  bibtex key   {paper.bibtex.key}",
+        "links",
+        f"  paper        {paper.links.paper}",
+    ]
+    if paper.links.code:
+        lines.append(f"  code         {paper.links.code}")
+    if paper.links.arxiv:
+        lines.append(f"  arxiv        https://arxiv.org/abs/{paper.links.arxiv}")
+    if paper.links.doi:
+        lines.append(f"  doi          https://doi.org/{paper.links.doi}")
+    if paper.links.openreview:
+        lines.append(f"  openreview   https://openreview.net/forum?id={paper.links.openreview}")
+    for version in paper.later_versions:
+        lines.append(f"  later        {catalog.venues[version.venue].short} {version.year}: {version.url}")
+    lines.append(f"  site         {base if base.endswith('/') else base + '/'}papers/{paper.id}/")
+    impl = paper.implementation
+    lines.append(f"implementation: {impl.status}" + (f" ({impl.reason})" if impl.reason else ""))
+    registry = _registry(root) if impl.methods else {}
+    for name in impl.methods:
+        entry = registry.get(name)
+        if entry is None:
+            lines.append(f"  {name:12s} (not in reference_impls/registry.py yet)")
+            continue
+        source, test = _source_path(entry), _test_path(entry)
+        lines.append(f"  {name:12s} {entry.cls} ({entry.interface}) in {source}" + ("" if (root / source).is_file() else " (missing)"))
+        lines.append(f"  {'':12s} tests: {test}" + ("" if (root / test).is_file() else " (missing)"))
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -135,33 +273,57 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modl", description="The modl catalog of multi-objective deep learning.")
-    parser.add_argument("--root", default=None, help="repository root holding catalog/ (default: this checkout)")
+    parser = argparse.ArgumentParser(
+        prog="modl",
+        description="The modl catalog of gradient-based multi-objective deep learning: check and render the records, "
+        "list and run the reference implementations. Acts on the checkout around the current directory.",
+    )
+    parser.add_argument("--version", action="version", version=f"modl {modl.__version__}")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="repository root holding catalog/ (default: the nearest folder at or above the current directory "
+        "that holds catalog/ and pyproject.toml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check every record and the cross-record rules")
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description)
+
+    p = command("validate", "check every record and the cross-record rules",
+                "Check every file of catalog/ against the schema and the rules that span records (unique ids and "
+                "papers, known categories and venues, implementations that exist in reference_impls/registry.py). "
+                "Prints every problem as file:line: field: reason and exits 1 when there is any.")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("readme", help="regenerate README.md from the records")
+    p = command("readme", "regenerate README.md from the records",
+                "Regenerate README.md of the checkout from its records and modl/templates/readme_header.md. "
+                "With --check, write nothing and exit 1 with a diff when README.md is stale.")
     p.add_argument("--check", action="store_true", help="exit 1 with a diff when README.md is stale")
     p.add_argument("--output", default=None, help="write here instead of README.md")
     p.set_defaults(func=cmd_readme)
 
-    p = sub.add_parser("bib", help="BibTeX of all records, or of the given ids")
+    p = command("bib", "BibTeX of all records, or of the given ids",
+                "Print the BibTeX entries of every record (or of the given record ids), sorted by key.")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--output", "-o", default=None, help="file to write (default: standard output)")
     p.set_defaults(func=cmd_bib)
 
-    p = sub.add_parser("export", help="machine-readable exports")
+    p = command("export", "machine-readable exports",
+                "Export every record and the taxonomy in a machine-readable format (JSON).")
     p.add_argument("format", choices=["json"])
     p.add_argument("--output", "-o", default=None, help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("schema", help="regenerate the JSON Schemas that editors use")
+    p = command("schema", "regenerate the JSON Schemas that editors use",
+                "Regenerate catalog/schema/*.schema.json from the pydantic models and the current venues and "
+                "taxonomy; editors use them to complete and check records. With --check, exit 1 when one is stale.")
     p.add_argument("--check", action="store_true", help="exit 1 when a committed schema is stale")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("add", help="write a new record from a BibTeX entry")
+    p = command("add", "write a new record from a BibTeX entry",
+                "Write catalog/papers/<id>.yaml from one BibTeX entry: title, authors, year, venue, links and BibTeX "
+                "fields are derived, duplicates are refused, and the whole catalog is validated before the file stays.")
     p.add_argument("--bibtex", required=True, help="file holding one BibTeX entry")
     p.add_argument("--category", required=True, action="append", help="taxonomy leaf id (repeat for cross-listing)")
     p.add_argument("--id", default=None, help="record id (default: derived from the BibTeX)")
@@ -170,10 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default=None, help="one or two sentences on the method")
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("methods", help="list the registered reference implementations")
+    p = command("show", "one record with its links, implementation and tests",
+                "Show one record: title, authors, venue, categories, summary, its links (paper, code, arXiv, DOI, "
+                "site page) and, for implemented papers, the reference implementation's source and test files.")
+    p.add_argument("id", metavar="ID", help="record id, e.g. pcgrad")
+    p.set_defaults(func=cmd_show)
+
+    p = command("methods", "list the registered reference implementations",
+                "List the reference implementations of reference_impls/registry.py: registry id, paper, family, "
+                "interface and source file. Reads the static table only (no torch).")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("run", help="optimise a toy problem with a reference implementation (needs torch)")
+    p = command("problems", "list the toy problems (needs torch)",
+                "List the toy problems that `modl run` optimises: number of objectives K and of variables n, whether "
+                "the Pareto set and front are known analytically, and the default optimiser, steps and learning rate. "
+                "Imports torch (the problems are built with their default knobs).")
+    p.set_defaults(func=cmd_problems)
+
+    p = sub.add_parser(
+        "run",
+        help="optimise a toy problem with a reference implementation (needs torch)",
+        description="Optimise a toy problem (see `modl problems`) with a reference implementation (see `modl methods`) "
+        "from several starting points, and report where the runs end; --plot draws them. Needs torch.",
+    )
     p.add_argument("method", help="registry id, e.g. mgda")
     p.add_argument("--problem", required=True, help="toy problem id, e.g. cagrad-toy, biquad")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the problem's)")
@@ -192,15 +373,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away: point stdout at /dev/null so the final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except CatalogError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         print(f"{len(error.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    except NotACheckoutError as error:
+        print(f"modl {args.command}: error: {error}", file=sys.stderr)
         return 1
     except (UserError, FileNotFoundError, KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

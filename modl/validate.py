@@ -1,6 +1,8 @@
 """Load ``catalog/`` and check everything: each file against the pydantic models, then the rules
-that span records. :func:`load_and_validate` returns a :class:`~modl.catalog.Catalog` or raises
-:class:`~modl.catalog.CatalogError` with *every* problem found, each as ``file:line: field: reason``.
+that span records. :func:`validate_catalog` returns the validated parts of the catalog (a
+:class:`ValidatedCatalog`, which :func:`modl.catalog.load_and_validate` turns into the catalog model) or
+raises :class:`~modl.errors.CatalogError` with *every* problem found, each as ``file:line: field: reason``.
+Imports flow one way: loading (modl.yamlload) -> validation (this module) -> the model (modl.catalog).
 
 Checks
 - per file (modl.yamlload): UTF-8, YAML syntax, no tabs/duplicate keys/aliases/foreign tags, a mapping
@@ -9,8 +11,8 @@ Checks
 - across records: unique ids and BibTeX keys; no two records for the same paper (normalised title, DOI,
   arXiv id, OpenReview id, paper URL); categories are taxonomy leaves; venues are in venues.yaml;
   taxonomy and venue ids unique;
-- implementation vs ``reference_impls.registry`` (a torch-free static table): implemented methods exist
-  and belong to the record, every registry entry has a record.
+- implementation vs the root's ``reference_impls/registry.py`` (a torch-free static table, executed on its
+  own): implemented methods exist and belong to the record, every registry entry has a record.
 
 Cross-record checks read the raw YAML data (with type guards) rather than the validated models, so a
 record with one bad field still takes part in them and all problems come out in one run. Every lookup is
@@ -21,8 +23,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import importlib.util
 import re
+import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ValidationError
 
 from modl import schema as S
-from modl.catalog import REPO_ROOT, Catalog, CatalogError, Problem
+from modl.errors import CatalogError, Problem
 from modl.yamlload import FILE_FIELD, LoadedYaml, format_path, load_yaml_file
 
 REGISTRY_FILE = "reference_impls/registry.py"
@@ -330,25 +335,39 @@ def load_vocabularies(root: Path) -> tuple[list[str], list[str]]:
 
 
 def default_registry(root: Path) -> Mapping[str, Any] | None:
-    """``reference_impls.registry.REGISTRY`` for this checkout; None for a catalog elsewhere.
+    """``REGISTRY`` of ``root/reference_impls/registry.py``; None when the root has no registry.
 
-    Only the registry module is imported: it is a static table and never imports torch.
+    The file is executed on its own (a static table that imports only the standard library), never
+    through the installed ``reference_impls`` package: a fork or a copy of the repository is checked
+    against its own registry, and nothing imports torch. A registry that cannot be executed is a
+    :class:`CatalogError`.
     """
-    if Path(root).resolve() != REPO_ROOT:
+    path = Path(root) / REGISTRY_FILE
+    if not path.is_file():
         return None
-    from reference_impls.registry import REGISTRY
-
-    return REGISTRY
+    name = "_modl_validate_registry"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # a broken registry is one problem line, not a traceback
+        raise CatalogError([Problem(REGISTRY_FILE, 1, FILE_FIELD, f"cannot be executed: {type(error).__name__}: {error}")]) from None
+    finally:
+        sys.modules.pop(name, None)
+    registry = getattr(module, "REGISTRY", None)
+    if not isinstance(registry, Mapping):
+        raise CatalogError([Problem(REGISTRY_FILE, 1, FILE_FIELD, "defines no REGISTRY mapping")])
+    return dict(registry)
 
 
 def _registry_line(root: Path, name: str) -> int:
-    for base in (root, REPO_ROOT):
-        path = base / REGISTRY_FILE
-        if path.exists():
-            for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if f'"{name}"' in text or f"'{name}'" in text:
-                    return number
-            return 1
+    path = Path(root) / REGISTRY_FILE
+    if path.exists():
+        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if f'"{name}"' in text or f"'{name}'" in text:
+                return number
     return 1
 
 
@@ -434,11 +453,25 @@ def _venue_problems(data: dict[str, Any], loaded: LoadedYaml, vocab: _Vocabulari
     return out
 
 
-def load_and_validate(root: Path | str, registry: Mapping[str, Any] | None = None, *, use_default_registry: bool = True) -> Catalog:
+@dataclass(frozen=True)
+class ValidatedCatalog:
+    """The parts of a valid catalog, for :class:`modl.catalog.Catalog` (the model built from them)."""
+
+    root: Path  # repository root (the folder that holds catalog/)
+    project: S.Project
+    venues: dict[str, S.Venue]  # id -> venue, in file order
+    categories: list[S.Category]  # top-level sections, in display order
+    papers: dict[str, S.Paper]  # id -> paper, sorted by id
+    source_files: dict[str, Path] = field(default_factory=dict)  # paper id -> its YAML file
+
+
+def validate_catalog(
+    root: Path | str, registry: Mapping[str, Any] | None = None, *, use_default_registry: bool = True
+) -> ValidatedCatalog:
     """Load ``root/catalog`` and check every file and every cross-record rule.
 
-    ``registry`` maps registry ids to entries with a ``paper`` attribute; by default it is
-    ``reference_impls.registry.REGISTRY`` when ``root`` is this checkout (see :func:`default_registry`).
+    ``registry`` maps registry ids to entries with a ``paper`` attribute; by default it is the
+    ``REGISTRY`` of ``root/reference_impls/registry.py`` (see :func:`default_registry`).
     Raises :class:`CatalogError` listing every problem.
     """
     root = Path(root)
@@ -521,7 +554,7 @@ def load_and_validate(root: Path | str, registry: Mapping[str, Any] | None = Non
 
     if problems:
         raise CatalogError(problems)
-    return Catalog(
+    return ValidatedCatalog(
         root=root,
         project=vocab.project,
         venues={v.id: v for v in vocab.venue_model.venues},

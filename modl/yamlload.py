@@ -2,7 +2,7 @@
 
 :func:`load_yaml_file` turns one file into plain Python data (dicts, lists, str, int, float, bool,
 None, dates) plus its YAML node tree, and reports every file-level problem it finds as a
-:class:`~modl.catalog.Problem` with a 1-based line instead of raising:
+:class:`~modl.errors.Problem` with a 1-based line instead of raising:
 
 - bytes that are not UTF-8 (line of the first bad byte), tab indentation, syntax errors (line of
   the YAML mark), an empty file, more than one document;
@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from modl.catalog import Problem
+from modl.errors import Problem
 
 FILE_FIELD = "(file)"  # the ``field`` of problems that concern the file as a whole
 

@@ -12,13 +12,29 @@ The PNG is written atomically (temporary file in the same folder, then a rename)
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from modl.io import atomic_write_bytes
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+
+    Local on purpose: reference_impls imports nothing from the catalog engine (modl).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _decision_window(problem: Any, X: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -107,7 +123,7 @@ def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     try:
-        atomic_write_bytes(path, buffer.getvalue())
+        _write_atomically(Path(path), buffer.getvalue())
     except OSError as error:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
     return path

@@ -38,7 +38,7 @@ def load(root: Path) -> Catalog:
     A catalog root other than this checkout that has its own ``reference_impls/registry.py`` is
     validated against that registry (tests build sites from such temporary roots).
     """
-    from modl.validate import load_and_validate
+    from modl.catalog import load_and_validate
 
     if not (root / "catalog").is_dir():
         raise SiteError(f"{root}: no catalog/ folder (check {CATALOG_ROOT_ENV})")

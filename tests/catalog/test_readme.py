@@ -322,7 +322,7 @@ def test_hostile_records_render_as_literal_text(catalog: Catalog, extensions: li
     plain = parse(render_readme(retitle_category(replace_papers(catalog, hostile_updates(catalog, plain=True)),
                                                  "loss-balancing", PLAIN_SECTION)), extensions)
     assert hostile.tags["script"] == 0 and hostile.tags["img"] == plain.tags["img"]
-    assert not [u for u in hostile.urls if not u.startswith(("https://", "#", "catalog/", "reference_impls/", "CONTRIBUTING"))]
+    assert not [u for u in hostile.urls if not u.startswith(("https://", "#", "catalog/", "reference_impls/", "requirements/", "CONTRIBUTING"))]
     assert not hostile.handlers
     assert set(hostile.comments) <= {" "}, "only the empty comments that stop GFM autolinks"
     # Same elements as the same catalog with harmless text: no extra links, emphasis, code, ...

@@ -18,7 +18,7 @@ NAMES = {"paper.schema.json", "taxonomy.schema.json", "venues.schema.json", "pro
 
 
 def test_committed_schemas_are_fresh(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schema", "--check"]) == 0, capsys.readouterr().err
+    assert main(["--root", str(REPO_ROOT), "schema", "--check"]) == 0, capsys.readouterr().err
 
 
 def test_schema_files_are_deterministic_and_formatted() -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modl.catalog import CatalogError, Problem, load_catalog
-from modl.validate import doi_key, load_and_validate, normalise_title, url_key
+from modl.catalog import CatalogError, Problem, load_and_validate, load_catalog
+from modl.validate import doi_key, normalise_title, url_key
 from modl.yamlload import FILE_FIELD, _PySafeLoader, format_path, line_of, load_yaml_file
 
 BASE = "catalog/papers/base-paper.yaml"
