@@ -16,12 +16,24 @@ How each kind of method is driven (decided from the object's class):
   same kind; bi-level methods are not supported on point problems (no validation split).
 * set methods (:class:`~reference_impls.core.sets.SetMethod`): the B starting points form one set,
   D = method.step(X, F, J, preferences).
-* ``mtl-regression`` (a network): one model initialised from ``seed``, trained with
-  ``method.backward(losses, shared_parameters, task_parameters)`` (aggregators) or Σ w_i f_i (loss weightings).
+* ``mtl-regression`` (a network): one model initialised from ``seed``, trained step by step with
+  :func:`reference_impls.core.hooks.train_step` (``method.backward(losses, shared, task)`` for
+  aggregators, Σ w_i f_i for loss weightings), the same function the documented training loop uses.
+
+Hooks (:mod:`reference_impls.core.hooks`): every hook a method defines is driven, on point problems
+as on the network: ``parameters()`` join an optimiser of the run's kind; ``update(new_losses)`` gets
+the losses at the new iterate after every step (FAMO's ξ step); ``observe`` gets each step's losses;
+``on_epoch_end(epoch)`` follows every pass over the data (every step on the full-batch point
+problems); ``attach`` (GradDrop's activation path) is used in representation mode.
 
 Every step is x ← Π_box(x − η d) through a torch optimiser ("adam" or "sgd"; Adam is per-entry, so one
 Adam over the (B, n) batch equals B independent ones). Runs are seeded: ``torch.manual_seed(seed)``
 inside a forked RNG, so stochastic methods (RLW, GradDrop, ...) are reproducible.
+
+Speed: Gramian weightings that use the interface's own ``__call__`` skip the per-start input checks
+(the Gramians and losses of all starts are checked once per step) and the weights are computed by
+each start's own instance with the same products, so the results equal the per-start loop bit for
+bit (``tests/reference_impls/test_runner.py`` compares them with a plain reference loop).
 """
 
 from __future__ import annotations
@@ -29,7 +41,11 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import inspect
 import sys
+import time
+import types
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +54,8 @@ import torch
 from torch import Tensor
 
 from reference_impls import metrics
+from reference_impls.core.aggregator import Aggregator, GramianWeighting, Weighting
+from reference_impls.core.hooks import defined_hooks, end_epoch, learnable_parameters, train_step
 from reference_impls.core.loss_weighting import LossWeighting
 from reference_impls.core.sets import ParetoModel, SetMethod
 from reference_impls.problems import Problem, get_problem
@@ -98,22 +116,107 @@ class RunResult:
 def _method_factory(method: Any, params: dict[str, Any]) -> tuple[str, Callable[[], Any]]:
     """(display name, zero-argument factory giving a fresh, independent method instance)."""
     if isinstance(method, str):
-        from reference_impls.registry import REGISTRY, create, names
+        from reference_impls.registry import REGISTRY, create, load_class, names
 
         if method not in REGISTRY:
             known = ", ".join(names()) or "none registered yet"
             raise ValueError(f"unknown method {method!r}; known: {known}")
+        try:
+            cls = load_class(method)
+        except (ImportError, AttributeError):  # pragma: no cover - a broken registry entry fails in create() below
+            cls = None
+        if cls is not None:
+            params = coerce_hyperparameters(cls, params, method)
         try:
             create(method, **params)  # fail early, once, on bad hyperparameters
         except TypeError as error:
             raise ValueError(f"method {method!r}: bad hyperparameter(s) {sorted(params)}: {error}") from None
         return method, lambda: create(method, **params)
     if isinstance(method, type):
+        params = coerce_hyperparameters(method, params, method.__name__)
         return method.__name__, lambda: method(**params)
     if params:
         raise ValueError("hyperparameters can only be given with a method name or class, not an instance")
     name = getattr(method, "name", "") or type(method).__name__
     return name, lambda: copy.deepcopy(method)
+
+
+_KINDS: dict[Any, str] = {float: "a number", int: "an integer", bool: "True or False", str: "a string"}
+
+
+def _accepted_kinds(annotation: Any) -> set[Any] | None:
+    """The plain types a hyperparameter annotation admits (float, int, bool, str, None, sequence, tensor), or None if unknown."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    kinds: set[Any] = set()
+    for a in args:
+        origin = typing.get_origin(a) or a
+        if a is type(None) or a is None:
+            kinds.add(type(None))
+        elif origin in (float, int, bool, str):
+            kinds.add(origin)
+        elif origin is Tensor:
+            kinds.add("tensor")
+        elif isinstance(origin, type) and issubclass(origin, (tuple, list)) or origin in (Sequence, typing.Sequence):
+            kinds.add("sequence")
+        else:
+            return None  # an annotation we do not interpret: let the method check the value
+    return kinds
+
+
+def _describe(kinds: set[Any]) -> str:
+    names = [_KINDS[k] for k in (float, int, bool, str) if k in kinds]
+    names += ["a sequence such as (1, 10)"] * bool(kinds & {"sequence", "tensor"}) + ["None"] * (type(None) in kinds)
+    return " or ".join(names)
+
+
+def coerce_hyperparameters(cls: type, params: dict[str, Any], name: str) -> dict[str, Any]:
+    """Check ``params`` against the signature of ``cls``: known names, values of the annotated type.
+
+    Integers are accepted (and converted) where a float is expected. Raises a ValueError that names
+    the parameter and the expected type, e.g. ``-p c=notanumber`` for CAGrad's float ``c``.
+    """
+    if not params:
+        return params
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return params
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the defaults' types
+        hints = {}
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    known = [k for k, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    out = {}
+    for key, value in params.items():
+        if key not in known:
+            if accepts_any:
+                out[key] = value
+                continue
+            raise ValueError(f"method {name!r}: bad hyperparameter {key!r}: no such hyperparameter (known: {', '.join(known) or 'none'})")
+        param = signature.parameters[key]
+        kinds = _accepted_kinds(hints[key]) if key in hints else None
+        if kinds is None and param.default is not inspect.Parameter.empty and param.default is not None:
+            kinds = {type(param.default)} | ({float} if isinstance(param.default, float) else set())
+        if kinds is None:
+            out[key] = value
+            continue
+        if value is None and type(None) in kinds:
+            ok = True
+        elif isinstance(value, bool):
+            ok = bool in kinds
+        elif isinstance(value, int) and float in kinds and int not in kinds:
+            value, ok = float(value), True
+        elif isinstance(value, (int, float, str)):
+            ok = type(value) in kinds
+        elif isinstance(value, (tuple, list, Tensor)):
+            ok = bool(kinds & {"sequence", "tensor"})
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(f"method {name!r}: bad hyperparameter {key!r}: expected {_describe(kinds)}, got {value!r}")
+        out[key] = value
+    return out
 
 
 def _create_method(factory: Callable[[], Any], name: str, params: dict[str, Any]) -> Any:
@@ -193,6 +296,7 @@ def run(
     record_every: int = 1,
     threads: int | None = 1,
     representation: bool = False,
+    progress: bool | None = False,
 ) -> RunResult:
     """Optimise ``problem`` with ``method`` from the problem's standard starting points.
 
@@ -203,12 +307,20 @@ def run(
         steps, lr, optimizer: default to the problem's ``default_steps``, ``default_lr``,
             ``default_optimizer``.
         seed: seeds the starting points (where random) and the methods' randomness.
+        params: hyperparameters, checked against the method's signature (name and type).
         record_every: keep every ``record_every``-th iterate in the trajectory (and the last).
         representation: ``mtl-regression`` only: weightings compute w from ∂f_i/∂Z, Z the shared
-            representation (the "-UB" mode of ``Aggregator.backward``).
+            representation (the "-UB" mode of ``Aggregator.backward``); methods with an activation
+            hook (GradDrop) use it on Z.
         threads: torch intra-op threads during the run (restored afterwards); toy tensors are tiny,
             and several threads only contend (measured 25× slower on a busy 2-core machine). None
             keeps the current setting.
+        progress: report progress on stderr: False (default) never, True always (after 1 s), None
+            automatically (``modl run``): on a terminal once the run takes more than 1 s, otherwise a
+            line every 10 s of a long run.
+
+    The final method instances (one per start; one for set methods and networks) are in
+    ``result.extra["methods"]``.
     """
     params = dict(params or {})
     if isinstance(problem, str):
@@ -234,22 +346,58 @@ def run(
         probe = _create_method(factory, name, params)
         if isinstance(probe, ParetoModel):
             raise ValueError(f"{name} is a Pareto-set model: it is trained with its own loop, not by `modl run`")
-        settings = dict(method=name, steps=steps, lr=lr, seed=int(seed), optimizer=optimizer, record_every=record_every)
-        if isinstance(problem, MTLRegression):
-            return _run_model(probe, problem, representation=representation, **settings)
-        if not isinstance(problem, Problem):
-            raise ValueError(f"not a toy problem: {problem!r}")
-        if isinstance(probe, SetMethod):
-            return _run_set(probe, problem, **settings)
-        if isinstance(probe, LossWeighting):
-            if probe.bilevel:
-                raise ValueError(f"{name} is a bi-level method: it needs train/validation losses, not a point problem")
+        report = _Progress(f"{name} on {getattr(problem, 'id', problem)}", steps, progress)
+        settings = dict(method=name, steps=steps, lr=lr, seed=int(seed), optimizer=optimizer, record_every=record_every, report=report)
+        try:
+            if isinstance(problem, MTLRegression):
+                return _run_model(probe, problem, representation=representation, **settings)
+            if not isinstance(problem, Problem):
+                raise ValueError(f"not a toy problem: {problem!r}")
+            if isinstance(probe, SetMethod):
+                return _run_set(probe, problem, **settings)
+            if isinstance(probe, LossWeighting):
+                if probe.bilevel:
+                    raise ValueError(f"{name} is a bi-level method: it needs train/validation losses, not a point problem")
+                methods = [probe] + [factory() for _ in range(problem.initial_points(seed).shape[0] - 1)]
+                return _run_points(methods, problem, loss_weighting=True, **settings)
+            if not callable(probe):
+                raise ValueError(f"{name} is not a method: expected an aggregator, a loss weighting or a set method")
             methods = [probe] + [factory() for _ in range(problem.initial_points(seed).shape[0] - 1)]
-            return _run_points(methods, problem, loss_weighting=True, **settings)
-        if not callable(probe):
-            raise ValueError(f"{name} is not a method: expected an aggregator, a loss weighting or a set method")
-        methods = [probe] + [factory() for _ in range(problem.initial_points(seed).shape[0] - 1)]
-        return _run_points(methods, problem, loss_weighting=False, **settings)
+            return _run_points(methods, problem, loss_weighting=False, **settings)
+        finally:
+            report.close()
+
+
+class _Progress:
+    """Progress on stderr for long runs: a refreshed line on a terminal, a line every 10 s otherwise."""
+
+    def __init__(self, label: str, total: int, mode: bool | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.label, self.total, self.enabled, self.clock = label, total, mode is not False, clock
+        self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.first = 1.0 if (self.tty or mode) else 10.0  # seconds before the first report
+        self.every = 0.5 if self.tty else (1.0 if mode else 10.0)
+        self.start = clock()
+        self.next = self.start + self.first
+        self.shown = False
+
+    def __call__(self, t: int) -> None:
+        if not self.enabled or t & 63:  # look at the clock every 64 steps only
+            return
+        now = self.clock()
+        if now < self.next:
+            return
+        self.next = now + self.every
+        elapsed = now - self.start
+        left = elapsed * (self.total - t) / max(t, 1)
+        line = f"{self.label}: step {t}/{self.total} ({100 * t // max(self.total, 1)}%), {elapsed:.0f} s elapsed, ~{left:.0f} s left"
+        sys.stderr.write(("\r" + line + "\x1b[K") if self.tty else (line + "\n"))
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
 
 @contextlib.contextmanager
@@ -266,75 +414,150 @@ def _threads(n: int | None) -> Iterator[None]:
 
 
 def _loop_points(
-    problem: Problem, x0: Tensor, steps: int, lr: float, optimizer: str, record_every: int, direction: Callable[[int, Tensor, Tensor, Tensor], Tensor]
+    problem: Problem,
+    x0: Tensor,
+    steps: int,
+    lr: float,
+    optimizer: str,
+    record_every: int,
+    direction: Callable[[int, Tensor, Tensor, Tensor], Tensor],
+    after_step: Callable[[int, Tensor], None] | None = None,
+    report: Callable[[int], None] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The shared descent loop: x ← Π(x − η·direction(t, x, F, J)). Returns x and F trajectories and the final F, J."""
+    """The shared descent loop: x ← Π(x − η·direction(t, x, F, J)). Returns x and F trajectories and the final F, J.
+
+    ``after_step(t, F_new)`` runs after step t with the losses at the new iterate (before the next direction).
+    """
     x = problem.project(x0.clone()).requires_grad_(True)  # (B, n)
     opt = _optimizer(optimizer, [x], lr)
+    bounded = problem.bounds is not None
     xs, fs = [], []
     for t in range(steps + 1):
         F, J = problem.losses_and_jacobian(x.detach())  # (B, K), (B, K, n)
+        if t > 0 and after_step is not None:
+            after_step(t - 1, F)
         if t % record_every == 0 or t == steps:
             xs.append(x.detach().clone())
             fs.append(F)
         if t == steps:
             return torch.stack(xs), torch.stack(fs), F, J
+        if report is not None:
+            report(t)
         D = direction(t, x.detach(), F, J)  # (B, n)
-        if not torch.isfinite(D).all():
+        if not bool(torch.isfinite(D.sum())) and not bool(torch.isfinite(D).all()):
             raise ValueError(f"the method returned a non-finite direction at step {t}")
-        opt.zero_grad(set_to_none=True)
         x.grad = D.to(x)
         opt.step()
-        with torch.no_grad():
-            x.copy_(problem.project(x))
+        if bounded:
+            with torch.no_grad():
+                x.copy_(problem.project(x))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _run_points(methods: list[Any], problem: Problem, *, loss_weighting: bool, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int) -> RunResult:
+def _batched_gramian_weighting(m: Any) -> bool:
+    """Whether ``m`` computes d = Jᵀ w(J Jᵀ) through the interface's own __call__ (so the runner may batch M)."""
+    cls = type(m)
+    return (
+        isinstance(m, GramianWeighting)
+        and cls.__call__ is Aggregator.__call__
+        and cls.aggregate is Weighting.aggregate
+        and cls.compute_weights is GramianWeighting.compute_weights
+    )
+
+
+def _run_points(
+    methods: list[Any], problem: Problem, *, loss_weighting: bool, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, report: Callable[[int], None] | None = None
+) -> RunResult:
     x0 = problem.initial_points(seed)  # (B, n)
-    method_opts = []
-    if loss_weighting:
-        for m in methods:
-            p = list(m.parameters())
-            method_opts.append(_optimizer(optimizer, p, lr) if p else None)
+    hooks = defined_hooks(methods[0])  # every start has an instance of the same class
+    # Each start's learnable parameters get their own optimiser of the run's kind (Adam is per entry anyway).
+    method_opts = [_optimizer(optimizer, learnable_parameters([m]), lr) if "parameters" in hooks else None for m in methods]
+    method_opts = [o if o is not None and o.params else None for o in method_opts]
+    needs_losses = bool(getattr(methods[0], "needs_losses", False))
+    batched = not loss_weighting and _batched_gramian_weighting(methods[0])
 
     # Methods that read loss values see f − ℓ* where the problem declares lower bounds ℓ*.
     offset = None if problem.loss_lower_bound is None else torch.tensor(problem.loss_lower_bound, dtype=x0.dtype)
 
-    def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
-        if offset is not None:
-            F = F - offset.to(F)
+    def shifted(F: Tensor) -> Tensor:
+        return F if offset is None else F - offset.to(F)
+
+    def per_start(t: int, F: Tensor, J: Tensor) -> Tensor:
         D = []
         for b, m in enumerate(methods):
+            if method_opts[b] is not None:
+                method_opts[b].zero_grad(set_to_none=True)
             if loss_weighting:
                 w = m.weights(F[b], t)  # (K,)
                 D.append(w.detach().to(J) @ J[b])  # d = Jᵀ w, (n,)
                 if method_opts[b] is not None:
-                    method_opts[b].zero_grad(set_to_none=True)
                     m.objective(F[b], t).backward()  # gradient w.r.t. the method's own parameters
-                    method_opts[b].step()
-                m.observe(F[b], t)
-            elif getattr(m, "needs_losses", False):
+            elif needs_losses:
                 D.append(m(J[b], F[b]))
             else:
                 D.append(m(J[b]))
+            if method_opts[b] is not None:
+                method_opts[b].step()
+            if loss_weighting:
+                m.observe(F[b], t)
         return torch.stack(D)  # (B, n)
 
-    xs, fs, F, J = _loop_points(problem, x0, steps, lr, optimizer, record_every, direction)
-    return _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=False)
+    def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
+        F = shifted(F)
+        if batched and method_opts[0] is None:
+            # M_b = J_b J_bᵀ with the same product as gramian(J_b) (a batched matmul rounds differently for
+            # n ≥ 10), checked once for the whole batch instead of per start, (B, K, K)
+            M = torch.stack([J[b] @ J[b].T for b in range(len(methods))])
+            if bool(torch.isfinite(M.sum() + F.sum())):  # else the per-start path raises the interface's error
+                W = [m.compute_weights_from_gramian(M[b], F[b] if needs_losses else None) for b, m in enumerate(methods)]  # w_b (K,)
+                return torch.stack([w @ J[b] for b, w in enumerate(W)])  # d_b = J_bᵀ w_b, (B, n)
+        return per_start(t, F, J)
+
+    after_step = None
+    if "update" in hooks or "on_epoch_end" in hooks:
+
+        update, epoch_end = "update" in hooks, "on_epoch_end" in hooks
+
+        def after_step(t: int, F_new: Tensor) -> None:
+            F_new = shifted(F_new)
+            for b, m in enumerate(methods):
+                if update:
+                    m.update(F_new[b])  # post-step losses (FAMO's ξ step)
+                if epoch_end:
+                    m.on_epoch_end(t)  # full batch: every step is an epoch
+
+    xs, fs, F, J = _loop_points(problem, x0, steps, lr, optimizer, record_every, direction, after_step, report)
+    result = _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=False)
+    result.extra["methods"] = methods
+    return result
 
 
-def _run_set(m: SetMethod, problem: Problem, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int) -> RunResult:
+def _run_set(m: SetMethod, problem: Problem, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, report: Callable[[int], None] | None = None) -> RunResult:
     x0 = problem.initial_points(seed)  # (P, n)
     prefs = m.default_preferences(x0.shape[0], problem.K).to(x0) if m.needs_preferences else None
+    hooks = defined_hooks(m)
+    learned = learnable_parameters([m])
+    method_opt = _optimizer(optimizer, learned, lr) if learned else None
 
     def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
-        return m.step(x, F, J, prefs)  # (P, n)
+        if method_opt is None:
+            return m.step(x, F, J, prefs)  # (P, n)
+        method_opt.zero_grad(set_to_none=True)
+        D = m.step(x, F, J, prefs)  # (P, n); may write .grad of m.parameters()
+        method_opt.step()
+        return D
 
-    xs, fs, F, J = _loop_points(problem, x0, steps, lr, optimizer, record_every, direction)
+    def after_step(t: int, F_new: Tensor) -> None:
+        if "update" in hooks:
+            m.update(F_new)  # (P, K) at the moved solutions
+        end_epoch(m, t)  # full batch: every step is an epoch
+
+    hooked = "update" in hooks or "on_epoch_end" in hooks
+    xs, fs, F, J = _loop_points(problem, x0, steps, lr, optimizer, record_every, direction, after_step if hooked else None, report)
     result = _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=True)
     if prefs is not None:
         result.extra["preferences"] = prefs
+    result.extra["methods"] = [m]
     return result
 
 
@@ -359,19 +582,22 @@ def _finish(problem: Problem, method: str, optimizer: str, steps: int, lr: float
 
 
 def _run_model(
-    m: Any, problem: MTLRegression, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, representation: bool
-) -> RunResult:
-    from reference_impls.core.aggregator import jacobian, write_flat_grad
-
+    m: Any, problem: MTLRegression, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, representation: bool,
+    report: Callable[[int], None] | None = None,
+) -> RunResult:  # fmt: skip
     if isinstance(m, SetMethod):
         raise ValueError(f"{method} is a set method: mtl-regression trains a single network")
     if isinstance(m, LossWeighting) and m.bilevel:
         raise ValueError(f"{method} is a bi-level method: it needs a validation split, which mtl-regression does not define")
+    if representation and not (isinstance(m, Weighting) or "attach" in defined_hooks(m)):
+        raise ValueError(f"{method}: the representation (-UB) mode needs a weighting or a method with an activation hook")
+    if not isinstance(m, LossWeighting) and not callable(m):
+        raise ValueError(f"{method} is not a method usable on mtl-regression")
     model = problem.reset(seed)
     shared, task = problem.shared_parameters(), problem.task_parameters()
-    extra_params = list(m.parameters()) if isinstance(m, LossWeighting) else []
-    opt = _optimizer(optimizer, list(model.parameters()) + extra_params, lr)
+    opt = _optimizer(optimizer, list(model.parameters()) + learnable_parameters([m]), lr)
     batches = problem.batches(seed)
+    per_epoch = 1 if problem.batch_size is None else max(1, problem.N // problem.batch_size)  # batches per pass over the data
     fs = []
     for t in range(steps + 1):
         if t % record_every == 0 or t == steps:
@@ -379,30 +605,17 @@ def _run_model(
                 fs.append(problem.losses().detach()[None])  # full-data losses, (1, K)
         if t == steps:
             break
-        opt.zero_grad(set_to_none=True)
-        f, Z = problem.losses(next(batches), return_representation=True)  # (K,), (b, hidden)
-        if representation:
-            if not hasattr(m, "backward"):
-                raise ValueError(f"{method} has no backward(): the representation (-UB) mode needs a weighting")
-            m.backward(f, shared, task, representation=Z)
-        elif isinstance(m, LossWeighting):
-            m.objective(f, t).backward()
-            m.observe(f.detach(), t)
-        elif hasattr(m, "backward"):
-            m.backward(f, shared, task)
-        elif callable(m):  # a bare callable d = m(J): shared parameters get d, heads their task gradients
-            J, head_grads = jacobian(list(f.unbind()), shared, task)
-            write_flat_grad(shared, m(J))
-            for p, g in zip(task, head_grads):
-                p.grad = g.detach().clone()
-        else:
-            raise ValueError(f"{method} is not a method usable on mtl-regression")
-        opt.step()
+        if report is not None:
+            report(t)
+        batch = next(batches)
+        train_step(m, lambda: problem.losses(batch, return_representation=representation), opt, shared, task, step=t, representation=representation)
+        if (t + 1) % per_epoch == 0:
+            end_epoch(m, (t + 1) // per_epoch - 1)
     F = torch.stack(fs)  # (T'+1, 1, K)
     ps = metrics.pareto_stationarity(problem.jacobian())[None]  # (1,)
     return RunResult(
         method=method, problem=problem.id, optimizer=optimizer, steps=steps, lr=lr, seed=seed,
-        x=None, f=F, x_final=None, f_final=F[-1], ps_measure=ps, extra={"hv_reference": None},
+        x=None, f=F, x_final=None, f_final=F[-1], ps_measure=ps, extra={"hv_reference": None, "methods": [m]},
     )  # fmt: skip
 
 
@@ -414,7 +627,8 @@ def _run_model(
 def parse_params(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Split ``key=value`` strings into (method hyperparameters, problem knobs, runner options).
 
-    Values are Python literals when they parse (``0.5``, ``(1, 10)``, ``True``), strings otherwise.
+    Values are Python literals when they parse (``0.5``, ``(1, 10)``, ``True``), strings otherwise;
+    :func:`run` then checks each method hyperparameter against the method's signature (name and type).
     Keys ``problem.<knob>`` go to the problem (e.g. ``problem.scale=0.1``), ``run.<option>`` to the
     runner (``run.optimizer=sgd``, ``run.record_every=10``, ``run.representation=True``), all others
     to the method.
@@ -447,7 +661,7 @@ def run_from_cli(args: Any) -> int:
     problem = get_problem(args.problem, **problem_params)
     result = run(
         args.method, problem, steps=args.steps, lr=args.lr, seed=args.seed,
-        params=method_params, **runner_options,
+        params=method_params, progress=None, **runner_options,
     )  # fmt: skip
     print(result.table(), end="")
     if getattr(args, "plot", None):
@@ -458,4 +672,4 @@ def run_from_cli(args: Any) -> int:
     return 0
 
 
-__all__ = ["Adam", "RunResult", "SGD", "parse_params", "run", "run_from_cli"]
+__all__ = ["Adam", "RunResult", "SGD", "coerce_hyperparameters", "parse_params", "run", "run_from_cli", "train_step"]

@@ -12,6 +12,10 @@ Protocol of one training step (what :func:`reference_impls.runner.run` does)::
     L.backward(); optimiser.step()              # method.parameters() (e.g. UW's log σ²) are
                                                 #   optimised by the same optimiser as the model
     method.observe(losses.detach(), step)       # history updates (DWA's loss ratios, ...)
+    method.on_epoch_end(epoch)                  # after each pass over the data
+
+:func:`reference_impls.core.hooks.train_step` does exactly this (and checks that the optimiser
+holds ``method.parameters()``).
 
 and, for a :class:`BilevelLossWeighting`, every ``outer_every`` steps ``method.outer_step(...)``.
 """
@@ -23,6 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from torch import Tensor
+
+from reference_impls.core.hooks import default_hook
 
 
 class LossWeighting(ABC):
@@ -48,12 +54,21 @@ class LossWeighting(ABC):
         """
         return (self.weights(losses.detach(), step).to(losses) * losses).sum()
 
+    # Hooks (see reference_impls.core.hooks): driven by the runner and by hooks.train_step.
+    hook_names: ClassVar[tuple[str, ...]] = ("parameters", "observe", "on_epoch_end")
+
+    @default_hook
     def parameters(self) -> Sequence[Tensor]:
         """Learnable tensors of the method (optimised with the model); none by default."""
         return ()
 
+    @default_hook
     def observe(self, losses: Tensor, step: int) -> None:
         """Called once after every step with the detached losses (K,); history updates go here."""
+
+    @default_hook
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after each pass over the training data (after every step on full-batch problems)."""
 
     def reset(self) -> None:
         """Forget all state (loss history, learned weights)."""

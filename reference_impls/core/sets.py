@@ -15,10 +15,13 @@ preference r ∈ Δ (K,) to a solution (the parameters of a target network, or i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from reference_impls.core.hooks import default_hook
 
 
 class SetMethod(ABC):
@@ -42,6 +45,23 @@ class SetMethod(ABC):
 
     def reset(self) -> None:
         """Forget all state."""
+
+    # Hooks (see reference_impls.core.hooks): driven by the runner.
+    hook_names: ClassVar[tuple[str, ...]] = ("parameters", "update", "on_epoch_end")
+
+    @default_hook
+    def parameters(self) -> Sequence[Tensor]:
+        """Learnable tensors of the method, optimised with the solutions; none by default."""
+        return ()
+
+    @default_hook
+    def update(self, new_F: Tensor) -> object:
+        """Called after every step with the losses (P, K) at the moved solutions."""
+        return None
+
+    @default_hook
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after each pass over the data (after every step on full-batch problems)."""
 
 
 class ParetoModel(nn.Module, ABC):

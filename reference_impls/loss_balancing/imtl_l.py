@@ -22,6 +22,12 @@ is optimised with the model (``parameters()``); ``reset()`` sets s back to 0.
 
 Hyperparameters: ``num_tasks`` (K, default 2). None else (the paper and LibMTL initialise s = 0).
 
+Learnable parameters: s must be optimised with the model (``parameters()``; the runner and
+:func:`reference_impls.core.hooks.train_step` do it, and ``train_step`` raises when the optimiser
+lacks them). If s received a non-zero gradient but is unchanged at the next call — s was left out of
+the optimiser, so IMTL-L silently reduces to Σ f_i — ``forward`` warns once (``UnoptimisedParameterWarning``;
+ignore it when accumulating gradients over several calls before a step).
+
 Degenerate inputs: the losses must be positive — for f_i ≤ 0 the objective is unbounded below in
 s_i (e^{s_i} f_i − s_i → −∞), so a non-positive or non-finite loss raises a clear error.
 
@@ -30,6 +36,8 @@ Deviations:
         weights on the shared gradients, as LibMTL ``IMTL`` does in one step) is the combination of
         this module with :class:`reference_impls.gradient_weighting.imtl_g.IMTLG`.
     D2. Non-positive losses raise a ValueError instead of silently diverging.
+  D3. The warning about scales left out of the optimiser is ours (LibMTL registers ``loss_scale``
+      with the model's optimiser and has no such check).
 
 Usage (``model`` and the task losses ``f1``, ``f2`` are yours)::
 
@@ -42,6 +50,7 @@ Usage (``model`` and the task losses ``f1``, ``f2`` are yours)::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -49,6 +58,10 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import NonFiniteError
 from reference_impls.core.loss_weighting import LossWeighting
+
+
+class UnoptimisedParameterWarning(UserWarning):
+    """A learnable parameter of a method received gradients but is never stepped by an optimiser."""
 
 
 class IMTLL(torch.nn.Module, LossWeighting):
@@ -63,6 +76,8 @@ class IMTLL(torch.nn.Module, LossWeighting):
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = int(num_tasks)
         self.s = torch.nn.Parameter(torch.zeros(self.num_tasks))  # (K,): log-scales, s = 0 at start
+        self._s_at_last_call: Tensor | None = None  # s when forward last ran (to detect an unoptimised s)
+        self._warned = False
 
     @property
     def scales(self) -> Tensor:
@@ -81,8 +96,22 @@ class IMTLL(torch.nn.Module, LossWeighting):
             raise ValueError("IMTL-L needs positive losses: for f_i <= 0, e^{s_i} f_i - s_i is unbounded below in s_i")
         return losses
 
+    def _warn_if_not_optimised(self) -> None:
+        g, last = self.s.grad, self._s_at_last_call
+        if not self._warned and last is not None and g is not None and bool((g != 0).any()) and torch.equal(self.s.detach(), last):
+            self._warned = True
+            warnings.warn(
+                "imtl-l: the scales s got a gradient but did not change since the last call, so they are not being "
+                "optimised and IMTL-L reduces to the plain sum of the losses; build the optimiser with "
+                "[*model.parameters(), *method.parameters()] (ignore this when accumulating gradients over several calls)",
+                UnoptimisedParameterWarning,
+                stacklevel=3,
+            )
+        self._s_at_last_call = self.s.detach().clone()
+
     def forward(self, losses: Tensor | Sequence[Tensor]) -> Tensor:
         f = self._check(losses)  # (K,)
+        self._warn_if_not_optimised()
         s = self.s.to(f)  # (K,)
         return (torch.exp(s) * f - s).sum()  # Σ_i e^{s_i} f_i − s_i
 
@@ -99,3 +128,5 @@ class IMTLL(torch.nn.Module, LossWeighting):
     def reset(self) -> None:
         with torch.no_grad():
             self.s.zero_()
+        self._s_at_last_call = None
+        self._warned = False

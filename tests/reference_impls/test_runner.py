@@ -309,3 +309,139 @@ def test_cagrad_toy_default_settings_are_the_papers():
     p = get_problem("cagrad-toy")
     assert (p.default_optimizer, p.default_lr, p.default_steps) == ("adam", 1e-3, 35_000)
     assert math.isclose(p.initial_points(0)[0, 0].item(), -8.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner's loop against a plain per-start reference loop; hyperparameters; progress
+# ---------------------------------------------------------------------------------------------
+
+
+def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
+    """The straightforward loop: one instance per start, the interface's own checks at every call,
+    hooks called per start (update with the new losses, observe, on_epoch_end), x ← Π(x − η d)."""
+    problem = get_problem(problem) if isinstance(problem, str) else problem
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        x0 = problem.initial_points(seed)
+        methods = [registry.create(name) for _ in range(x0.shape[0])]
+        loss_weighting = isinstance(methods[0], LossWeighting)
+        offset = torch.tensor(problem.loss_lower_bound, dtype=x0.dtype) if problem.loss_lower_bound is not None else torch.zeros(problem.K, dtype=x0.dtype)
+        x = problem.project(x0.clone()).requires_grad_(True)
+        make = Adam if optimizer == "adam" else (lambda params, lr: torch.optim.SGD(params, lr=lr))
+        opt = make([x], lr=lr)
+        method_opts = [make(list(m.parameters()), lr=lr) if list(m.parameters()) else None for m in methods]
+        xs = [x.detach().clone()]
+        for t in range(steps):
+            F, J = problem.losses_and_jacobian(x.detach())
+            F = F - offset
+            D = []
+            for b, m in enumerate(methods):
+                if loss_weighting:
+                    D.append(m.weights(F[b], t).detach().to(J) @ J[b])
+                    if method_opts[b] is not None:
+                        method_opts[b].zero_grad()
+                        m.objective(F[b], t).backward()
+                        method_opts[b].step()
+                    m.observe(F[b], t)
+                else:
+                    D.append(m(J[b], F[b]) if m.needs_losses else m(J[b]))
+            x.grad = torch.stack(D)
+            opt.step()
+            with torch.no_grad():
+                x.copy_(problem.project(x))
+            xs.append(x.detach().clone())
+            F_new = problem.losses(x.detach()) - offset  # (B, K) after the step
+            for b, m in enumerate(methods):
+                if hasattr(m, "update"):
+                    m.update(F_new[b])
+                m.on_epoch_end(t)
+    return torch.stack(xs), methods
+
+
+@pytest.mark.parametrize(
+    "name,problem,optimizer",
+    [
+        ("imtl-g", "cagrad-toy", "adam"),  # the batched Gramian path
+        ("nash-mtl", "cagrad-toy", "adam"),  # batched, stateful (warm starts)
+        ("upgrad", "vlmop2", "sgd"),  # batched, n = 20
+        ("cagrad", "zdt1", "adam"),  # batched, box problem
+        ("famo", "cagrad-toy", "adam"),  # the update hook
+        ("imtl-l", "biquad", "sgd"),  # learnable parameters
+        ("mgda", "biquad", "adam"),  # the per-start path
+        ("graddrop", "vlmop2", "adam"),  # randomness
+    ],
+)
+def test_runner_loop_equals_the_plain_reference_loop_bit_for_bit(name, problem, optimizer):
+    steps = 60
+    expected, ref_methods = _reference_run(name, problem, steps, lr=1e-2, optimizer=optimizer)
+    result = run(name, problem, steps=steps, lr=1e-2, optimizer=optimizer)
+    assert torch.equal(result.x, expected), float((result.x - expected).abs().max())
+    if name == "famo":  # the method states agree too
+        for ours, theirs in zip(result.extra["methods"], ref_methods):
+            assert torch.equal(ours.xi, theirs.xi)
+
+
+def test_hyperparameters_are_checked_against_the_method_signature(capsys):
+    # Regression (issue 8): `-p c=notanumber` surfaced "'<' not supported between 'str' and 'float'".
+    with pytest.raises(ValueError, match=r"method 'cagrad': bad hyperparameter 'c': expected a number, got 'notanumber'"):
+        run("cagrad", "biquad", steps=1, params={"c": "notanumber"})
+    with pytest.raises(ValueError, match=r"bad hyperparameter 'colour': no such hyperparameter \(known: c, rescale\)"):
+        run("cagrad", "biquad", steps=1, params={"colour": 1})
+    with pytest.raises(ValueError, match=r"'max_norm': expected a number or None, got 'big'"):
+        run("nash-mtl", "biquad", steps=1, params={"max_norm": "big"})
+    with pytest.raises(ValueError, match=r"'random_order': expected True or False, got 1"):
+        run("pcgrad", "biquad", steps=1, params={"random_order": 1})
+    # an integer where a float is expected is converted; sequences are accepted where annotated
+    result = run("cagrad", "biquad", steps=1, params={"c": 1})
+    assert type(result.extra["methods"][0].c) is float and result.extra["methods"][0].c == 1.0
+    run("famo", "cagrad-toy", steps=1, params={"min_losses": (-21, -21)})
+    # the CLI: one line naming the parameter and the expected type
+    assert main(["run", "cagrad", "--problem", "biquad", "--steps", "1", "-p", "c=notanumber"]) == 1
+    err = capsys.readouterr().err
+    assert err == "modl run: error: method 'cagrad': bad hyperparameter 'c': expected a number, got 'notanumber'\n"
+
+
+class _FakeStderr:
+    def __init__(self, tty):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_reports_long_runs_only(monkeypatch, tty):
+    from reference_impls.runner import _Progress
+
+    now = [0.0]
+    fake = _FakeStderr(tty)
+    monkeypatch.setattr("sys.stderr", fake)
+    auto = _Progress("m on p", 35_000, None, clock=lambda: now[0])
+    for t in range(0, 35_000, 64):  # a run of 35 000 steps, 1 ms per step on the fake clock
+        now[0] = t * 1e-3
+        auto(t)
+    auto.close()
+    lines = [line for line in fake.text.replace("\r", "\n").split("\n") if "step" in line]
+    if tty:  # refreshed in place from 1 s on, every 0.5 s, and cleared at the end
+        assert len(lines) == pytest.approx(69, abs=2) and fake.text.endswith("\r\x1b[K")
+    else:  # one line every 10 s of a long run
+        assert len(lines) == 3 and fake.text.endswith("\n")
+    assert ("m on p: step 1024/35000 (2%), 1 s elapsed, ~34 s left" if tty else "m on p: step 10048/35000 (28%), 10 s elapsed, ~25 s left") in lines[0]
+    fake.text = ""
+    short = _Progress("m on p", 500, None, clock=lambda: now[0])  # a run shorter than a second: silent
+    for t in range(0, 500, 64):
+        now[0] = t * 1e-3
+        short(t)
+    short.close()
+    off = _Progress("m on p", 35_000, False, clock=lambda: now[0])
+    now[0] = 0.0
+    for t in range(0, 35_000, 64):
+        now[0] = t * 1e-3
+        off(t)
+    assert fake.text == ""

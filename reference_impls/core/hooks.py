@@ -1,0 +1,156 @@
+"""The hooks a method may define besides its update rule, and the one training step that drives them.
+
+Every interface lists the hooks it offers in its ``hook_names`` class attribute and gives each a
+no-op default marked with :func:`default_hook`; a method *defines* a hook when it overrides that
+default (:func:`defined_hooks`). The runner (:mod:`reference_impls.runner`) and the documented
+training loop (:func:`train_step` and :func:`end_epoch`, shown in ``site/implementations/design.md``)
+call every defined hook; ``tests/reference_impls/test_hooks.py`` checks that they do, for every
+registered method.
+
+=====================  ===========================  ==================================================  ==========
+hook                   interfaces                   called                                              example
+=====================  ===========================  ==================================================  ==========
+``parameters()``       Aggregator, LossWeighting,   once, before training: the tensors are optimised    IMTL-L's
+                       SetMethod                    with the model (same optimiser, same step)          log-scales
+``update(new_losses)`` Aggregator, SetMethod        after every optimiser step, with the losses at the  FAMO's ξ
+                                                    new parameters on the same batch                    step
+``observe(losses, t)`` LossWeighting                after every step, with that step's losses           history
+``on_epoch_end(e)``    Aggregator, LossWeighting,   after each pass over the training data (after every per-epoch
+                       SetMethod                    step on full-batch problems)                        weights
+``attach(losses, Z)``  Aggregator                   in representation mode, instead of ``backward``:    GradDrop
+                                                    hooks the shared activations Z
+=====================  ===========================  ==================================================  ==========
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_hook(fn: F) -> F:
+    """Mark an interface's no-op default of a hook (a method overriding it *defines* the hook)."""
+    fn.__default_hook__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def defined_hooks(method: Any) -> tuple[str, ...]:
+    """The hooks, among those its interface declares in ``hook_names``, that ``method`` overrides."""
+    cls = type(method)
+    found = []
+    for name in getattr(cls, "hook_names", ()):
+        attr = getattr(cls, name, None)
+        if attr is not None and not getattr(attr, "__default_hook__", False):
+            found.append(name)
+    return tuple(found)
+
+
+def optimised_tensors(optimizer: Any) -> list[Tensor]:
+    """The tensors an optimiser steps (torch.optim optimisers and the runner's own ``SGD``/``Adam``)."""
+    if hasattr(optimizer, "param_groups"):
+        return [p for group in optimizer.param_groups for p in group["params"]]
+    return list(getattr(optimizer, "params", ()))
+
+
+def check_optimised(method: Any, optimizer: Any) -> None:
+    """Raise a ValueError naming the method when one of its ``parameters()`` is not in ``optimizer``.
+
+    A learnable parameter left out of the optimiser silently keeps its initial value (IMTL-L's
+    scales would stay 1, i.e. plain Σ f_i).
+    """
+    if "parameters" not in defined_hooks(method):
+        return
+    stepped = {id(p) for p in optimised_tensors(optimizer)}
+    missing = [p for p in method.parameters() if id(p) not in stepped]
+    if missing:
+        name = getattr(method, "name", "") or type(method).__name__
+        raise ValueError(
+            f"{name} has {len(missing)} learnable parameter tensor(s) that the optimiser does not update: "
+            "build the optimiser with [*model.parameters(), *method.parameters()]"
+        )
+
+
+def train_step(
+    method: Any,
+    closure: Callable[[], Tensor | tuple[Tensor, Tensor]],
+    optimizer: Any,
+    shared_params: Sequence[Tensor],
+    task_params: Sequence[Tensor] = (),
+    *,
+    step: int = 0,
+    representation: bool = False,
+) -> Tensor:
+    """One optimiser step of a multi-task network with ``method``, calling every hook it defines.
+
+    Args:
+        method: an :class:`~reference_impls.core.aggregator.Aggregator` (or a bare callable
+            ``d = method(J)``) or a :class:`~reference_impls.core.loss_weighting.LossWeighting`.
+        closure: evaluates the K task losses on the current batch with a graph and returns them as
+            a (K,) tensor, or ``(losses, Z)`` with Z the shared representation when
+            ``representation`` is True. It is called again after the step (without a graph) when the
+            method defines ``update`` (FAMO needs the new losses on the same batch).
+        optimizer: steps the model parameters and ``method.parameters()`` (checked: ValueError if not).
+        shared_params, task_params: the parameters every task uses, and the task heads.
+        step: the 0-based step counter passed to loss weightings.
+        representation: compute the update through the shared representation Z: ``attach`` for
+            methods with an activation hook (GradDrop), the "-UB" mode of ``backward`` for weightings.
+
+    Returns:
+        The detached (K,) losses before the step.
+    """
+    from reference_impls.core.aggregator import jacobian, write_flat_grad
+    from reference_impls.core.loss_weighting import LossWeighting
+
+    hooks = defined_hooks(method)
+    check_optimised(method, optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    out = closure()
+    losses, Z = out if representation else (out, None)  # (K,), (b, ...) or None
+    if isinstance(method, LossWeighting):
+        if representation:
+            raise ValueError("a loss weighting has no representation (-UB) mode: it needs no task gradients")
+        method.objective(losses, step).backward()  # ∇ of Σ w_i f_i (+ regulariser) into the model and parameters()
+    elif representation and "attach" in hooks:
+        handle = method.attach(losses, Z)  # the shared activations receive the method's gradient
+        try:
+            losses.sum().backward()  # heads: Σ_i ∇f_i; encoder: through the hook on Z
+        finally:
+            handle.remove()
+    elif hasattr(method, "backward"):
+        method.backward(losses, shared_params, task_params, representation=Z)
+    elif callable(method):
+        if representation:
+            raise ValueError("a bare callable d = method(J) has no representation (-UB) mode")
+        J, head_grads = jacobian(list(losses.unbind()), list(shared_params), list(task_params))  # (K, n)
+        write_flat_grad(list(shared_params), method(J))  # shared parameters get d
+        for p, g in zip(task_params, head_grads):
+            p.grad = g.detach().clone()
+    else:
+        raise ValueError(f"{method!r} is not a method usable in a training loop")
+    optimizer.step()
+    if "update" in hooks:
+        with torch.no_grad():
+            new = closure()
+        method.update((new[0] if representation else new).detach())  # post-step losses, same batch
+    if isinstance(method, LossWeighting):
+        method.observe(losses.detach(), step)
+    return losses.detach()
+
+
+def end_epoch(method: Any, epoch: int) -> None:
+    """Call ``method.on_epoch_end(epoch)`` if the method defines it (after each pass over the data)."""
+    if "on_epoch_end" in defined_hooks(method):
+        method.on_epoch_end(epoch)
+
+
+def learnable_parameters(methods: Iterable[Any]) -> list[Tensor]:
+    """The tensors of ``parameters()`` of each method that defines it."""
+    return [p for m in methods if "parameters" in defined_hooks(m) for p in m.parameters()]
+
+
+__all__ = ["check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors", "train_step"]

@@ -1,0 +1,284 @@
+"""Every hook a method defines is called by the runner and by the documented training loop.
+
+The hooks are discovered from the interfaces (``hook_names`` and :func:`defined_hooks`), not from
+a hand-written list, so a new method or a new hook is covered without editing this file. For each
+registered method each defined hook is wrapped by a counting spy, and the test checks how often
+it is called:
+
+* on a point problem (``biquad``, 8 starts, 3 steps): ``update`` and ``observe`` once per step and
+  start, ``on_epoch_end`` once per step and start (full batch: every step is an epoch),
+  ``parameters`` at least once per start;
+* on the ``mtl-regression`` network through :func:`reference_impls.runner.run` (8 steps of batches of
+  128 out of 512 rows, i.e. 2 epochs): ``update``, ``observe`` and ``attach`` once per step,
+  ``on_epoch_end`` once per epoch; ``attach`` (the activation path) in representation mode;
+* in the training loop of ``site/implementations/design.md``, executed from the page itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import reference_impls
+from reference_impls.core.aggregator import Aggregator
+from reference_impls.core.hooks import check_optimised, defined_hooks, train_step
+from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.loss_balancing.imtl_l import IMTLL, UnoptimisedParameterWarning
+from reference_impls.problems import get_problem
+from reference_impls.runner import Adam, run
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = reference_impls.names()
+STEPS, NET_STEPS, BATCHES_PER_EPOCH = 3, 8, 4  # mtl-regression: N = 512 rows, batch_size 128
+
+
+def _doc_training_loop() -> str:
+    """The python code block of the "Hooks and the training loop" section of design.md."""
+    text = (ROOT / "site" / "implementations" / "design.md").read_text(encoding="utf-8")
+    section = text.split("## Hooks and the training loop", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1, "the section must hold exactly one python block"
+    return blocks[0]
+
+
+@pytest.fixture(scope="module")
+def doc_train():
+    namespace: dict = {}
+    exec(compile(_doc_training_loop(), "design.md", "exec"), namespace)  # runs the page's own example (FAMO) too
+    assert torch.isfinite(namespace["final_losses"]).all()
+    return namespace["train"]
+
+
+def _spy(monkeypatch, cls: type, hooks: tuple[str, ...]) -> Counter:
+    """Wrap each hook of ``cls`` with a counter keyed by (hook, id(instance))."""
+    calls: Counter = Counter()
+    alive: list = []  # keeps every spied instance alive, so no id is reused within a test
+
+    for name in hooks:
+        original = getattr(cls, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            alive.append(self)
+            calls[(_name, id(self))] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+    return calls
+
+
+def _per_instance(calls: Counter, hook: str) -> list[int]:
+    return [n for (h, _), n in calls.items() if h == hook]
+
+
+def test_the_hooks_are_discovered_from_the_interfaces():
+    # The discovery itself: the defaults are not hooks, overrides are (FAMO's update, IMTL-L's
+    # parameters, GradDrop's attach), and a new subclass is picked up without any list to edit.
+    class Plain(Aggregator):
+        def aggregate(self, J, losses):
+            return J.sum(0)
+
+    class WithUpdate(Plain):
+        def update(self, new_losses):
+            return None
+
+    assert defined_hooks(Plain()) == ()
+    assert defined_hooks(WithUpdate()) == ("update",)
+    assert "update" in defined_hooks(reference_impls.create("famo"))
+    assert "parameters" in defined_hooks(reference_impls.create("imtl-l"))
+    assert "attach" in defined_hooks(reference_impls.create("graddrop"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runner_calls_every_hook_on_point_problems(name, monkeypatch):
+    cls = reference_impls.load_class(name)
+    hooks = tuple(h for h in defined_hooks(reference_impls.create(name)) if h != "attach")  # attach: networks only
+    calls = _spy(monkeypatch, cls, hooks)
+    run(name, "biquad", steps=STEPS, lr=0.01)
+    B = get_problem("biquad").initial_points(0).shape[0]
+    for hook in hooks:
+        counts = _per_instance(calls, hook)
+        assert len(counts) == B, (hook, counts)  # every start's instance
+        if hook == "parameters":
+            assert min(counts) >= 1
+        else:
+            assert counts == [STEPS] * B, (hook, counts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runner_and_documented_loop_call_every_hook_on_the_network(name, monkeypatch, doc_train):
+    cls = reference_impls.load_class(name)
+    hooks = defined_hooks(reference_impls.create(name))
+    calls = _spy(monkeypatch, cls, hooks)
+    problem = get_problem("mtl-regression", batch_size=128)
+    # the runner: plain mode, then representation mode for the activation hook
+    run(name, problem, steps=NET_STEPS, lr=0.01)
+    if "attach" in hooks:
+        run(name, problem, steps=NET_STEPS, lr=0.01, representation=True)
+    runner_calls = Counter(calls)
+    calls.clear()
+    # the documented loop (2 epochs of 4 batches), with the activation path where defined
+    doc_train(reference_impls.create(name), epochs=2, representation=False)
+    if "attach" in hooks:
+        doc_train(reference_impls.create(name), epochs=2, representation=True)
+    for where, seen in (("runner", runner_calls), ("design.md loop", calls)):
+        for hook in hooks:
+            counts = _per_instance(seen, hook)
+            expected = {"parameters": None, "on_epoch_end": [NET_STEPS // BATCHES_PER_EPOCH]}.get(hook, [NET_STEPS])
+            if expected is None:
+                assert counts and min(counts) >= 1, (where, hook, counts)
+            else:
+                assert counts == expected, (where, hook, counts)
+
+
+def test_on_epoch_end_follows_each_pass_over_the_data(doc_train):
+    # No registered method defines on_epoch_end yet: a counting stand-in shows where the runner and
+    # the documented loop call it (after every 4th batch of 128 rows out of 512; every step on points).
+    class PerEpoch(LossWeighting):
+        def __init__(self):
+            self.epochs, self.steps = [], 0
+
+        def weights(self, losses, step):
+            return torch.ones_like(losses)
+
+        def observe(self, losses, step):
+            self.steps += 1
+
+        def on_epoch_end(self, epoch):
+            self.epochs.append((epoch, self.steps))
+
+    problem = get_problem("mtl-regression", batch_size=128)
+    result = run(PerEpoch(), problem, steps=8, lr=0.01)
+    assert result.extra["methods"][0].epochs == [(0, 4), (1, 8)]
+    method = PerEpoch()
+    doc_train(method, epochs=2)
+    assert method.epochs == [(0, 4), (1, 8)]
+    points = run(PerEpoch(), "biquad", steps=3, lr=0.01)
+    assert [m.epochs for m in points.extra["methods"]] == [[(0, 1), (1, 2), (2, 3)]] * 8
+
+
+def _inverse_loss_weights(F: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """FAMO's weights with z frozen at ½𝟙: c_i = (z_i/D_i)/Σ_j (z_j/D_j), D = f − ℓ* + 1e-8 (FAMO without update)."""
+    D = (F - offset) - 0.0 + 1e-8  # (B, K), as the runner and FAMO form it
+    inv = 0.5 * torch.exp(-torch.log(D))  # z_i / D_i
+    return inv / inv.sum(1, keepdim=True)
+
+
+def test_famo_under_run_is_not_fixed_inverse_loss_weighting(monkeypatch):
+    # Regression (issue 7): the runner never called FAMO.update, so ξ stayed 0 and FAMO was the
+    # fixed weighting c_i ∝ 1/(f_i − ℓ*_i). Now ξ takes one Adam step per step: after 1000 steps on
+    # the CAGrad toy (paper scale 0.1, lr 1e-3, Adam) z = softmax(ξ) has left ½𝟙 at every start
+    # (measured |z_i − ½| ≥ 1.4e-3) and the iterates differ from the fixed weighting (measured ≥ 3e-4;
+    # before the fix both were equal up to rounding, as the frozen run below still is).
+    problem = get_problem("cagrad-toy", scale=0.1)
+    steps = 1000
+    result = run("famo", problem, steps=steps)
+    z = torch.stack([m.z() for m in result.extra["methods"]])  # (B, K)
+    assert float((z - 0.5).abs().min()) > 5e-4, z
+    # the fixed-weight counterpart by hand, with the runner's Adam
+    offset = torch.tensor(problem.loss_lower_bound, dtype=torch.float64)
+    x = problem.initial_points(0).clone().requires_grad_(True)
+    opt = Adam([x], lr=problem.default_lr)
+    for _ in range(steps):
+        F, J = problem.losses_and_jacobian(x.detach())
+        x.grad = torch.einsum("bk,bkn->bn", _inverse_loss_weights(F, offset), J)  # d = Jᵀ c
+        opt.step()
+    fixed = x.detach()
+    # FAMO with the hook disabled (the runner before the fix) is exactly that weighting ...
+    monkeypatch.setattr(reference_impls.load_class("famo"), "update", lambda self, new_losses: None)
+    frozen = run("famo", problem, steps=steps)
+    torch.testing.assert_close(frozen.x_final, fixed, rtol=1e-10, atol=1e-12)
+    # ... and FAMO with its update is not.
+    gap = (result.x_final - fixed).norm(dim=1)  # (B,)
+    assert float(gap.min()) > 1e-5, gap
+
+
+def test_famo_update_in_the_runner_is_one_adam_step_on_the_log_loss_decrease():
+    # One runner step, then the hook: δ = log D(f_0) − log D(f_1), ∇ξ = z ⊙ (δ − zᵀδ) with z = ½𝟙,
+    # and the first Adam step from ξ = 0 (weight decay γξ = 0) is ξ_1 = −β ∇ξ/(|∇ξ| + 1e-8), exactly.
+    problem = get_problem("cagrad-toy")
+    result = run("famo", problem, steps=1)
+    offset = torch.tensor(problem.loss_lower_bound, dtype=torch.float64)
+    delta = torch.log(result.f[0] - offset + 1e-8) - torch.log(result.f[1] - offset + 1e-8)  # (B, K)
+    z = torch.full_like(delta, 0.5)
+    grad = z * (delta - (z * delta).sum(1, keepdim=True))  # (B, K)
+    expected = -0.025 * grad / (grad.abs() + 1e-8)
+    xi = torch.stack([m.xi.detach() for m in result.extra["methods"]])
+    torch.testing.assert_close(xi, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_imtl_l_scales_change_under_run_on_points_and_on_the_network():
+    # The runner optimises s with the iterate/model (same optimiser kind): s leaves 0. On biquad the
+    # losses at the starts are not 1, so ∂/∂s = e^s f − 1 ≠ 0 and s moves in the first step already.
+    points = run("imtl-l", "biquad", steps=20, lr=0.05)
+    s = torch.stack([m.s.detach() for m in points.extra["methods"]])  # (B, K)
+    assert bool((s != 0).all()), s
+    net = run("imtl-l", "mtl-regression", steps=20, lr=0.01)
+    assert bool((net.extra["methods"][0].s.detach() != 0).all())
+
+
+def test_imtl_l_warns_when_its_scales_are_not_optimised_and_train_step_refuses():
+    # A user loop that forgets method.parameters(): the scales collect gradients but never move.
+    torch.manual_seed(0)
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randn(2, 16, dtype=torch.float64)
+
+    def losses():
+        return torch.stack([((x @ w - y[0]) ** 2).mean(), ((torch.tanh(x @ w) - y[1]) ** 2).mean()])
+
+    method = IMTLL(2)
+    forgot = torch.optim.SGD([w], lr=0.01)
+    with pytest.warns(UnoptimisedParameterWarning, match="not being optimised"):
+        for _ in range(3):
+            forgot.zero_grad()
+            method(losses()).backward()
+            forgot.step()
+    with pytest.raises(ValueError, match="learnable parameter"):
+        check_optimised(method, forgot)
+    with pytest.raises(ValueError, match="learnable parameter"):
+        train_step(method, losses, forgot, [w])
+    # the correct loop: no warning, and the scales move
+    method = IMTLL(2)
+    good = torch.optim.SGD([w, *method.parameters()], lr=0.01)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnoptimisedParameterWarning)
+        for step in range(3):
+            train_step(method, losses, good, [w], step=step)
+    assert bool((method.s.detach() != 0).all())
+
+
+def test_set_method_hooks_are_driven_on_point_problems():
+    # No set method is registered yet: a stand-in with every SetMethod hook. The learnable scalar a
+    # gets the gradient 1 at each step (written by step()), so SGD moves it by −lr per step.
+    from reference_impls.core.sets import SetMethod
+
+    class Hooked(SetMethod):
+        needs_preferences = False
+
+        def __init__(self):
+            self.a = torch.zeros((), dtype=torch.float64, requires_grad=True)
+            self.updates, self.epochs = [], []
+
+        def step(self, X, F, J, preferences):
+            self.a.grad = torch.ones((), dtype=torch.float64)
+            return J.sum(1)  # (P, n)
+
+        def parameters(self):
+            return [self.a]
+
+        def update(self, new_F):
+            self.updates.append(new_F.clone())
+
+        def on_epoch_end(self, epoch):
+            self.epochs.append(epoch)
+
+    assert set(defined_hooks(Hooked())) == {"parameters", "update", "on_epoch_end"}
+    result = run(Hooked(), "biquad", steps=3, lr=0.1, optimizer="sgd")
+    m = result.extra["methods"][0]
+    assert m.epochs == [0, 1, 2] and float(m.a.detach()) == pytest.approx(-0.3, abs=1e-15)
+    torch.testing.assert_close(torch.stack(m.updates), result.f[1:])  # the losses after each step
