@@ -11,7 +11,7 @@ to one shared layer's activations A (shape (B, ...), batch first):
     P   = ½ (1 + Σ_i ∇_i / Σ_i |∇_i|)                              (Eq. 1, sign purity, elementwise)
     U   ~ Uniform(0, 1) elementwise
     M_i = 1[P > U]·1[∇_i > 0] + 1[P < U]·1[∇_i < 0]                 (keep one sign per coordinate)
-    out = Σ_i (ℓ + (1 − ℓ) M_i) ⊙ ∇_A f_i                           (ℓ: leak, 0 by default)
+    out = Σ_i (ℓ_i + (1 − ℓ_i) M_i) ⊙ ∇_A f_i                       (ℓ_i: leak of loss i, 0 by default)
 
 So at each coordinate the positive contributions are all kept with probability P and the
 negative ones with probability 1 − P; with ℓ = 0 all kept contributions share one sign.
@@ -34,8 +34,11 @@ Two ways to use it:
 
   (``backward(..., representation=Z)`` of the base class is for weightings and refuses GradDrop.)
 
-Hyperparameters: leak ℓ = 0 (paper, lingvo, LibMTL); ``seed`` seeds the torch.Generator that
-draws U (:meth:`reset` re-seeds).
+Hyperparameters: leak ℓ = 0 (paper, lingvo, LibMTL): one number for every loss, or one per loss
+(``leak=(ℓ_1, ..., ℓ_K)``), as lingvo's ``SetLosses([(loss, leak_ratio), ...])``, whose docstring
+suggests ℓ_i = 1 for a main task in transfer learning (its gradient passes unchanged) and 0 for the
+others; the masks are drawn from all K gradients either way. ``seed`` seeds the torch.Generator
+that draws U (:meth:`reset` re-seeds).
 
 Degenerate inputs: where Σ_i |∇_i| = 0 (every ∇_i is zero there) P is defined as ½ and the output
 is 0; where all ∇_i share a sign P ∈ {0, 1} and the output is the plain sum there. The formula is
@@ -54,6 +57,7 @@ Deviations:
   D5. In the Jacobian interface (no activations) the per-parameter gradients stand in for the
       activation gradients with sign(A) = 1; this is GradDrop's mask rule applied to parameter
       gradients, not the paper's setting.
+  D6. LibMTL takes a single leak for all losses; lingvo (and ``leak=(...)`` here) one per loss.
 """
 
 from __future__ import annotations
@@ -71,10 +75,13 @@ class GradDrop(Aggregator):
     stateful = True  # the random stream U
     scans_jacobian = False  # _kept_sum checks its column sums, which are non-finite whenever J is
 
-    def __init__(self, leak: float = 0.0, seed: int = 0, activations_sign: Tensor | None = None) -> None:
-        if not 0.0 <= leak <= 1.0:
-            raise ValueError(f"graddrop: leak must lie in [0, 1], got {leak}")
-        self.leak = float(leak)
+    def __init__(
+        self, leak: float | Sequence[float] = 0.0, seed: int = 0, activations_sign: Tensor | None = None
+    ) -> None:
+        leaks = [float(leak)] if isinstance(leak, (int, float)) else [float(v) for v in leak]
+        if not leaks or not all(0.0 <= v <= 1.0 for v in leaks):
+            raise ValueError(f"graddrop: leak must lie in [0, 1] (one number, or one per loss), got {leak}")
+        self.leak: float | tuple[float, ...] = leaks[0] if isinstance(leak, (int, float)) else tuple(leaks)
         self.seed = int(seed)
         self.activations_sign = activations_sign
         self.reset()
@@ -83,6 +90,14 @@ class GradDrop(Aggregator):
         self._generator = torch.Generator().manual_seed(self.seed)
 
     # ------------------------------------------------------------------------------------------
+
+    def leaks(self, K: int) -> Tensor | None:
+        """The per-loss leaks ℓ_i (K,) float64, or None for a single leak (``self.leak`` a number)."""
+        if isinstance(self.leak, float):
+            return None
+        if len(self.leak) != K:
+            raise ValueError(f"graddrop: {len(self.leak)} leaks given for {K} losses")
+        return torch.tensor(self.leak, dtype=torch.float64)
 
     def sign_purity(self, signed: Tensor) -> Tensor:
         """P = ½(1 + Σ_i ∇_i / Σ_i |∇_i|) for signed gradients (K, ...); ½ where Σ_i|∇_i| = 0."""
@@ -118,15 +133,20 @@ class GradDrop(Aggregator):
                 )
             signed = (torch.sign(activations.detach()) * grads).sum(1)  # ∇_i = Σ_batch sign(A) ⊙ ∇_A f_i, (K, ...)
             M = self.masks(signed).unsqueeze(1)  # same mask for every batch element, (K, 1, ...)
-        return ((self.leak + (1.0 - self.leak) * M) * grads).sum(0)  # Σ_i (ℓ + (1 − ℓ)M_i) ⊙ ∇_A f_i
+        leak = self.leaks(grads.shape[0])
+        if leak is None:
+            return ((self.leak + (1.0 - self.leak) * M) * grads).sum(0)  # Σ_i (ℓ + (1 − ℓ)M_i) ⊙ ∇_A f_i
+        leak = leak.to(grads).reshape(-1, *([1] * (grads.ndim - 1)))  # ℓ_i, (K, 1, ...)
+        return ((leak + (1.0 - leak) * M) * grads).sum(0)  # Σ_i (ℓ_i + (1 − ℓ_i) M_i) ⊙ ∇_A f_i
 
-    def _kept_sum(self, signed: Tensor) -> Tensor:
-        """Σ_i M_i ⊙ ∇_i for signed gradients (K, n), in two passes over them (no (K, n) mask).
+    def _kept_sum(self, signed: Tensor, row_weights: Tensor | None = None) -> Tensor:
+        """Σ_i c_i M_i ⊙ ∇_i for signed gradients (K, n) (c_i = ``row_weights``, 1 by default), no (K, n) mask.
 
         M_i keeps, per coordinate, either every positive or every negative ∇_i, so the masked sum
         is 1[P > U]·Σ_i max(∇_i, 0) + 1[P < U]·Σ_i min(∇_i, 0). With S = Σ_i ∇_i, A = Σ_i |∇_i| and
         V = 2U − 1: P > U ⇔ S > V·A and P < U ⇔ S < V·A (no division; where A = 0 nothing is kept,
-        as every ∇_i is 0 there). Equal to (masks(∇) * ∇).sum(0) up to rounding at P = U.
+        as every ∇_i is 0 there). Equal to (masks(∇) * ∇).sum(0) up to rounding at P = U. Weights c_i
+        (per-loss leaks) scale the kept contributions, not P: Σ_i c_i max(∇_i, 0) etc.
         """
         positive = signed.clamp(min=0.0).sum(0)  # Σ_i max(∇_i, 0), (n,)
         negative = signed.clamp(max=0.0).sum(0)  # Σ_i min(∇_i, 0), (n,)
@@ -137,18 +157,26 @@ class GradDrop(Aggregator):
         # U ~ Unif(0, 1), drawn in float64 so that a seed gives the same masks in every dtype, (n,)
         VA = torch.rand(S.shape, generator=self._generator, dtype=torch.float64).to(S)
         VA.mul_(2.0).sub_(1.0).mul_(positive - negative)  # V·A = (2U − 1)·Σ_i|∇_i|, (n,)
+        if row_weights is not None:
+            c = row_weights.to(signed)[:, None]  # (K, 1)
+            positive = (c * signed.clamp(min=0.0)).sum(0)  # Σ_i c_i max(∇_i, 0), (n,)
+            negative = (c * signed.clamp(max=0.0)).sum(0)  # Σ_i c_i min(∇_i, 0), (n,)
         return positive * (S > VA) + negative * (S < VA)  # 1[P > U]·pos + 1[P < U]·neg, (n,)
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        leak = self.leaks(J.shape[0])  # (K,) or None
+        keep = None if leak is None else 1.0 - leak  # 1 − ℓ_i, (K,)
         if self.activations_sign is None:
-            kept = self._kept_sum(J)  # rows of J = ∇_i (sign(A) = 1), Σ_i M_i ⊙ ∇_i, (n,)
+            kept = self._kept_sum(J, keep)  # rows of J = ∇_i (sign(A) = 1), Σ_i (1 − ℓ_i) M_i ⊙ ∇_i, (n,)
         else:
             s = torch.sign(torch.as_tensor(self.activations_sign).to(J).reshape(-1))  # sign(A), (n,)
             if s.numel() != J.shape[1]:
                 raise ValueError(f"graddrop: activations_sign has {s.numel()} entries, the Jacobian {J.shape[1]} columns")
             # Masks come from ∇_i = sign(A) ⊙ J_i; Σ_i M_i ⊙ J_i = sign(A) ⊙ Σ_i M_i ⊙ ∇_i (sign² = 1, and
             # M_i = 0 where sign(A) = 0).
-            kept = s * self._kept_sum(s * J)  # (n,)
+            kept = s * self._kept_sum(s * J, keep)  # (n,)
+        if leak is not None:
+            return leak.to(J) @ J + kept  # Σ_i (ℓ_i + (1 − ℓ_i)M_i) ⊙ J_i, (n,)
         if self.leak == 0.0:
             return kept
         return self.leak * J.sum(0) + (1.0 - self.leak) * kept  # Σ_i (ℓ + (1 − ℓ)M_i) ⊙ J_i, (n,)

@@ -29,7 +29,8 @@ matrix φ̂ (``phi_hat``), created at the first call; :meth:`reset` forgets it a
 
 Degenerate inputs: a pair involving a zero vector (g_i' = 0 or g_j = 0) has no cosine: no
 modification and no EMA update for that pair; all-zero J → d = 0; K = 1 → d = g_1. A goal
-|φ̂_ij| = 1 would need an infinite coefficient: the pair is then left unmodified.
+|φ̂_ij| = 1 would need an infinite coefficient: the pair is then left unmodified. Any scale of
+J that its dtype can hold gives the same direction (D5); NaN/inf in J or an overflowing d: NonFiniteError.
 
 Deviations:
     D1. Whole-model granularity only: the paper's per-layer / per-matrix groups (LibMTL
@@ -39,6 +40,11 @@ Deviations:
     D3. LibMTL adds 1e-8 to the denominators and so updates φ̂ with ρ = 0 for zero gradients; here
         such pairs are skipped exactly. The cosine is clamped to [−1, 1] against rounding.
     D4. Orders come from a seeded ``torch.Generator`` (the same draws as PCGrad's for equal seeds).
+    D5. From a Jacobian, the Gramian is formed from rows scaled by powers of two and restored in
+        float64 up to a common factor (``pcgrad.normalized_gramian``; cosines and C do not change
+        under M → c²M), so float32 gradients at scales 1e-23 or 1e+30 give the float64 direction to
+        float32 precision; the plain J Jᵀ underflows there (every pair then looked degenerate and
+        the plain sum came back) or overflows. A d that overflows the dtype raises NonFiniteError.
 
 Usage::
 
@@ -54,8 +60,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.gradient_manipulation.pcgrad import draw_orders
+from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
+from reference_impls.gradient_manipulation.pcgrad import draw_orders, normalized_gramian
 
 
 def gradvac_coefficients(M: Tensor, orders: Tensor, phi_hat: Tensor, beta: float) -> tuple[Tensor, Tensor]:
@@ -117,3 +123,13 @@ class GradVac(GramianWeighting):
         orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
         C, self.phi_hat = gradvac_coefficients(M, orders, self.phi_hat, self.beta)  # in float64
         return C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
+
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        # cosines and C are invariant under M → c²M: the normalised Gramian avoids the under/overflow of J Jᵀ (D5)
+        return self.compute_weights_from_gramian(normalized_gramian(J), losses).to(J)
+
+    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        d = self.compute_weights(J, losses) @ J  # d = Jᵀ w, (n,)
+        if not bool(torch.isfinite(d.sum())):
+            raise NonFiniteError(f"gradvac: the update d = Σ_i g_i' overflows {J.dtype}; rescale the losses or use float64")
+        return d

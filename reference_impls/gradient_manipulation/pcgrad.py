@@ -26,7 +26,8 @@ equals UPGrad with preference (1, 1) and no normalisation. For K ≥ 3, d can co
 even when a common descent direction exists (tested counterexample).
 
 Degenerate inputs: a zero g_j is skipped as a projection target (⟨·, 0⟩ = 0 is never < 0); all-zero
-J → d = 0; identical rows → d = K·g; opposite rows g, −g → d = 0; K = 1 → d = g_1.
+J → d = 0; identical rows → d = K·g; opposite rows g, −g → d = 0; K = 1 → d = g_1. Any scale of J
+that its dtype can hold gives the same direction (D5); NaN/inf in J or an overflowing d: NonFiniteError.
 
 Deviations:
     D1. Computed through the Gramian (coefficients C, M) instead of on n-dimensional vectors: same
@@ -37,6 +38,11 @@ Deviations:
         the fixed order 1..K without j = i; the default (random orders) follows the paper.
     D3. The orders come from a seeded ``torch.Generator`` (reproducible), not from the global RNG.
     D4. LibMTL adds 1e-8 to ||g_j||²; here zero-norm targets are skipped exactly instead.
+    D5. From a Jacobian, the Gramian is formed from rows scaled by powers of two and restored in
+        float64 up to a common factor (:func:`normalized_gramian`; C does not change under M → c²M),
+        so float32 gradients at scales 1e-23 or 1e+30 give the float64 direction to float32
+        precision; the plain J Jᵀ underflows there (every row then looked like a zero row and the
+        plain sum came back) or overflows. A d that overflows the dtype raises NonFiniteError.
 
 Usage::
 
@@ -53,7 +59,47 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reference_impls.core.aggregator import GramianWeighting
+from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
+
+
+def scale_rows_by_powers_of_two(J: Tensor) -> tuple[Tensor, Tensor]:
+    """(J̃, e): J̃_i = 2^{−e_i} J_i with max_j |J̃_ij| ∈ [½, 1) (e_i = 0 for a zero row), e (K,) int64.
+
+    Exact (a power-of-two scaling only moves exponents), so products of the rows of J̃ neither
+    underflow nor overflow whatever the scale of J (1e-23 or 1e+30 in float32, 1e-300 in float64).
+    Raises NonFiniteError if J has a NaN or infinite entry (its row maximum is then not finite).
+    """
+    row_max = J.abs().amax(dim=1)  # max_j |J_ij|, (K,); NaN/inf propagate
+    if not bool(torch.isfinite(row_max).all()):
+        raise NonFiniteError("the Jacobian contains NaN or infinite entries")
+    _, e = torch.frexp(row_max)  # row_max = m·2^e, m ∈ [½, 1); e = 0 for a zero row, (K,)
+    e = e.to(torch.int64)
+    half = torch.div(e, 2, rounding_mode="floor")  # two factors 2^{−⌊e/2⌋}, 2^{⌊e/2⌋−e}: each representable in J's dtype
+    first = torch.pow(2.0, (-half).to(torch.float64)).to(J.dtype)  # (K,)
+    second = torch.pow(2.0, (half - e).to(torch.float64)).to(J.dtype)  # (K,)
+    return J * first[:, None] * second[:, None], e  # J̃, (K, n)
+
+
+def normalized_gramian(J: Tensor) -> Tensor:
+    """J Jᵀ / 4^{e_max} in float64 (K, K), with 2^{e_max} ≥ max |J| a power of two; no under/overflow.
+
+    Rows are scaled by powers of two before the product (:func:`scale_rows_by_powers_of_two`), so
+    M̃ = J̃ J̃ᵀ has entries of magnitude ≤ n in J's dtype; the scales are restored in float64
+    relative to the largest row. Methods whose weights are invariant under M → c²M (PCGrad, GradVac)
+    use it instead of J Jᵀ, which underflows to 0 in float32 at gradient scales ~1e-23 (so every row
+    looked like a zero row) and overflows at ~1e+19.
+    """
+    J_scaled, e = scale_rows_by_powers_of_two(J)  # (K, n), (K,)
+    M_scaled = (J_scaled @ J_scaled.T).to(torch.float64)  # J̃ J̃ᵀ, (K, K)
+    s = torch.pow(2.0, (e - e.max()).to(torch.float64)).to(M_scaled.device)  # 2^{e_i − e_max} ∈ (0, 1], (K,)
+    return M_scaled * s[:, None] * s[None, :]  # M_ij / 4^{e_max} = 2^{e_i − e_max} 2^{e_j − e_max} M̃_ij, (K, K)
+
+
+def row_norms(J: Tensor) -> Tensor:
+    """||J_i|| (K,) in float64 without under/overflow of the squares (rows scaled by powers of two first)."""
+    J_scaled, e = scale_rows_by_powers_of_two(J)  # (K, n), (K,)
+    norms_scaled = torch.linalg.vector_norm(J_scaled, dim=1).to(torch.float64)  # ||J̃_i|| ∈ [½, √n], (K,)
+    return norms_scaled * torch.pow(2.0, e.to(torch.float64)).to(norms_scaled.device)  # ||J_i|| = 2^{e_i} ||J̃_i||
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,3 +155,13 @@ class PCGrad(GramianWeighting):
         orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
         C = pcgrad_coefficients(M, orders)  # (K, K), computed in float64
         return C.sum(dim=0)  # d = Σ_i g_i^PC = Σ_j (Σ_i C_ij) g_j
+
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        # C is invariant under M → c²M: the normalised Gramian avoids the under/overflow of J Jᵀ (D5)
+        return self.compute_weights_from_gramian(normalized_gramian(J), losses).to(J)
+
+    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        d = self.compute_weights(J, losses) @ J  # d = Jᵀ w, (n,)
+        if not bool(torch.isfinite(d.sum())):
+            raise NonFiniteError(f"pcgrad: the update d = Σ_i g_i^PC overflows {J.dtype}; rescale the losses or use float64")
+        return d

@@ -29,6 +29,7 @@ the task-specific parameters (heads) receive Σ_i ∇ log(f_i + ε), as in LibMT
 
 Degenerate inputs: a task whose EMA gradient is exactly zero contributes nothing (α_i ĝ_i = 0);
 all-zero J gives d = 0; K = 1 gives d = ĝ_1. Losses with f_i + ε ≤ 0 have no logarithm: ValueError.
+Any gradient scale the dtype can hold gives the same direction (D4); overflow raises NonFiniteError.
 
 Deviations:
   D1. LibMTL computes α_i = max_j ||ĝ_j|| / (||ĝ_i|| + 1e-8); here the division is exact and zero
@@ -39,6 +40,10 @@ Deviations:
       (the chain rule of log); LibMTL back-propagates log(f_i + ε) task by task. Same numbers
       up to rounding; :meth:`backward` does what LibMTL does.
   D3. The "-UB" representation mode is refused, as in LibMTL (it raises for rep_grad=True).
+  D4. The norms ||ĝ_i|| are taken of rows scaled by powers of two (exact), so float32 gradients at
+      scales 1e-23 or 1e+30 give the float64 direction; LibMTL's plain norms underflow to 0 there
+      (d = 0) or overflow (inf/inf = NaN). An EMA or a d that overflows the dtype raises
+      NonFiniteError and leaves the state unchanged.
 """
 
 from __future__ import annotations
@@ -57,6 +62,26 @@ from reference_impls.core.aggregator import (
     jacobian,
     write_flat_grad,
 )
+from reference_impls.gradient_manipulation.pcgrad import scale_rows_by_powers_of_two
+
+
+def balanced_direction(G: Tensor) -> Tensor:
+    """d = (max_j ||G_j||) Σ_i G_i / ||G_i|| (n,) for rows G (K, n); zero rows contribute nothing.
+
+    Each row is scaled by a power of two before its norm is taken, so the unit vectors G_i/||G_i||
+    are exact to the dtype's precision at any scale (the squares of 1e-23 underflow in float32,
+    those of 1e+30 overflow). Raises NonFiniteError if G is not finite or d overflows the dtype.
+    """
+    G_scaled, e = scale_rows_by_powers_of_two(G)  # G̃_i = 2^{−e_i} G_i, (K, n), (K,)
+    norms_scaled = torch.linalg.vector_norm(G_scaled, dim=1)  # ||G̃_i|| ∈ [½, √n] or 0, (K,)
+    positive = norms_scaled > 0
+    inverse = torch.where(positive, 1.0 / torch.where(positive, norms_scaled, 1.0), 0.0)  # 1/||G̃_i||, 0 for a zero row
+    unit_sum = inverse @ G_scaled  # Σ_i G_i/||G_i|| = Σ_i G̃_i/||G̃_i||, (n,)
+    norms = norms_scaled.to(torch.float64) * torch.pow(2.0, e.to(torch.float64)).to(norms_scaled.device)  # ||G_i||, (K,)
+    d = unit_sum * norms.max().to(G.dtype)  # d = max_j ||G_j|| Σ_i G_i/||G_i||, (n,)
+    if not bool(torch.isfinite(d.sum())):
+        raise NonFiniteError(f"the balanced direction overflows {G.dtype}: max_j ||G_j|| = {float(norms.max()):.3e}")
+    return d
 
 
 class DBMTL(Aggregator):
@@ -94,7 +119,7 @@ class DBMTL(Aggregator):
         return self._ema_step(grad_log, torch.ones(grad_log.shape[0], dtype=grad_log.dtype, device=grad_log.device))
 
     def _ema_step(self, G: Tensor, row_scale: Tensor) -> Tensor:
-        """EMA step with ∇f̃_i = row_scale_i · G_i, then d; updates the state in place (two passes over K×n)."""
+        """EMA step with ∇f̃_i = row_scale_i · G_i, then d; the state changes only if the step is finite."""
         if self._g_hat is None or self._g_hat.shape != G.shape:
             if self._g_hat is not None:
                 raise ValueError(
@@ -102,16 +127,19 @@ class DBMTL(Aggregator):
                     f"{tuple(G.shape)}; call reset() first"
                 )
             self._g_hat = torch.zeros_like(G)
-        self._t += 1
-        beta_t = self.beta / self._t**self.beta_sigma  # β_t = β / t^σ
+        t = self._t + 1
+        beta_t = self.beta / t**self.beta_sigma  # β_t = β / t^σ
         g_hat = self._g_hat if self._g_hat.dtype == G.dtype else self._g_hat.to(G)
-        # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, in place, (K, n)
-        g_hat.mul_(beta_t).addcmul_(G, ((1.0 - beta_t) * row_scale)[:, None])
-        self._g_hat = g_hat
-        norms = torch.linalg.vector_norm(g_hat, dim=1)  # ||ĝ_i||, (K,)
-        positive = norms > 0
-        alpha = torch.where(positive, norms.max() / torch.where(positive, norms, 1.0), 0.0)  # α_i = max_j||ĝ_j|| / ||ĝ_i||, (K,)
-        return alpha @ g_hat  # d = Σ_i α_i ĝ_i, (n,)
+        # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n); out of place, so that an overflow leaves the state intact
+        g_hat = torch.addcmul(g_hat * beta_t, G, ((1.0 - beta_t) * row_scale)[:, None])
+        if not bool(torch.isfinite(g_hat.sum())) and not bool(torch.isfinite(g_hat).all()):  # G itself is finite
+            raise NonFiniteError(f"db-mtl: the EMA of the log-loss gradients ∇f_i / (f_i + eps) overflows {G.dtype}")
+        try:
+            d = balanced_direction(g_hat)  # (n,)
+        except NonFiniteError as error:
+            raise NonFiniteError(f"db-mtl: {error}") from None
+        self._g_hat, self._t = g_hat, t
+        return d
 
     def backward(
         self,

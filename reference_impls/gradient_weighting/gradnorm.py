@@ -21,25 +21,39 @@ Which columns are W: the rows of J are the gradients with respect to all shared 
 ``last_layer_size=m`` the last m columns of J are taken as ∇_W f_i (in ``backward`` list the last
 shared layer's parameters last in ``shared_params``). Default ``None``: all of J (as LibMTL).
 
-Hyperparameters: α = 1.5 (paper, NYUv2; 0.12 on the paper's regression toy; LibMTL 1.5); lr for w
-(the paper steps w with the network's optimiser and learning rate; here a plain gradient step,
-``optimizer="sgd"``, or Adam, ``optimizer="adam"``), default lr = 0.025. ``lr`` may be changed
-between steps (a schedule); L_grad is an L1 loss, so constant steps make w oscillate around the
-balance point with an amplitude ∝ lr (the toy test uses lr_t = 4e-3/(t + 1)).
+Hyperparameters: α = 1.5 (paper, NYUv2; 0.12 on the paper's regression toy; LibMTL 1.5).
+The w step: Adam with lr = 1e-4 by default (``optimizer="adam"``, ``lr=1e-4``). Source: official
+practice — no official code exists; LibMTL makes w a parameter of the model, so the model's optimiser
+trains it (``LibMTL/config.py``: Adam, lr 1e-4, the defaults of its examples), and the widely used
+reproduction of the paper's toy, brianlan/pytorch-grad-norm ``train.py``, steps w with the network's
+Adam at lr 1e-4. The paper's own optimiser and rate for w were not re-read here. Use the network's
+learning rate for ``lr`` when it differs. Adam's step (≈ lr per step whatever the gradient scale)
+matters here: ∂L_grad/∂w_i = ±||∇_W f_i|| scales with the gradients, so a plain step
+(``optimizer="sgd"``) with a fixed lr overshoots to w_i < 0 (clipped to 0) whenever the gradients are
+large — the former default (sgd, lr 0.025, no source) put some w_i at exactly 0 on half the steps of
+the ``mtl-regression`` toy with scales (1, 100). ``lr`` may be changed between steps (a schedule);
+L_grad is an L1 loss, so constant steps make w oscillate around the balance point with an amplitude
+∝ lr.
 
 Degenerate inputs: all-zero J gives ∂L_grad/∂w = 0 (w unchanged) and d = 0; if every loss is 0,
-r_i = 1. Initial losses f_i(0) must be positive (L̃_i = f_i/f_i(0)), otherwise ValueError.
+r_i = 1. Initial losses f_i(0) must be positive and later losses non-negative (L̃_i = f_i/f_i(0)
+and r_i^α need f_i ≥ 0; a negative loss made r_i^α NaN and sign(NaN) = 0 silently froze w_i):
+otherwise a ValueError names the task. ||∇_W f_i|| is computed from rows scaled by powers of two
+in float64 (no under/overflow of the squares at any float32 scale); a norm that overflows float64
+raises NonFiniteError (it used to reset w to 𝟙 silently).
 
-    >>> gradnorm = GradNorm(alpha=1.5, lr=0.025, last_layer_size=last.weight.numel() + last.bias.numel())
+    >>> gradnorm = GradNorm(alpha=1.5, lr=1e-4, last_layer_size=last.weight.numel() + last.bias.numel())
     >>> for batch in data:
     ...     optimizer.zero_grad()
     ...     gradnorm.backward(model.losses(batch), encoder_params + list(last.parameters()), head_params)
     ...     optimizer.step()
 
 Deviations:
-  D1. The w step is a plain gradient step (or Adam) on ∇_w L_grad with its own ``lr``; the paper uses
-      the network's optimiser. Weights driven below 0 by a large step are clipped at 0 before the
-      renormalisation (the paper does not say; all weights 0 resets w to 𝟙).
+  D1. w has its own Adam (default) or plain gradient step on ∇_w L_grad with its own ``lr``;
+      LibMTL and brianlan/pytorch-grad-norm step it with the network's optimiser (the same Adam
+      state as the network's parameters). Weights driven below 0 by a large step are clipped at 0
+      before the renormalisation (the paper does not say; if every weight is clipped, w is reset to
+      𝟙 — possible only with large plain steps).
   D2. LibMTL parametrises w = K·softmax(ŵ) (so Σw = K without renormalisation), measures G_i on all
       shared parameters rather than the last shared layer, and uses equal weights during the first
       epoch with f_i(0) the first epoch's mean loss; here w is the paper's direct parametrisation,
@@ -58,7 +72,15 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from reference_impls.core.aggregator import Weighting, _accumulate, _as_loss_list, jacobian, write_flat_grad
+from reference_impls.core.aggregator import (
+    NonFiniteError,
+    Weighting,
+    _accumulate,
+    _as_loss_list,
+    jacobian,
+    write_flat_grad,
+)
+from reference_impls.gradient_manipulation.pcgrad import row_norms
 
 
 class GradNorm(Weighting):
@@ -69,9 +91,9 @@ class GradNorm(Weighting):
     def __init__(
         self,
         alpha: float = 1.5,
-        lr: float = 0.025,
+        lr: float = 1e-4,
         last_layer_size: int | None = None,
-        optimizer: str = "sgd",
+        optimizer: str = "adam",
     ) -> None:
         if lr <= 0.0:
             raise ValueError(f"gradnorm: lr must be > 0, got {lr}")
@@ -93,8 +115,8 @@ class GradNorm(Weighting):
 
     @property
     def w(self) -> Tensor | None:
-        """The weights w(t + 1) for the next step (K,), float64, None before the first step."""
-        return self._w
+        """The weights w(t + 1) for the next step (K,), float64, detached, None before the first step."""
+        return None if self._w is None else self._w.detach()
 
     @property
     def initial_losses(self) -> Tensor | None:
@@ -116,6 +138,12 @@ class GradNorm(Weighting):
         assert losses is not None
         K = J.shape[0]
         f = losses.detach().to("cpu", torch.float64)  # (K,)
+        negative = [i for i in range(K) if f[i] < 0]
+        if negative:
+            raise ValueError(
+                f"gradnorm: task(s) {negative} have negative losses {f[negative].tolist()}: the training rate "
+                "L_i(t)/L_i(0) and r_i^alpha need losses >= 0 (shift each loss by a lower bound)"
+            )
         if self._w is None:
             if not bool((f > 0).all()):
                 raise ValueError(f"gradnorm: the initial losses f_i(0) must be positive, got {f.tolist()}")
@@ -129,7 +157,9 @@ class GradNorm(Weighting):
         if m is not None and m > J.shape[1]:
             raise ValueError(f"gradnorm: last_layer_size={m} exceeds the {J.shape[1]} columns of the Jacobian")
         W_cols = J if m is None else J[:, J.shape[1] - m :]  # ∇_W f_i, (K, m)
-        a = torch.linalg.vector_norm(W_cols, dim=1).to("cpu", torch.float64)  # ||∇_W f_i||, (K,)
+        a = row_norms(W_cols).to("cpu")  # ||∇_W f_i|| in float64, rows scaled first (no under/overflow), (K,)
+        if not bool(torch.isfinite(a).all()):
+            raise NonFiniteError(f"gradnorm: the gradient norms ||∇_W f_i|| overflow float64: {a.tolist()}")
         L_tilde = f / self._f0  # L̃_i = f_i(t)/f_i(0), (K,)
         mean = L_tilde.mean()
         r = L_tilde / mean if mean > 0 else torch.ones_like(L_tilde)  # r_i = L̃_i / mean_j L̃_j

@@ -2,8 +2,10 @@
 
 Paper: H. D. Fernando, H. Shen, M. Liu, S. Chaudhury, K. Murugesan, T. Chen, "Mitigating Gradient
 Bias in Multi-objective Learning: A Provably Convergent Approach", ICLR 2023, arXiv 2210.12624.
-Official code: heshandevaka/MoCo (``LibMTL/LibMTL/weighting/Tracking.py`` and
-``CAGrad/nyuv2/utils.py::tracking``); LibMTL ``weighting/MoCo.py`` (from the authors' code).
+Official code: heshandevaka/MoCo (``LibMTL/LibMTL/weighting/Tracking.py`` and the Cityscapes trainer
+``CAGrad/utils.py``, whose ``tracking`` is called for ``--method tracking``; ``CAGrad/nyuv2/utils.py``
+also defines a ``tracking`` but its trainer never calls it); LibMTL ``weighting/MoCo.py`` (from the
+authors' code).
 
 Implemented (Algorithm 1; the equations below were checked against both official codes, the
 PDF itself was not re-read here), at step t = 1, 2, ... with the stochastic task gradients
@@ -18,8 +20,10 @@ with β_t = β / t^{β_σ} and γ_t = γ / t^{γ_σ}. Y Yᵀ is the Gramian of t
 (no tracking) and a constant γ it converges to the min-norm (MGDA) weights.
 
 Hyperparameters: LibMTL defaults β = 0.5, β_σ = 0.5, γ = 0.1, γ_σ = 0.5, ρ = 0 (used here). The
-official NYUv2 script uses β = 0.99, γ = 0.1, β_σ = γ_σ = 0; its Cityscapes script β = 0.05,
-γ = 0.1. Stateful (Y, λ, t): :meth:`reset` forgets them. The projection is
+authors' own defaults are β = 0.1, γ = 0.1 (their δ), β_σ = γ_σ = 0.5 (``Tracking.py``'s config
+``--beta_track 0.1 --delta 0.1 --sigma2 0.5 --sigma3 0.5``; the same argparse defaults in
+``CAGrad/model_segnet_mt.py``); pass ``beta=0.1`` to use them. Their Cityscapes run script uses
+β = 0.05, γ = 0.1; the NYUv2 script (β = 0.99, σ's 0) runs a trainer that never calls ``tracking``. Stateful (Y, λ, t): :meth:`reset` forgets them. The projection is
 :func:`reference_impls.core.solvers.project_simplex`; λ is kept in float64 on the CPU.
 
 Degenerate inputs: all-zero gradients keep λ and give d = 0; K = 1 gives λ = (1) and d = Y_1.
@@ -32,13 +36,19 @@ Huge scales make the λ step land on a vertex of Δ (finite); tiny ones leave λ
     ...     optimizer.step()
 
 Deviations:
-  D1. No factor 2 in the λ step, as in the official CAGrad-based code (``tracking``) and the
-      project's notes on the paper; the official LibMTL-based ``Tracking.py`` uses 2γ_t Yᵀ(Yλ)
-      (the exact gradient of λᵀYᵀYλ): pass γ twice as large to reproduce it.
-  D2. LibMTL's ``MoCo.py`` differs from the paper: it pre-normalises h_i ← f_i·h_i/||h_i|| and
-      replaces the projection Π_Δ by softmax(λ − γ_t(…)λ); neither is done here.
-  D3. The official CAGrad-based code counts steps from 0 ((1 + it)^σ); here t starts at 1, which is
-      the same sequence.
+  D1. No factor 2 in the λ step, as in the live official Cityscapes code (``CAGrad/utils.py``
+      ``tracking``) and the project's notes on the paper; the official LibMTL-based ``Tracking.py``
+      uses 2γ_t Yᵀ(Yλ) (the exact gradient of λᵀYᵀYλ): pass γ twice as large to reproduce it.
+  D2. The projection Π_Δ of Algorithm 1 is used (as ``Tracking.py``). The live official
+      ``CAGrad/utils.py`` instead sets λ ← softmax(λ − γ_t Yᵀ(Yλ)) and multiplies d by K before the
+      optimiser step (``overwrite_grad``: "to match the sum loss"); with ``--smgdc_method raw_loss``
+      (off by default) it also pre-normalises h_i ← f_i h_i/(||h_i|| + 1e-8). LibMTL's ``MoCo.py``
+      likewise uses the softmax and that pre-normalisation (always). None of these is done here.
+  D3. Steps are counted per call, t = 1, 2, ... (as ``Tracking.py`` and LibMTL). In the live official
+      ``CAGrad/utils.py`` the counter is the epoch index: β_t = β/(1 + epoch)^{β_σ} and γ_t decay
+      per epoch, not per step, and Y = 0, λ = 𝟙/K are re-initialised on every batch of epoch 0
+      (the initialisation sits inside the batch loop under ``if index == 0``), so tracking starts
+      only in epoch 1.
   D4. ρ (the paper's regulariser, 0 in every official default) is exposed; the official ``Tracking.py``
       has no ρ.
   D5. v is shifted by its maximum before the projection (Π_Δ(v − c𝟙) = Π_Δ(v)): without the shift,

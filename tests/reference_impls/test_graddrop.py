@@ -72,6 +72,27 @@ def test_leak_one_gives_the_plain_sum_and_leak_interpolates():
         torch.testing.assert_close(d_half, 0.5 * J.sum(0) + 0.5 * d0, msg=name)
 
 
+def test_one_leak_per_loss_as_lingvo():
+    """lingvo's SetLosses takes (loss, leak_ratio) pairs: out = Σ_i (ℓ_i + (1 − ℓ_i) M_i) ⊙ ∇_i, masks from all K."""
+    gen = torch.Generator().manual_seed(4)
+    for name, J in random_jacobians(per_shape=2, shapes=[(2, 10), (3, 20), (5, 50)]):
+        K = J.shape[0]
+        leak = torch.rand(K, generator=gen, dtype=torch.float64)
+        leak[0] = 1.0  # a main task whose gradient passes unchanged
+        d = GradDrop(leak=tuple(leak.tolist()), seed=3)(J)
+        M = GradDrop(seed=3).masks(J)  # the same U stream: the same masks, (K, n)
+        expected = ((leak[:, None] + (1 - leak[:, None]) * M) * J).sum(0)  # written from the formula
+        torch.testing.assert_close(d, expected, rtol=1e-12, atol=1e-12 * float(J.abs().max()), msg=name)
+        activation_path = GradDrop(leak=tuple(leak.tolist()), seed=3).transform(J)  # the activation-gradient path
+        torch.testing.assert_close(activation_path, expected, rtol=1e-12, atol=1e-12 * float(J.abs().max()), msg=name)
+        # equal leaks are the single leak
+        torch.testing.assert_close(GradDrop(leak=(0.3,) * K, seed=3)(J), GradDrop(leak=0.3, seed=3)(J), msg=name)
+    with pytest.raises(ValueError, match="2 leaks given for 3 losses"):
+        GradDrop(leak=(0.0, 1.0))(torch.ones(3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="leak"):
+        GradDrop(leak=(0.0, 1.5))
+
+
 def test_activation_sign_variant_is_the_sign_flipped_problem():
     gen = torch.Generator().manual_seed(2)
     for name, J in random_jacobians(per_shape=1):

@@ -134,6 +134,39 @@ def test_float32_matches_float64():
             assert torch.allclose(d32.double(), d64, rtol=1e-4, atol=1e-4 * float(J.norm()))
 
 
+@pytest.mark.parametrize("k", [-76, 100])  # 2^-76 ≈ 1.3e-23, 2^100 ≈ 1.3e+30
+def test_float32_direction_is_exactly_homogeneous_at_extreme_scales(k):
+    """Regression (issue 7 item 5): in float32 at 1e-23 the Gramian underflowed and every pair was
+    skipped (the plain sum came back); at 1e+30 it overflowed. Power-of-two scales are exact, so over
+    three steps d(2^k J) = 2^k d(J) bit for bit and φ̂ is the same."""
+    for name, J in asserts.random_jacobians(seed=8, dtype=torch.float32, shapes=[(2, 5), (3, 20), (5, 50)]):
+        m, m_scaled = GradVac(beta=0.5, seed=1), GradVac(beta=0.5, seed=1)
+        for _ in range(3):
+            d, d_scaled = m(J), m_scaled(torch.ldexp(J, torch.tensor(k)))
+            assert torch.equal(d_scaled, torch.ldexp(d, torch.tensor(k))), name
+        assert torch.equal(m.phi_hat, m_scaled.phi_hat), name
+
+
+@pytest.mark.parametrize("scale", [1e-23, 1e30])
+def test_float32_at_extreme_scales_matches_float64(scale):
+    """Per task, over two steps: the float32 component of d along each g_i matches float64 to 1e-4 of
+    Σ_j |w_j| ||g_j||."""
+    for name, J in asserts.random_jacobians(seed=8, shapes=[(2, 5), (3, 20), (5, 50)]):
+        m64, m32 = GradVac(beta=0.5, seed=1), GradVac(beta=0.5, seed=1)
+        units = J / J.norm(dim=1, keepdim=True)  # (K, n)
+        for _ in range(2):
+            w64 = m64.weights(J)
+            d32 = m32((J * scale).float()).double() / scale
+            err = ((d32 - w64 @ J) @ units.T).abs().max()  # worst task
+            bound = float(w64.abs() @ J.norm(dim=1))
+            assert float(err) <= 1e-4 * bound, (name, float(err) / bound)
+
+
+def test_overflowing_update_raises():
+    with pytest.raises(NonFiniteError, match="overflows"):
+        GradVac()(torch.full((2, 4), 3e38, dtype=torch.float32))
+
+
 def test_degenerate_inputs():
     cases = asserts.degenerate_jacobians()
     for k, J in cases.items():

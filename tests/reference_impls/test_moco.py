@@ -66,66 +66,37 @@ def test_lambda_stays_on_the_simplex_and_d_is_the_tracked_combination(dtype):
             torch.testing.assert_close(d.double(), lam @ Y, rtol=tol * 10, atol=tol * float(Y.abs().max()), msg=name)
 
 
-def test_tracking_error_shrinks_with_noisy_gradients():
-    gen = torch.Generator().manual_seed(0)
-    g = torch.tensor([[1.0, -2.0, 0.5], [0.5, 1.0, 1.0]], dtype=torch.float64)
-    method = MoCo()  # β_t = 0.5/√t: the tracking error's variance decays like β_t
-    errors = []
-    for _ in range(4000):
-        method(g + 0.2 * torch.randn(g.shape, generator=gen, dtype=torch.float64))
-        errors.append(float((method.Y - g).norm()))
-    early, late = sum(errors[10:110]) / 100, sum(errors[-400:]) / 400
-    raw = 0.2 * (2 * 3) ** 0.5  # the norm of one noise draw, ≈ 0.49
-    assert early < raw and late < 0.4 * early, (early, late)
+def test_tracking_error_vanishes_and_lambda_converges_to_the_mgda_weights_under_noise():
+    """What the paper proves (y tracks the true gradients, λ converges to the MGDA weights), at a fixed point, 8 seeds; 8/8 pass.
 
-
-def _anisotropic_biquad():
-    """f_i = (x − a_i)ᵀ H_i (x − a_i), a_1 = 0, a_2 = e_1, H_1 = diag(1, 10), H_2 = diag(10, 1) (curved Pareto set)."""
-    A = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-    H = torch.stack([torch.diag(torch.tensor([1.0, 10.0])), torch.diag(torch.tensor([10.0, 1.0]))]).double()
-
-    def jac(X):  # (B, 2) -> (B, K, 2)
-        return 2 * torch.einsum("kij,bkj->bki", H, X[:, None, :] - A)
-
-    return jac
-
-
-def _min_norm_2(J):
-    """Exact min-norm point of conv{g_1, g_2} for a batch (B, 2, n) (MGDA's K = 2 closed form)."""
-    g1, g2 = J[:, 0], J[:, 1]
-    den = ((g1 - g2) ** 2).sum(-1)
-    lam = torch.where(den > 0, ((g2 - g1) * g2).sum(-1) / den.clamp_min(1e-300), torch.full_like(den, 0.5)).clamp(0, 1)
-    return lam[:, None] * g1 + (1 - lam[:, None]) * g2
-
-
-def test_toy_moco_is_more_stationary_than_stochastic_mgda_under_gradient_noise():
-    """Anisotropic bi-quadratic, gradient noise N(0, 0.2²), 8 seeded starts, GD lr 0.02, 800 steps.
-
-    The PS-measure (true gradients) averaged over the last quarter: MoCo ≈ 0.041 vs stochastic MGDA
-    ≈ 0.066 here (seeds 0-3: ratios 0.6-0.97). On the isotropic f_i = ||x − a_i||² MoCo shows no gain
-    (≈ 0.021 vs 0.017): the problem is symmetric about the line through a_1, a_2, so the min-norm bias
-    of noisy gradients points along the Pareto set and costs no stationarity, while the tracking EMA
-    does not lower the stationary variance of x at a constant step.
+    Three tasks with constant true gradients G (unique interior MGDA weights λ* ≈ (0.23, 0.33, 0.44)),
+    stochastic gradients h = G + N(0, 0.5²), the defaults (β_t = 0.5/√t, γ_t = 0.1/√t), 1500 steps:
+    * the relative tracking error ||Y − G||/||G|| falls from 0.10-0.12 (steps 10-110) to 0.039-0.052
+      (last 200 steps): below 0.6x the early value on every seed;
+    * λ ends within 0.026 of λ* (max over the last 100 steps, every seed), while the MGDA weights of a
+      single noisy draw are 0.13-0.16 away on average (the bias MoCo removes): asserted < 0.05 and > 0.1.
+    Replaces a toy claim that did not hold over seeds: on a noisy bi-quadratic, MoCo's PS-measure was below
+    0.8x stochastic MGDA's for only 2 of 8 seeds (and below it at all for 6 of 8).
     """
-    jac = _anisotropic_biquad()
-    B, steps, lr, noise = 8, 800, 0.02, 0.2
-
-    def run(kind):
-        gen = torch.Generator().manual_seed(0)
-        X = 2 * torch.randn(B, 2, generator=gen, dtype=torch.float64)
-        methods = [MoCo() for _ in range(B)]
-        ps = []
-        for t in range(steps):
-            H = jac(X) + noise * torch.randn(B, 2, 2, generator=gen, dtype=torch.float64)  # h = ∇f + N(0, 0.2²)
-            D = torch.stack([m(H[b]) for b, m in enumerate(methods)]) if kind == "moco" else _min_norm_2(H)
-            X = X - lr * D
-            if t >= 3 * steps // 4:  # PS-measure with the true gradients, averaged over the last quarter
-                ps.append(float(_min_norm_2(jac(X)).norm(dim=-1).mean()))
-        return sum(ps) / len(ps)
-
-    ps_moco, ps_mgda = run("moco"), run("mgda")
-    assert ps_moco < 0.8 * ps_mgda, (ps_moco, ps_mgda)
-    assert ps_moco < 0.06
+    G = torch.tensor([[1.0, -2.0, 0.5, 0.0, 1.0], [0.5, 1.0, 1.0, -1.0, 0.0], [-1.0, 0.5, 0.0, 1.0, 0.5]], dtype=torch.float64)
+    lam_star = min_norm_weights(G @ G.T)
+    assert float(lam_star.min()) > 0.2  # interior: the weights are unique
+    for seed in range(8):
+        gen = torch.Generator().manual_seed(seed)
+        method = MoCo()
+        errors, lam_errors, draw_errors = [], [], []
+        for t in range(1500):
+            H = G + 0.5 * torch.randn(G.shape, generator=gen, dtype=torch.float64)  # h = ∇f + noise
+            method(H)
+            errors.append(float((method.Y - G).norm() / G.norm()))
+            if t >= 1400:
+                lam_errors.append(float((method.lambd - lam_star).abs().max()))
+            if t >= 1450:
+                draw_errors.append(float((min_norm_weights(H @ H.T) - lam_star).abs().max()))
+        early, late = sum(errors[10:110]) / 100, sum(errors[-200:]) / 200
+        assert late < 0.6 * early, (seed, early, late)
+        assert max(lam_errors) < 0.05, (seed, max(lam_errors))
+        assert sum(draw_errors) / len(draw_errors) > 0.1, seed
 
 
 def test_degenerate_inputs():

@@ -123,6 +123,37 @@ def test_float32_matches_float64():
         assert torch.allclose(d32.double(), d64, rtol=1e-4, atol=1e-4 * float(J.norm()))
 
 
+@pytest.mark.parametrize("k", [-76, 100])  # 2^-76 ≈ 1.3e-23, 2^100 ≈ 1.3e+30
+def test_float32_direction_is_exactly_homogeneous_at_extreme_scales(k):
+    """Regression (issue 7 item 5): in float32 at 1e-23 the Gramian underflowed, every row looked like a
+    zero row and the plain sum came back; at 1e+30 it overflowed. A power-of-two scale is exact, so
+    d(2^k J) = 2^k d(J) must hold bit for bit (the normalised Gramian is the same for both)."""
+    for name, J in asserts.random_jacobians(seed=7, dtype=torch.float32, shapes=[(2, 5), (3, 20), (5, 50)]):
+        d = PCGrad(seed=1)(J)
+        d_scaled = PCGrad(seed=1)(torch.ldexp(J, torch.tensor(k)))
+        assert torch.equal(d_scaled, torch.ldexp(d, torch.tensor(k))), name
+
+
+@pytest.mark.parametrize("scale", [1e-23, 1e30])
+def test_float32_at_extreme_scales_matches_float64(scale):
+    """Per task: the float32 component of d along each g_i matches float64 to 1e-4 of Σ_j |w_j| ||g_j||
+    (the size of a float32 rounding of the weighted sum). Before the fix at 1e-23: cosine ≈ 0.92."""
+    for name, J in asserts.random_jacobians(seed=7, shapes=[(2, 5), (3, 20), (5, 50)]):
+        w64 = PCGrad(seed=1).weights(J)
+        d64 = w64 @ J
+        d32 = PCGrad(seed=1)((J * scale).float()).double() / scale
+        bound = float(w64.abs() @ J.norm(dim=1))
+        units = J / J.norm(dim=1, keepdim=True)  # (K, n)
+        err = ((d32 - d64) @ units.T).abs().max()  # worst task
+        assert float(err) <= 1e-4 * bound, (name, float(err) / bound)
+
+
+def test_overflowing_update_raises():
+    J = torch.full((2, 4), 3e38, dtype=torch.float32)  # finite rows whose sum overflows float32
+    with pytest.raises(NonFiniteError, match="overflows"):
+        PCGrad()(J)
+
+
 def test_degenerate_inputs():
     cases = asserts.degenerate_jacobians()
     out = {k: PCGrad()(J) for k, J in cases.items()}
