@@ -1,4 +1,4 @@
-"""Small exact solvers shared by the methods: simplex projection and the min-norm point.
+"""Small certified solvers shared by the methods: simplex projection, min-norm point, dual-cone projection.
 
 All problems here live in K dimensions (K = number of tasks, at most a few dozen), so they are
 solved in float64 on the CPU from the K×K Gramian, whatever the dtype and device of the caller;
@@ -8,21 +8,44 @@ forming it (K²n operations).
 * :func:`project_simplex` — Euclidean projection onto Δ = {w ≥ 0, Σ w = 1} (sort-based, exact).
 * :func:`min_norm_weights` — λ* = argmin_{λ∈Δ} λᵀMλ, the min-norm point of conv{g_i} given only
   M = G Gᵀ. Wolfe's algorithm (P. Wolfe, "Finding the nearest point in a polytope", Math.
-  Programming 11, 1976), written on the Gramian: finite, exact up to rounding, and it certifies
-  optimality by the KKT conditions ⟨d, g_j⟩ ≥ ||d||² for every j.
+  Programming 11, 1976), written on the Gramian: finite, exact up to rounding, and certified by the
+  KKT conditions ⟨d, g_j⟩ ≥ ||d||² for every j, each with its own tolerance.
+* :func:`dual_cone_weights` — v = argmin_{v ≥ u} vᵀMv, i.e. Gᵀv = the projection of Gᵀu onto the
+  dual cone {x : G x ≥ 0} (UPGrad, CAGrad's degenerate case). Lawson–Hanson active set written on
+  the Jacobi-scaled Gramian (no eigen-factor, no library status trusted), KKT-certified.
 * :func:`shifted_gramian` — Gramian of the shifted points g_i + s·ḡ (ḡ = mean of the g_i); it
   turns SDMGrad's and CAGrad's inner problems into min-norm problems.
+* :func:`rescaled_gramian` — M = J Jᵀ, with J first multiplied by a power of two when M would
+  underflow (scale-invariant methods use it: their weights do not depend on a global factor).
 
-A solver that cannot certify its answer raises :class:`SolverError`; it never returns silently.
+Certification (the common rules of this layer):
+
+* Zero rows (M_ii = 0: an exactly-zero g_i, or one below ~1e-154 whose square underflows) are
+  removed before any solve and handled by a stated rule (min-norm: d = 0 with all weight on the
+  first zero row; dual cone: they constrain nothing, v_i = u_i).
+* Each task is judged on its own scale: the optimality conditions are checked with per-task
+  tolerances proportional to ||g_j||·S, S = Σ_i |w_i| ||g_i|| the rounding bound of d = Σ_i w_i g_i
+  (min-norm point: κ·S·(||g_j|| + S), the S² term being the rounding of ||d||²; dual cone:
+  κ·||g_j||·S), with κ = 32·K·ε and ε the machine epsilon of the *input* dtype (float32 Gramians
+  are PSD only to ~1e-7·||g||²). Tolerances are thus relative to ||g_j||, never to max_i ||g_i||,
+  so a task 1e6 times smaller than the others still gets its guarantee. The solvers themselves
+  iterate to float64 rounding; the input's ε only widens the certificate.
+* Inherent limit of any Gramian-based method: when 0 ∈ conv{g_i} or the answer cancels, ||d|| is
+  resolved only to ~√κ·S (the Gramian carries ||d||², not d).
+* A Gramian whose largest diagonal entry is subnormal has lost its precision and raises
+  :class:`SolverError` (call :func:`rescaled_gramian` on the Jacobian instead).
+* A solver that cannot certify its answer raises :class:`SolverError`; it never returns silently.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from reference_impls.core.aggregator import NonFiniteError
+from reference_impls.core.aggregator import NonFiniteError, gramian
 
 
 class SolverError(RuntimeError):
@@ -63,51 +86,156 @@ def shifted_gramian(M: Tensor, s: float) -> Tensor:
     return M + s * (m[:, None] + m[None, :]) + (s * s) * mu
 
 
-def min_norm_weights(M: Tensor, *, max_iter: int | None = None, rel_tol: float = 1e-12) -> Tensor:
+_EPS64 = float(np.finfo(np.float64).eps)
+KAPPA = 32.0  # safety factor of every certificate: tolerances are KAPPA·K·ε times the rounding bound
+
+
+def dtype_eps(x) -> float:
+    """Machine epsilon of the dtype of ``x`` (tensor or array), at least float64's."""
+    dtype = x.dtype
+    if isinstance(dtype, torch.dtype):
+        return float(torch.finfo(dtype).eps) if dtype.is_floating_point else _EPS64
+    return float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else _EPS64
+
+
+def _dtype_tiny(x) -> float:
+    dtype = x.dtype
+    if isinstance(dtype, torch.dtype):
+        return float(torch.finfo(dtype).tiny) if dtype.is_floating_point else float(np.finfo(np.float64).tiny)
+    return float(np.finfo(dtype).tiny) if np.issubdtype(dtype, np.floating) else float(np.finfo(np.float64).tiny)
+
+
+def gramian64(M) -> tuple[np.ndarray, float]:
+    """A symmetrised float64 numpy copy of a Gramian (tensor or array, any device) and its dtype's ε.
+
+    Raises NonFiniteError for NaN/inf entries and SolverError when the largest diagonal entry is
+    subnormal in the input dtype (the entries have lost their relative precision).
+    """
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"expected a square Gramian, got shape {tuple(M.shape)}")
+    eps, tiny = dtype_eps(M), _dtype_tiny(M)
+    Q = M.detach().to("cpu", torch.float64).numpy() if isinstance(M, Tensor) else np.asarray(M, dtype=np.float64)
+    if not np.isfinite(Q).all():
+        raise NonFiniteError("the Gramian contains NaN or infinite entries")
+    Q = 0.5 * (Q + Q.T)  # (K, K), rounding of J Jᵀ made symmetric
+    top = float(np.max(np.diag(Q))) if Q.size else 0.0
+    if 0.0 < top < tiny:
+        raise SolverError(
+            f"the Gramian is subnormal (max_i ||g_i||² = {top:.3g} < {tiny:.3g}): its entries have lost their "
+            "precision; scale the losses up, or form it with solvers.rescaled_gramian(J)"
+        )
+    return Q, eps
+
+
+def rescaled_gramian(J: Tensor) -> Tensor:
+    """M = J Jᵀ for scale-invariant methods: when M would underflow, J is first multiplied by a power of two.
+
+    Methods whose weights do not change when all gradients are multiplied by the same positive factor
+    (MGDA, SDMGrad, CAGrad) use it, so that J ≈ 1e-155 (M ≈ 1e-310, subnormal) still has a defined,
+    accurate answer. The check reads the K diagonal entries; only in that rare case is J scanned.
+    """
+    M = gramian(J)  # (K, K); raises on NaN/inf or overflow
+    tiny, eps = float(torch.finfo(J.dtype).tiny), float(torch.finfo(J.dtype).eps)
+    top = float(M.diagonal().max())
+    if top >= tiny / eps:
+        return M
+    peak = float(J.abs().max())  # O(Kn), only for vanishing Jacobians
+    if peak == 0.0:
+        return M  # all-zero J
+    return gramian(J * 2.0 ** (-math.frexp(peak)[1]))  # exact power of two: max |J_ij| ∈ [0.5, 1)
+
+
+def min_norm_weights(M, *, max_iter: int | None = None, eps: float | None = None) -> Tensor:
     """λ* = argmin_{λ∈Δ} λᵀ M λ for a PSD Gramian M (K, K); returns λ* (K,) in M's dtype/device.
 
     The min-norm point d = Σ λ*_i g_i is unique; λ* is unique when the g_i are affinely
     independent, otherwise one minimiser is returned (for identical gradients, all weight on the
-    first of them). If every gradient is zero, the uniform weights are returned.
+    first of them). Rules for degenerate inputs: all gradients zero → uniform weights; some zero
+    gradient (M_ii = 0) → d = 0 with all weight on the first zero row (0 ∈ conv{g_i}).
+
+    Certificate (checked, per task): ⟨d, g_j⟩ ≥ ||d||² − κ·S·(||g_j|| + S) for every j, with
+    S = Σ_i λ_i ||g_i|| (the rounding bound of d) and κ = 32·K·ε, ε the machine epsilon of M's dtype
+    (or ``eps`` if larger). The tolerance scales with each task's own norm.
 
     Raises:
         NonFiniteError: M has NaN or infinite entries.
-        SolverError: no certified optimum within ``max_iter`` corral changes (default 50·K + 100).
+        SolverError: M is subnormal, or no certified optimum within ``max_iter`` corral changes
+            (default 50·K + 100).
     """
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"expected a square Gramian, got shape {tuple(M.shape)}")
-    if not torch.isfinite(M).all():
-        raise NonFiniteError("the Gramian contains NaN or infinite entries")
-    Q = M.detach().to("cpu", torch.float64).numpy()
-    lam = _two_points(Q) if Q.shape[0] == 2 else _wolfe(Q, max_iter=max_iter, rel_tol=rel_tol)
-    return torch.from_numpy(lam).to(device=M.device, dtype=M.dtype)
+    Q, eps_in = gramian64(M)
+    lam = min_norm_point(Q, max(eps_in, eps or 0.0), max_iter=max_iter)
+    if isinstance(M, Tensor):
+        return torch.from_numpy(lam).to(device=M.device, dtype=M.dtype)
+    return lam
+
+
+def min_norm_point(Q: np.ndarray, eps: float = _EPS64, *, max_iter: int | None = None) -> np.ndarray:
+    """:func:`min_norm_weights` on a symmetric float64 numpy Gramian; ``eps``: precision of Q's entries."""
+    K = Q.shape[0]
+    diag = np.diag(Q)
+    top = float(np.max(diag)) if K else 0.0
+    if top <= 0.0:
+        return np.full(K, 1.0 / K)  # every gradient is zero: d = 0
+    zero = diag <= 0.0
+    if zero.any():  # 0 ∈ conv{g_i}: d = 0, all weight on the first zero gradient
+        lam = np.zeros(K)
+        lam[int(np.argmax(zero))] = 1.0
+        return lam
+    Q = Q / top  # same minimiser; max_i ||g_i|| = 1 (division: no overflow for tiny scales)
+    norms = np.sqrt(np.diag(Q))  # ||g_i|| / max_j ||g_j||, all > 0
+    if K == 1:
+        return np.ones(1)
+    lam = _two_points(Q) if K == 2 else _wolfe(Q, norms, max_iter=max_iter)
+    _certify_min_norm(Q, norms, lam, eps)
+    return lam
+
+
+def min_norm_tolerances(Q: np.ndarray, norms: np.ndarray, lam: np.ndarray, eps: float) -> np.ndarray:
+    """Per-task KKT tolerances κ·S·(||g_j|| + S) of the min-norm certificate (see :func:`min_norm_weights`)."""
+    S = float(lam @ norms)  # Σ λ_i ||g_i||: |error of (Qλ)_j| ≲ K ε ||g_j|| S, of λᵀQλ ≲ K ε S²
+    return KAPPA * Q.shape[0] * eps * S * (norms + S)
+
+
+def _certify_min_norm(Q: np.ndarray, norms: np.ndarray, lam: np.ndarray, eps: float) -> None:
+    Qlam = Q @ lam  # ⟨d, g_j⟩ for every j
+    xx = float(lam @ Qlam)  # ||d||²
+    slack = Qlam - xx + min_norm_tolerances(Q, norms, lam, eps)  # ≥ 0 at a certified optimum
+    if not (np.isfinite(lam).all() and lam.min() >= 0.0 and abs(lam.sum() - 1.0) <= 1e-12 and slack.min() >= 0.0):
+        j = int(np.argmin(slack))
+        raise SolverError(
+            f"min-norm point not certified (K = {Q.shape[0]}): task {j} has ⟨d, g_j⟩ − ||d||² = {Qlam[j] - xx:.3e} "
+            f"(relative to ||g_j||·||d||: {(Qlam[j] - xx) / (norms[j] * max(xx, 1e-300) ** 0.5):.3e})"
+        )
 
 
 def _two_points(M: np.ndarray) -> np.ndarray:
-    """K = 2 in closed form (Sener & Koltun, Algorithm 1): γ = clip(⟨g_2 − g_1, g_2⟩/||g_1 − g_2||², 0, 1)."""
-    m11, m12, m22 = float(M[0, 0]), 0.5 * float(M[0, 1] + M[1, 0]), float(M[1, 1])
+    """K = 2 in closed form (Sener & Koltun, Algorithm 1): γ = clip(⟨g_2 − g_1, g_2⟩/||g_1 − g_2||², 0, 1).
+
+    1 − γ = ⟨g_1 − g_2, g_1⟩/||g_1 − g_2||² is computed by its own formula: when ||g_2|| ≫ ||g_1|| it is
+    tiny, and 1 − γ would lose the digits the small task's KKT condition needs.
+    """
+    m11, m12, m22 = float(M[0, 0]), float(M[0, 1]), float(M[1, 1])
     denom = m11 + m22 - 2.0 * m12  # ||g_1 − g_2||²
-    if not denom > 1e-15 * max(m11, m22, 1e-300):  # identical (or both zero) gradients: d = g_1
-        return np.array([1.0, 0.0]) if max(m11, m22) > 0 else np.array([0.5, 0.5])
-    gamma = min(1.0, max(0.0, (m22 - m12) / denom))
-    return np.array([gamma, 1.0 - gamma])
+    if not denom > 4.0 * _EPS64 * max(m11, m22):  # identical gradients (to rounding): d = g_1
+        return np.array([1.0, 0.0])
+    a, b = max(0.0, m22 - m12), max(0.0, m11 - m12)  # γ·denom, (1 − γ)·denom, clipped at 0
+    return np.array([a, b]) / (a + b)
 
 
-def _wolfe(M: np.ndarray, *, max_iter: int | None, rel_tol: float) -> np.ndarray:
-    K = M.shape[0]
-    scale = float(np.max(np.abs(np.diag(M)))) if K else 0.0
-    if scale == 0.0:
-        return np.full(K, 1.0 / K)
-    # Bordered matrix B = [[Q, 𝟙], [𝟙ᵀ, 0]] with Q = sym(M)/scale (scale-free tolerances, same
-    # minimiser); the affine min-norm system of a corral S is B restricted to S ∪ {K}.
-    B = np.ones((K + 1, K + 1))
-    B[:K, :K] = (M + M.T) * (0.5 / scale)
-    B[K, K] = 0.0
-    Q = B[:K, :K]
-    tol = rel_tol * max(1.0, float(np.max(np.diag(Q))))
+def _wolfe(Q: np.ndarray, norms: np.ndarray, *, max_iter: int | None) -> np.ndarray:
+    """Wolfe's algorithm on Q (max diagonal 1, positive diagonal); stops on the per-task test at float64 rounding."""
+    K = Q.shape[0]
+    # Bordered matrix in the Jacobi-scaled weights λ̂_i = ||g_i|| λ_i: B = [[C, r], [rᵀ, 0]], C = D Q D
+    # (unit diagonal), r = 1/||g_i||; the affine min-norm system of a corral S is B restricted to S ∪ {K}.
+    # Scaling makes the error of each λ_i relative to 1/||g_i||, which the per-task certificate needs.
+    B = np.zeros((K + 1, K + 1))
+    B[:K, :K] = Q / np.outer(norms, norms)
+    B[:K, K] = B[K, :K] = 1.0 / norms
     max_iter = max_iter if max_iter is not None else 50 * K + 100
 
-    guess = _guess_support(B, Q, tol)
+    guess = _guess_support(B, Q, norms)
     if guess is not None:
         return guess
 
@@ -115,31 +243,34 @@ def _wolfe(M: np.ndarray, *, max_iter: int | None, rel_tol: float) -> np.ndarray
     lam = np.array([1.0])
     previous_xx = np.inf
     for _ in range(max_iter):
-        Qlam = Q[:, S] @ lam  # (K,): ⟨x, p_j⟩ for every j, x = Σ_S λ_i p_i
-        xx = float(lam @ Qlam[S])  # ||x||²
-        j = int(np.argmin(Qlam))
-        # Optimality (Wolfe's test): ⟨x, p_j⟩ ≥ ||x||² for all j  ⇔  KKT of min_{λ∈Δ} λᵀQλ.
-        # A major cycle that no longer lowers ||x||² means rounding has the last word: stop there.
-        if Qlam[j] >= xx - tol or j in S or xx >= previous_xx:
-            out = np.zeros(K)
-            out[S] = lam
-            return out
+        full = np.zeros(K)
+        full[S] = lam
+        Qlam = Q @ full  # (K,): ⟨x, p_j⟩ for every j, x = Σ_S λ_i p_i
+        xx = float(full @ Qlam)  # ||x||²
+        # Wolfe's test per task: ⟨x, p_j⟩ ≥ ||x||² − tol_j (KKT of min_{λ∈Δ} λᵀQλ); the entering point is
+        # the most violated one relative to its own norm.
+        violation = (Qlam - xx + min_norm_tolerances(Q, norms, full, _EPS64)) / norms
+        j = int(np.argmin(violation))
+        # A major cycle that no longer lowers ||x||² means rounding has the last word: stop (the caller certifies).
+        if violation[j] >= 0.0 or j in S or xx >= previous_xx:
+            return full
         previous_xx = xx
         S.append(j)
         lam = np.append(lam, 0.0)
         # Minor cycle: move to the affine min-norm point of the corral, dropping points whose
         # weight would turn negative, until that point lies in the corral's relative interior.
         while True:
-            alpha = _affine_min_norm(B, S)
-            if alpha.min() > 1e-15:
+            alpha = _affine_min_norm(B, S, norms)
+            scaled = alpha * norms[S] / float(np.abs(alpha) @ norms[S])  # λ̂ = ||g_i|| λ_i, normalised
+            if scaled.min() > 1e-15:
                 lam = alpha
                 break
-            shrink = alpha <= 1e-15
+            shrink = scaled <= 1e-15
             denom = lam[shrink] - alpha[shrink]
             ratios = np.where(denom > 0, lam[shrink] / np.where(denom > 0, denom, 1.0), np.inf)
             theta = min(1.0, float(ratios.min()))
             lam = lam + theta * (alpha - lam)
-            keep = lam > 1e-15
+            keep = lam * norms[S] > 1e-15 * float(lam @ norms[S])
             if keep.all():  # rounding: drop the most negative direction explicitly
                 keep[int(np.argmin(alpha))] = False
             S = [s for s, k in zip(S, keep) if k]
@@ -151,25 +282,25 @@ def _wolfe(M: np.ndarray, *, max_iter: int | None, rel_tol: float) -> np.ndarray
     raise SolverError(f"min-norm solver did not converge in {max_iter} corral changes (K = {K})")
 
 
-def _guess_support(B: np.ndarray, Q: np.ndarray, tol: float, attempts: int = 3) -> np.ndarray | None:
+def _guess_support(B: np.ndarray, Q: np.ndarray, norms: np.ndarray, attempts: int = 3) -> np.ndarray | None:
     """Guess the optimal support and certify it, or return None (Wolfe's loop then decides).
 
     Start from all K points and drop those whose affine weight is not positive, a few times. If the
     affine min-norm point of the remaining set has positive weights, it lies in the convex hull;
-    it is the answer exactly when Wolfe's optimality test ⟨x, p_j⟩ ≥ ||x||² holds for every j,
-    which is checked. On typical Jacobians (support of nearly all tasks) this costs two or three
-    linear solves instead of one Wolfe iteration per support point.
+    it is the answer exactly when Wolfe's per-task optimality test holds for every j, which is
+    checked. On typical Jacobians (support of nearly all tasks) this costs two or three linear
+    solves instead of one Wolfe iteration per support point.
     """
     K = Q.shape[0]
     S = list(range(K))
     for _ in range(attempts):
-        alpha = _affine_min_norm(B, S)
-        positive = alpha > 1e-15
+        alpha = _affine_min_norm(B, S, norms)
+        positive = alpha * norms[S] > 1e-15 * float(np.abs(alpha) @ norms[S])
         if positive.all():
             lam = np.zeros(K)
             lam[S] = alpha
             Qlam = Q @ lam  # ⟨x, p_j⟩ for every j
-            if Qlam.min() >= float(lam @ Qlam) - tol:
+            if (Qlam - float(lam @ Qlam) + min_norm_tolerances(Q, norms, lam, _EPS64)).min() >= 0.0:
                 return lam
             return None
         S = [s for s, keep in zip(S, positive) if keep]
@@ -178,23 +309,167 @@ def _guess_support(B: np.ndarray, Q: np.ndarray, tol: float, attempts: int = 3) 
     return None
 
 
-def _affine_min_norm(B: np.ndarray, S: list[int]) -> np.ndarray:
+def _affine_min_norm(B: np.ndarray, S: list[int], norms: np.ndarray) -> np.ndarray:
     """Weights α (Σα = 1) of the min-norm point of the affine hull of the corral S.
 
-    KKT: [Q_SS 𝟙; 𝟙ᵀ 0] [α; ν] = [0; 1], the bordered matrix B restricted to S ∪ {K}. The corral
-    is affinely independent in exact arithmetic, so the system is nonsingular; least squares
+    KKT: [Q_SS 𝟙; 𝟙ᵀ 0] [α; ν] = [0; 1], solved in the scaled form [C_SS r_S; r_Sᵀ 0] [α̂; ν] = [0; 1]
+    (α = α̂/||g||, the bordered matrix B restricted to S ∪ {K}, its border divided by max r_S). The
+    corral is affinely independent in exact arithmetic, so the system is nonsingular; least squares
     guards against rounding when it is nearly not.
     """
     k = len(S)
     idx = S + [B.shape[0] - 1]
-    A = B[np.ix_(idx, idx)]  # (k+1, k+1)
+    A = B[np.ix_(idx, idx)].copy()  # (k+1, k+1)
+    m = float(A[:k, k].max())
+    A[:k, k] /= m
+    A[k, :k] /= m
     rhs = np.zeros(k + 1)
-    rhs[k] = 1.0
+    rhs[k] = 1.0 / m
     try:
         sol = np.linalg.solve(A, rhs)
-        if not np.isfinite(sol).all() or np.abs(A @ sol - rhs).max() > 1e-9:
+        if not np.isfinite(sol).all() or np.abs(A @ sol - rhs).max() > 1e-9 * max(1.0, float(np.abs(sol).max())):
             raise np.linalg.LinAlgError
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, rhs, rcond=None)[0]
-    alpha = sol[:k]
+    alpha = sol[:k] / norms[S]  # α = α̂/||g_i||
     return alpha / alpha.sum()
+
+
+def dual_cone_weights(M, U, *, eps: float | None = None, max_iter: int | None = None) -> np.ndarray:
+    """Rows v^(r) = argmin_{v ≥ U_r} vᵀ M v for a PSD Gramian M (K, K) and lower bounds U (R, K); float64.
+
+    Gᵀ v^(r) is the Euclidean projection of Gᵀ U_r onto the dual cone {x : G x ≥ 0} (Quinton & Rey,
+    Proposition 1). Solved per row as the non-negative QP min_{z ≥ 0} ½(û + z)ᵀ C (û + z) in the
+    Jacobi-scaled variables (C = D M D unit-diagonal, D = diag(1/||g_i||), v = u + D z, û = u/D), by the
+    Lawson–Hanson active-set method written on C (face systems C_FF y = −(C û)_F); before it, two guessed
+    faces (the tasks conflicting with û, and the previous row's) are tried and kept only if they pass the
+    certificate. Zero rows (M_ii = 0) constrain nothing and are dropped: v_i = U_ri. A C that is PSD only
+    to rounding (negative eigenvalue, float32 Gramians) is replaced by its nearest PSD matrix, rescaled to
+    unit diagonal (a change of the size of that eigenvalue, which the certificate's ε then covers).
+
+    Certificate (checked, per task, on the scaled problem where (C v̂)_i = ⟨g_i, d⟩/||g_i||, d = Gᵀv):
+    z ≥ 0; ⟨g_i, d⟩ ≥ −κ·||g_i||·S for every i; |⟨g_i, d⟩| ≤ κ·||g_i||·S where z_i > 0; with
+    S = Σ_j |v_j| ||g_j|| and κ = 32·K·ε (ε of M's dtype, or ``eps`` if larger).
+
+    Raises:
+        NonFiniteError / SolverError: as :func:`gramian64`; SolverError also when a row is not certified.
+    """
+    Q, eps_in = gramian64(M)
+    eps = max(eps_in, eps or 0.0)
+    U = np.atleast_2d(np.asarray(U, dtype=np.float64))
+    out = U.copy()
+    keep = np.flatnonzero(np.diag(Q) > 0.0)  # zero rows are dropped
+    if keep.size == 0:
+        return out
+    Q = Q[np.ix_(keep, keep)]
+    Q = Q / float(np.max(np.diag(Q)))  # global scale (division: no overflow); v is invariant
+    norms = np.sqrt(np.diag(Q))  # (k,)
+    C = Q / np.outer(norms, norms)  # (k, k), unit diagonal
+    k = keep.size
+    low = float(np.linalg.eigvalsh(C)[0])
+    if low < 0.0:  # PSD only to rounding (float32 Gramians): nearest PSD matrix, a change of |low| ≲ Kε
+        lam_C, V = np.linalg.eigh(C)
+        C = (V * np.clip(lam_C, 0.0, None)) @ V.T
+        C = C / np.sqrt(np.outer(np.diag(C), np.diag(C)))  # unit diagonal again (changes ≲ Kε)
+        eps = max(eps, -low / (KAPPA * k))  # the certificate's tolerance covers the size of that change
+    max_iter = max_iter if max_iter is not None else 10 * k + 100
+    free: np.ndarray = np.zeros(k, dtype=bool)
+    for r in range(U.shape[0]):
+        u_hat = U[r, keep] * norms  # û = u/D
+        z, free = _nonnegative_qp(C, u_hat, free, eps, max_iter)
+        out[r, keep] = U[r, keep] + z / norms  # v = u + D z
+    return out
+
+
+def _nonnegative_qp(C: np.ndarray, u_hat: np.ndarray, free0: np.ndarray, eps: float, max_iter: int):
+    """z = argmin_{z≥0} ½(û + z)ᵀC(û + z) (C PSD, unit diagonal) by Lawson–Hanson on C; certified."""
+    k = C.shape[0]
+    b = C @ u_hat  # (k,): gradient at z = 0
+    z = np.zeros(k)
+    free = np.zeros(k, dtype=bool)
+    scale = float(np.abs(u_hat).sum())
+    if b.min() >= -KAPPA * k * _EPS64 * scale:  # û already satisfies the KKT conditions (no conflict): z = 0
+        return z, free
+    # Guesses of the optimal face, each accepted only if it passes the final certificate: the tasks that conflict
+    # with û, then the previous row's face. On typical inputs one linear solve replaces the active-set loop.
+    for guess in (b < 0, free0):
+        guess = guess.copy()
+        for _ in range(4):  # drop the face's non-positive variables, add the violated tasks, re-solve
+            if not guess.any():
+                break
+            F = np.flatnonzero(guess)
+            y = _face_solve(C, b, F)
+            if not np.isfinite(y).all():
+                break
+            if (y <= 0).any():
+                guess[F[y <= 0]] = False
+                continue
+            z_try = np.zeros(k)
+            z_try[F] = y
+            grad = b + C @ z_try
+            tol = KAPPA * k * _EPS64 * (scale + z_try.sum())
+            if _nonnegative_qp_violation(C, b, z_try, tol) is None:
+                return z_try, guess
+            guess |= grad < -tol
+    blocked = np.zeros(k, dtype=bool)  # entered and immediately left at step 0 (rounding): not retried
+    for _ in range(max_iter):
+        grad = b + C @ z  # (C v̂)_i = ⟨g_i, d⟩/||g_i||
+        tol = KAPPA * k * _EPS64 * (scale + z.sum())  # stop at float64 rounding; certified below at ε
+        candidates = ~free & ~blocked & (grad < -tol)
+        if not candidates.any():
+            break
+        j = int(np.argmin(np.where(candidates, grad, np.inf)))
+        free[j] = True
+        first = True
+        while True:  # move to the face's unconstrained minimiser, or stop at the first bound on the way
+            F = np.flatnonzero(free)
+            y = _face_solve(C, b, F)
+            if (y > 0).all():
+                z[:] = 0.0
+                z[F] = y
+                break
+            zF = z[F]
+            neg = y <= 0
+            denom = zF[neg] - y[neg]
+            ratios = np.where(denom > 0, zF[neg] / np.where(denom > 0, denom, 1.0), 0.0)
+            step = min(1.0, float(ratios.min()))
+            zF = zF + step * (y - zF)
+            drop = zF <= 0
+            drop[np.flatnonzero(neg)[int(np.argmin(ratios))]] = True
+            if first and step == 0.0 and drop[F == j].all():
+                blocked[j] = True
+            z[F] = np.where(drop, 0.0, zF)
+            free[F[drop]] = False
+            first = False
+            if not free.any():
+                break
+    else:
+        raise SolverError(f"dual-cone projection: no convergence in {max_iter} active-set steps (K = {k})")
+    failure = _nonnegative_qp_violation(C, b, z, KAPPA * k * eps * (scale + z.sum()))
+    if failure is not None:
+        raise SolverError(f"dual-cone projection not certified (K = {k}): {failure}")
+    return z, z > 0
+
+
+def _nonnegative_qp_violation(C: np.ndarray, b: np.ndarray, z: np.ndarray, tol: float) -> str | None:
+    """KKT of min_{z≥0} ½zᵀCz + bᵀz: z ≥ 0, ∇ = Cz + b ≥ −tol, |∇_i| ≤ tol where z_i > 0; None if they hold."""
+    grad = b + C @ z  # (C v̂)_i = ⟨g_i, d⟩/||g_i||
+    if z.min() >= 0.0 and grad.min() >= -tol and (np.abs(grad[z > 0]) <= tol).all():
+        return None
+    i = int(np.argmin(grad))
+    return (
+        f"⟨g_i, d⟩/||g_i|| = {grad[i]:.3e} for task {i}, complementarity "
+        f"{np.abs(grad[z > 0]).max(initial=0.0):.3e}, tolerance {tol:.3e}"
+    )
+
+
+def _face_solve(C: np.ndarray, b: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """y with C_FF y = −b_F (the minimiser on the face {z_i = 0, i ∉ F}); least squares when singular."""
+    A = C[F[:, None], F]
+    try:
+        y = np.linalg.solve(A, -b[F])
+        if np.isfinite(y).all():
+            return y
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.lstsq(A, -b[F], rcond=None)[0]

@@ -23,25 +23,46 @@ s; its root is certified by the KKT conditions of the shifted min-norm problem (
 i ∉ S). A new support is taken from an exact inner solve at that root (safeguarded by bisection
 within the bracket) until the certificate holds; usually 1–3 inner solves.
 
+Numerics (certified, float64 whatever the input dtype): zero rows (M_ii = 0) are removed before any
+solve (they keep weight 1/K; g_0 keeps its 1/K factor); the Gramian is divided by max_i ||g_i||²;
+tolerances are per task and scale with the input dtype's ε (κ = 32·K·ε, see
+:mod:`reference_impls.core.solvers`); "g_w = 0" means ||g_w|| ≤ √κ·Σ_i w_i||g_i||, the rounding
+level of the Gramian. The answer is certified by the KKT conditions of the primal problem
+(:func:`_certify`: w = u − 𝟙/K ≥ 0, ||d − g_0|| ≤ ρ, and ⟨g_i, d⟩ = min_j ⟨g_j, d⟩ on the support
+of w when the ball is active, or J d ≥ 0 when d is interior), else SolverError is raised. A
+Jacobian whose Gramian would underflow (J ≈ 1e-155) is first multiplied by a power of two (the
+weights are scale-invariant).
+
 Hyperparameters:
     c: 0.5 (default; the paper's toy and LibMTL); the official NYUv2/Cityscapes runs use 0.4.
     rescale: 0 (default: Algorithm 1's d, no rescaling); 1: d/(1 + c²) (official NYUv2/Cityscapes
-        ``utils.py`` default and LibMTL's default); 2: d/(1 + c) (official ``toy.py``).
+        ``utils.py`` default and LibMTL's default); 2: d/(1 + c) (official ``toy.py``). The official
+        NYUv2/Cityscapes training code then multiplies the update by K (D5).
 
 Deviations:
     D1. Solver: exact (see above) instead of ``scipy.optimize.minimize`` (SLSQP from the uniform
         w, default tolerances; the official toy uses ``minimize_scalar`` over w_1 ∈ [0, 1]). The
         official code also adds 1e-8 (1e-4 in the toy) inside ||g_0||, ||g_w|| and the multiplier;
-        we do not.
+        we do not. Tolerances of the certificate: 8κ·(||g_i|| + S)·S per task for the ball and
+        J d ≥ 0, 128× that for the equality of ⟨g_i, d⟩ on the support (the bisection exit resolves
+        t* only to ~1e-15), with S = Σ_j |u_j| ||g_j||; SolverError when they fail.
     D2. Default rescale = 0 (Algorithm 1) whereas the official training code divides by 1 + c².
     D3. Degenerate inputs: c = 0 or g_0 = 0 gives d = g_0 (weights 𝟙/K); all-zero J gives d = 0.
         When g_{w*} = 0 (0 ∈ conv{g_i} and the ball contains non-conflicting directions) the dual
         formula is 0/0 and the optimal d is not unique: we return the optimal d closest to g_0, the
         projection of g_0 onto the dual cone {d : ⟨g_i, d⟩ ≥ 0 ∀i} (the limit t → 0 of the
-        construction; bounded least squares on the Gramian). The official code returns
-        g_0 + (√φ/(||g_w|| + 1e-8)) g_w with whatever g_w its solver stopped at; TorchJD returns 0.
+        construction; :func:`~reference_impls.core.solvers.dual_cone_weights`, an active-set solve on
+        the Gramian). A zero row puts 0 in conv{g_i}: with c ≥ 1 the value is 0 and d is that
+        projection; otherwise the problem is solved on the other rows (a zero row never binds when
+        the value is negative). The official code returns g_0 + (√φ/(||g_w|| + 1e-8)) g_w with
+        whatever g_w its solver stopped at; TorchJD returns 0.
     D4. TorchJD's CAGrad (no rescaling, cvxpy/CLARABEL) is the same method; its documented value on
         J_base for c = 0.5, [0.1835, 1.2041, 1.2041], is reproduced with rescale = 0.
+    D5. The official NYUv2 and Cityscapes code (``overwrite_grad`` in ``nyuv2/utils.py`` and
+        ``cityscapes/utils.py``) multiplies the aggregated update by the number of tasks ("to match
+        the sum loss": ×3 and ×2) before the optimiser step, for every method it compares; the
+        official setting is therefore rescale = 1 *and* ×K. We return d (times the rescale factor)
+        without the ×K, which with Adam (the official optimiser) changes only ε's relative size.
 
 Usage:
     >>> d = CAGrad(c=0.5)(J)              # J: (K, n) -> d: (n,)
@@ -53,15 +74,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import scipy.optimize
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import SolverError, min_norm_weights
-
-_TOL = 1e-11  # KKT tolerance on the Gramian normalised to max_i ||g_i||² = 1
-_ZERO = 1e-7  # ||g_w|| below this (relative to max_i ||g_i||) is zero: M's rounding gives norms to ~1e-8
+from reference_impls.core.solvers import (
+    KAPPA,
+    SolverError,
+    dual_cone_weights,
+    gramian64,
+    min_norm_point,
+    min_norm_tolerances,
+    rescaled_gramian,
+)
 
 
 class CAGrad(GramianWeighting):
@@ -77,53 +102,82 @@ class CAGrad(GramianWeighting):
         self.c = float(c)
         self.rescale = int(rescale)
 
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        # the weights are invariant to a global factor of J: a vanishing J (M subnormal) is rescaled first
+        return self.compute_weights_from_gramian(rescaled_gramian(J), losses)
+
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
-        Q = M.detach().to("cpu", torch.float64).numpy()
-        weights = cagrad_weights(0.5 * (Q + Q.T), self.c)  # d = Gᵀ weights (Algorithm 1)
+        Q, eps = gramian64(M)  # float64, symmetrised; ε of M's dtype for the tolerances
+        weights = cagrad_weights(Q, self.c, eps)  # d = Gᵀ weights (Algorithm 1)
         factor = (1.0, 1.0 / (1.0 + self.c**2), 1.0 / (1.0 + self.c))[self.rescale]
         return torch.from_numpy(weights * factor).to(device=M.device, dtype=M.dtype)
 
 
-def cagrad_weights(M: np.ndarray, c: float) -> np.ndarray:
-    """Weights u with d = Gᵀu = g_0 + (√φ/||g_{w*}||) g_{w*} (no rescaling), from the Gramian M."""
+def cagrad_weights(M: np.ndarray, c: float, eps: float = float(np.finfo(np.float64).eps)) -> np.ndarray:
+    """Weights u with d = Gᵀu = g_0 + (√φ/||g_{w*}||) g_{w*} (no rescaling), from a float64 Gramian M.
+
+    Zero rows (M_ii = 0) are removed first: they do not move g_0's direction, ⟨g_i, d⟩ = 0 for every d, and
+    they keep their weight 1/K. ``eps``: precision of M's entries (ε of the input dtype). The answer is
+    certified (:func:`_certify`) or SolverError is raised.
+    """
     K = M.shape[0]
     uniform = np.full(K, 1.0 / K)
-    scale = float(np.max(np.diag(M)))
-    if scale <= 0.0:
-        return uniform  # all-zero J: d = g_0 = 0
-    Q = M / scale  # the weights are invariant to a global scale of the gradients
-    m = Q @ uniform  # m_i = ⟨g_i, g_0⟩, (K,)
-    mu = float(m @ uniform)  # ||g_0||²
-    if c == 0.0 or mu <= 1e-24:
-        return uniform  # ball of radius 0, or g_0 = 0: d = g_0
+    keep = np.flatnonzero(np.diag(M) > 0.0)
+    if keep.size == 0 or c == 0.0:
+        return uniform  # all-zero J (d = 0) or a ball of radius 0 (d = g_0)
+    Q = M[np.ix_(keep, keep)]
+    Q = Q / float(np.max(np.diag(Q)))  # the weights are invariant to a global scale of the gradients
+    center = np.full(keep.size, 1.0 / K)  # g_0 = Σ_{kept} g_i / K
+    u = uniform.copy()
+    u[keep] = _cagrad_kept(Q, center, c, eps, has_zero_rows=keep.size < K)
+    return u
+
+
+def _cagrad_kept(Q: np.ndarray, a: np.ndarray, c: float, eps: float, has_zero_rows: bool) -> np.ndarray:
+    """CAGrad on non-zero rows (max ||g_i|| = 1) with g_0 = Gᵀa; returns u with d = Gᵀu."""
+    K = Q.shape[0]
+    norms = np.sqrt(np.diag(Q))  # ||g_i||, all > 0
+    kappa = KAPPA * K * eps
+    m = Q @ a  # m_i = ⟨g_i, g_0⟩, (K,)
+    mu = float(m @ a)  # ||g_0||²
+    if mu <= kappa * float(a @ norms) ** 2:
+        return a  # g_0 = 0 to rounding: the ball is a point, d = g_0
     rho = c * np.sqrt(mu)  # √φ = c ||g_0||
 
     def shifted(s: float) -> np.ndarray:  # Gramian of g_i + s g_0
         return Q + s * (m[:, None] + m[None, :]) + s * s * mu
 
     def inner(t: float) -> np.ndarray:  # w(t) = argmin_Δ ||g_w + (t/√φ) g_0||²
-        return min_norm_weights(torch.from_numpy(shifted(t / rho))).numpy()
+        return min_norm_point(shifted(t / rho), eps)
 
-    w = min_norm_weights(torch.from_numpy(Q)).numpy()  # t → 0: the MGDA point
+    def finish(u: np.ndarray) -> np.ndarray:
+        _certify(Q, norms, a, u, rho, kappa)
+        return u
+
+    w = min_norm_point(Q, eps)  # t → 0: the MGDA point
+    zero_level = np.sqrt(kappa) * float(w @ norms)  # ||g_w|| below this is zero to the rounding of M
     t_lo = float(np.sqrt(max(w @ Q @ w, 0.0)))  # r(t) = ||g_w(t)||/t ≥ 1 below ||g_MGDA||
     t_hi = 1.0  # ||g_w(t)|| ≤ max_i ||g_i|| = 1, so r(t_hi) ≤ 1
-    if t_lo <= _ZERO:  # 0 ∈ conv{g_i} (up to the rounding of M): maybe t* = 0 (D3)
-        u = _dual_cone_projection_weights(Q, uniform)
-        if np.sqrt(max((u - uniform) @ Q @ (u - uniform), 0.0)) <= rho * (1.0 + 1e-9):
-            return u
+    if t_lo <= zero_level or has_zero_rows:  # 0 ∈ conv{g_i} (or a zero row): maybe t* = 0 (D3)
+        u = dual_cone_weights(Q, a[None, :], eps=eps)[0]  # Gᵀu: projection of g_0 onto {d : G d ≥ 0}
+        if (u - a) @ Q @ (u - a) <= rho**2 * (1.0 + kappa):
+            return finish(u)
         t_lo = 0.0
     if t_hi - t_lo <= 1e-12 * t_hi:  # all gradients at the same point (K = 1, identical rows)
-        return uniform + (rho / t_lo) * w
+        return finish(a + (rho / t_lo) * w)
 
     for _ in range(100):
         t = 0.5 * (t_lo + t_hi)  # bisection step unless the active-set root lies in the bracket
         for s_root, w_root in _active_set_roots(Q, m, mu, rho, w):
-            if rho * s_root <= _ZERO:  # t = ||g_w|| = 0 is a spurious root when 0 ∈ conv{g_i}
+            if rho * s_root <= zero_level:  # t = ||g_w|| = 0 is a spurious root when 0 ∈ conv{g_i}
                 continue
             Qs = shifted(s_root)
-            if np.min(w_root) >= -1e-12 and np.min(Qs @ w_root) >= w_root @ Qs @ w_root - _TOL:  # KKT at s
-                w_root = np.clip(w_root, 0.0, None) / np.clip(w_root, 0.0, None).sum()
-                return uniform + (rho / np.sqrt(max(w_root @ Q @ w_root, 1e-300))) * w_root  # d = g_0 + (√φ/||g_w||) g_w
+            ns = np.sqrt(np.clip(np.diag(Qs), 0.0, None))
+            if np.min(w_root) >= -1e-12:
+                wc = np.clip(w_root, 0.0, None) / np.clip(w_root, 0.0, None).sum()
+                Qw = Qs @ wc
+                if np.min(Qw - wc @ Qw + min_norm_tolerances(Qs, ns, wc, eps)) >= 0.0:  # per-task KKT at s
+                    return finish(a + (rho / np.sqrt(max(wc @ Q @ wc, 1e-300))) * wc)  # d = g_0 + (√φ/||g_w||) g_w
             if t_lo < rho * s_root < t_hi:
                 t = rho * s_root
         w = inner(t)
@@ -131,14 +185,43 @@ def cagrad_weights(M: np.ndarray, c: float) -> np.ndarray:
             t_lo = t
         else:
             t_hi = t
-        if t_hi - t_lo <= 1e-15:  # bracket at rounding level (happens for Gramians that are PSD only to rounding)
+        if t_hi - t_lo <= 1e-15:  # bracket at rounding level (Gramians that are PSD only to rounding)
             norm = float(np.sqrt(max(w @ Q @ w, 0.0)))
-            if norm > _ZERO:
-                return uniform + (rho / norm) * w
-            u = _dual_cone_projection_weights(Q, uniform)  # t* = 0: the D3 construction, pulled into the ball
-            dev = float(np.sqrt(max((u - uniform) @ Q @ (u - uniform), 0.0)))
-            return uniform + min(1.0, rho / dev) * (u - uniform) if dev > 0 else uniform
+            if norm > zero_level:
+                return finish(a + (rho / norm) * w)
+            break
     raise SolverError(f"CAGrad: no certified solution of the dual problem (K = {K})")
+
+
+def _certify(Q: np.ndarray, norms: np.ndarray, a: np.ndarray, u: np.ndarray, rho: float, kappa: float) -> None:
+    """KKT of the primal max_{||d − g_0|| ≤ ρ} min_i ⟨g_i, d⟩ at d = Gᵀu, per task, or SolverError.
+
+    With w = u − a (d − g_0 = Gᵀw): w ≥ 0, ||Gᵀw|| ≤ ρ, and either the ball is active and w is supported
+    on the minimisers of ⟨g_i, d⟩ (then Gᵀw is the outer normal: optimal), or d is inside the ball and
+    non-conflicting (the value 0 is the maximum when 0 ∈ conv{g_i}, D3). Tolerances: 8κ·(||g_i|| + S)·S with
+    S = Σ_j |u_j| ||g_j||, κ = 32·K·ε.
+    """
+    w = u - a
+    S = float(np.abs(u) @ norms)
+    inner = Q @ u  # ⟨g_i, d⟩
+    tol = 8.0 * kappa * (norms + S) * S  # 8κ: the inner certificate is on the shifted points, mapped by 1/s
+    ball = float(w @ Q @ w)
+    nu = float(inner.min())
+    ball_tol = 8.0 * kappa * S * S  # rounding of ||Gᵀw||² = wᵀQw
+    ok = np.isfinite(u).all() and w.min() >= -kappa * float(np.abs(w).sum()) and ball <= rho**2 * (1.0 + kappa) + ball_tol
+    if ok and ball >= rho**2 * (1.0 - 1e-6) - ball_tol:  # ball active: w supported on the worst tasks
+        support = w > kappa * float(np.abs(w).sum())
+        # equality on the support to 128·tol: the bisection-bracket exit resolves t* only to ~1e-15 (measured
+        # excess up to 20·tol on the nearly opposite gradients of the CAGrad toy)
+        ok = bool((inner[support] - nu <= 128.0 * (tol[support] + tol[int(np.argmin(inner))])).all())
+    elif ok:  # interior point: must be non-conflicting (D3)
+        ok = bool((inner >= -tol).all())
+    if not ok:
+        raise SolverError(
+            f"CAGrad: solution not certified (K = {Q.shape[0]}): ||d − g_0||²/ρ² = {ball / rho**2:.6g}, "
+            f"min_i ⟨g_i, d⟩ = {nu:.3e}, min w = {w.min():.3e}, max support excess / tol = "
+            f"{float(((inner - nu) / tol)[w > kappa * float(np.abs(w).sum())].max(initial=0.0)):.3g}"
+        )
 
 
 def _active_set_roots(Q, m, mu, rho, w) -> list[tuple[float, np.ndarray]]:
@@ -171,12 +254,3 @@ def _active_set_roots(Q, m, mu, rho, w) -> list[tuple[float, np.ndarray]]:
         q = -0.5 * (qb + np.copysign(np.sqrt(disc), qb))  # stable quadratic formula
         roots = [q / qa] + ([qc / q] if q != 0.0 else [])
     return [(float(r), a + r * b) for r in sorted(roots) if r > 0.0]
-
-
-def _dual_cone_projection_weights(Q: np.ndarray, uniform: np.ndarray) -> np.ndarray:
-    """u = 𝟙/K + μ*, μ* = argmin_{μ≥0} ||Gᵀ(𝟙/K + μ)||²: Gᵀu is the projection of g_0 onto {d : Gd ≥ 0}."""
-    eigval, U = np.linalg.eigh(Q)
-    A = np.sqrt(np.clip(eigval, 0.0, None))[:, None] * U.T  # AᵀA = Q
-    # bounded-variable least squares: scipy's nnls mis-terminates on the rank-deficient A of this case
-    mu_star = scipy.optimize.lsq_linear(A, -A @ uniform, bounds=(0.0, np.inf), method="bvls", tol=1e-15).x
-    return uniform + mu_star

@@ -31,6 +31,14 @@ rounding level of M for float32 inputs or a numerically indefinite M), whose d t
 the orthogonal complement (a zero row does not change the other tasks' d; opposite gradients give
 d = 0). Very large α (≳ 50) can require exponentially small weights and may raise SolverError.
 
+Certificate (every path, including the fallback): the returned β must solve its equations per task,
+|(Cβ)_i − κ_i β_i^{−1/α}| ≤ max(r·κ_i β_i^{−1/α}, 32·K·ε·(|C|β)_i) (the second term: the rounding
+level of (Cβ)_i, ε of the input dtype; r = 1e-6, and 1e-4 for the regularised equations, whose
+condition number is ~1/ε), else SolverError. The regularised fallback is used only when
+the certified min-norm point of the unit gradients has ||Σλ_i ĝ_i||² ≤ ε (0 ∈ conv{g_i} up to the
+regularisation); otherwise a positive solution exists, and when Newton stalls on rounding (tasks whose
+⟨g_i, d⟩ is a sum cancelling to ~1e-13 of its terms) its best iterate is returned only if certified.
+
 Hyperparameters:
     alpha: α = 2.0 (default; every official run.sh). The official class and LibMTL default to 1.0.
     max_norm: 1.0 (default, as the official code): d is scaled to norm ≤ max_norm. The paper's d is
@@ -44,8 +52,9 @@ Deviations:
         tolerances (xtol = ftol = gtol = 1e-8).
     D2. The official d is K·Gᵀw, then clipped to norm 1.0; we return Gᵀw clipped to max_norm (no
         ×K, which matters only when the clip is inactive).
-    D3. Degenerate inputs (0 ∈ conv{g_i}): regularised solution (see above), where the official
-        least-squares solver returns an arbitrary non-solution. All-zero J gives w = 0, d = 0.
+    D3. Degenerate inputs (0 ∈ conv{g_i}): regularised solution (see above, certified for the
+        regularised equations), where the official least-squares solver returns an arbitrary
+        non-solution. All-zero J gives w = 0, d = 0.
         K = 1: w = ||g||^{−2α/(1+α)}.
 
 Usage:
@@ -63,7 +72,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import SolverError
+from reference_impls.core.solvers import KAPPA, SolverError, min_norm_point
 
 _RTOL = 1e-12  # target for max_i |w_i^{1/α} (Mw)_i − 1|
 _REG = 1e-8  # ε (relative to each ||g_i||²) for the degenerate case
@@ -87,7 +96,8 @@ def solve_fair_weights(M, alpha: float = 1.0, w0=None, *, max_iter: int = 100) -
         next time). With all-zero M: (zeros, None).
 
     Raises:
-        SolverError: Newton's method failed even on the regularised problem (should not happen).
+        SolverError: no certified solution (Newton failed, or its answer does not pass the per-task
+            certificate; see the module docstring).
     """
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha!r}")
@@ -107,17 +117,47 @@ def solve_fair_weights(M, alpha: float = 1.0, w0=None, *, max_iter: int = 100) -
     kappa = np.exp(log_kappa - (1.0 + p) * log_gamma)  # geometric mean 1
     start = w0 if w0 is not None and np.shape(w0) == (K,) and np.all(np.asarray(w0) > 0) else None
     beta = _newton(C, kappa, p, start, max_iter)
-    if beta is None:  # no positive solution: 0 ∈ conv{g_i}; regularise (D3)
+    if beta is None or _uncertified(C, kappa, p, beta, eps) is not None:
         # ε = 1e-8, raised above the rounding of M (float32 Gramians are PSD only to ~1e-7)
         eps_reg = max(_REG, 100.0 * eps, -2.0 * float(np.linalg.eigvalsh(C)[0]))
-        beta = _newton(C + eps_reg * np.eye(K), kappa, p, None, max_iter, accept=1e-6)
-        if beta is None:
-            raise SolverError(f"FairGrad/Nash-MTL Newton solver failed on the regularised Gramian (K = {K})")
+        lam = min_norm_point(C, eps)  # certified min-norm point of the unit gradients ĝ_i
+        if float(lam @ C @ lam) > eps_reg:  # 0 ∉ conv{ĝ_i}, even after regularisation: a positive solution exists
+            # Newton stalled on rounding (cancellation in Cβ): keep its best iterate only if it is certified
+            beta = _newton(C, kappa, p, start, max_iter, keep_best=True)
+            failure = "no iterate" if beta is None else _uncertified(C, kappa, p, beta, eps)
+            if failure is not None:
+                raise SolverError(f"FairGrad/Nash-MTL: a positive solution exists but Newton did not certify it (K = {K}): {failure}")
+        else:  # no positive solution: 0 ∈ conv{g_i} up to ε; regularise (D3)
+            C_reg = C + eps_reg * np.eye(K)
+            beta = _newton(C_reg, kappa, p, None, max_iter, accept=1e-6)
+            # the regularised system has condition ~1/ε: its equations are certified to 1e-4 relative per task
+            failure = "no iterate" if beta is None else _uncertified(C_reg, kappa, p, beta, eps, rel=1e-4)
+            if failure is not None:
+                raise SolverError(f"FairGrad/Nash-MTL Newton solver failed on the regularised Gramian (K = {K}): {failure}")
     return beta * np.exp(log_gamma) / D, beta  # w = γ β / D solves (M w)_i = w_i^{−1/α}
 
 
+def _uncertified(C: np.ndarray, kappa: np.ndarray, p: float, b: np.ndarray, eps: float, rel: float = 1e-6) -> str | None:
+    """None if β solves (Cβ)_i = κ_i β_i^{−p} for every task i to max(rel·κ_i β_i^{−p}, 32·K·ε·(|C|β)_i), the
+    rounding level of (Cβ)_i (per task, ε of the input dtype); otherwise a description of the worst violation.
+    Zero rows (C_ii = 0 before regularisation, diagonal ≤ ε after) do not move d and are not checked."""
+    if not (np.isfinite(b).all() and (b > 0).all()):
+        return "non-finite or non-positive weights"
+    target = kappa * b ** (-p)  # κ_i β_i^{−1/α}
+    allowed = np.maximum(rel * target, KAPPA * C.shape[0] * eps * (np.abs(C) @ b))
+    excess = np.where(np.diag(C) > 0.5, np.abs(C @ b - target) / allowed, 0.0)  # unit diagonal except zero rows
+    i = int(np.argmax(excess))
+    return None if excess[i] <= 1.0 else f"task {i}: |(Cβ)_i − κ_i β_i^(−1/α)| = {excess[i]:.3g} × its tolerance"
+
+
 def _newton(
-    C: np.ndarray, kappa: np.ndarray, p: float, b0: np.ndarray | None, max_iter: int, accept: float = 1e-9
+    C: np.ndarray,
+    kappa: np.ndarray,
+    p: float,
+    b0: np.ndarray | None,
+    max_iter: int,
+    accept: float = 1e-9,
+    keep_best: bool = False,
 ) -> np.ndarray | None:
     """Damped Newton on Φ(β) = ½βᵀCβ − Σ κ_i h(β_i), h' = β^{−p}; None when Φ seems unbounded (no solution).
 
@@ -126,7 +166,8 @@ def _newton(
     stall a line search. Returns β when the relative residual reaches 1e-12 (or the rounding level
     of Cβ, at most 1e-6), when it stalls below 1e-3 with a Newton decrement at rounding level
     (cancellation in Cβ for tasks whose gradients differ by ~1e12 in norm), or when it stalls below
-    ``accept`` (regularised degenerate case).
+    ``accept`` (regularised degenerate case). ``keep_best``: run all ``max_iter`` steps (no early stall
+    exits) and return the iterate of smallest residual, for the caller to certify.
     """
     b = np.array(kappa ** (1.0 / (1.0 + p)) if b0 is None else b0, dtype=np.float64)  # exact for orthogonal g_i
     if p == 1.0:
@@ -144,7 +185,7 @@ def _newton(
             floor = 1e-15 * float(np.max((np.abs(C) @ b) / np.maximum(np.abs(Cb), 1e-300)))
         if residual <= max(_RTOL, min(floor, 1e-6)):
             return b
-        stalled = residual >= best
+        stalled = residual >= best and not keep_best
         if stalled and best <= accept:  # stagnation at the rounding floor
             return b_best
         if residual < best:
@@ -178,7 +219,7 @@ def _newton(
         b = b + t * step
         if not np.all(np.isfinite(b)) or np.max(b) > 1e12 or t <= 1e-14:
             return None  # Φ unbounded below along a v ≥ 0 with Cv = 0: no positive solution
-    return b_best if best <= accept else None
+    return b_best if best <= accept or keep_best else None
 
 
 class FairGrad(GramianWeighting):

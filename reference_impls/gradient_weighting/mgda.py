@@ -26,16 +26,27 @@ Hyperparameters:
 
 Deviations:
     D1. Solver: the min-norm problem is solved exactly (Wolfe's finite algorithm on the Gramian,
-        :func:`reference_impls.core.solvers.min_norm_weights`, KKT-certified). The official code
-        starts from the best pair with γ clipped to [0.001, 0.999] and runs at most 250 projected
-        gradient steps with a stopping tolerance of 1e-5 (its loop counter is never incremented,
-        so it stops only on the tolerance); its λ, and hence d, are approximate.
+        :func:`reference_impls.core.solvers.min_norm_weights`), in float64, and certified per task:
+        ⟨g_i, d⟩ ≥ ||d||² − κ·S·(||g_i|| + S) for every i (S = Σ_j λ_j||g_j||, κ = 32·K·ε with ε of
+        the input dtype), so a task 1e6 times smaller than the others keeps its KKT guarantee;
+        SolverError otherwise. The official code starts from the best pair with γ clipped to
+        [0.001, 0.999] and runs at most 250 projected gradient steps with a stopping tolerance of
+        1e-5 (its loop counter is never incremented, so it stops only on the tolerance); its λ, and
+        hence d, are approximate.
     D2. Zero gradients under "l2"/"loss+" normalisation keep the norm factor 1 (the official code
         divides by zero); non-positive losses under "loss"/"loss+" raise a ValueError (the official
         code divides by them and flips signs).
-    D3. Degenerate inputs: all-zero J gives λ = 𝟙/K and d = 0; identical gradients put all weight
-        on the first copy (d is unique, λ is not); 0 ∈ conv{g_i} (zero row, opposite or opposing
-        collinear gradients) gives d = 0. K = 1 gives λ = (1,), d = g_1.
+    D3. Degenerate inputs: all-zero J gives λ = 𝟙/K and d = 0; a zero row gives d = 0 with all
+        weight on the first zero row; identical gradients put all weight on the first copy (d is
+        unique, λ is not); 0 ∈ conv{g_i} (opposite or opposing collinear gradients) gives d = 0 (to
+        the rounding level of the Gramian, ~√ε·Σλ_i||g_i||). K = 1 gives λ = (1,), d = g_1. A
+        Jacobian whose Gramian would be subnormal (J ≈ 1e-155) is multiplied by a power of two
+        before the Gramian is formed (λ is scale-invariant); a subnormal Gramian passed to
+        ``weights_from_gramian`` raises SolverError.
+    D4. Task-specific parameters (heads): ``backward`` writes each head's own raw gradient ∇f_i
+        (the base-class convention), whereas the official ``train_multi_task.py`` back-propagates
+        Σ_t λ_t f_t once, so its heads receive λ_t ∇f_t. With ``representation=Z`` (MGDA-UB) the
+        base class back-propagates Σ λ_i f_i, as the official code does.
 
 Usage:
     >>> mgda = MGDA()
@@ -52,7 +63,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import min_norm_weights
+from reference_impls.core.solvers import min_norm_weights, rescaled_gramian
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -82,6 +93,10 @@ class MGDA(GramianWeighting):
             raise ValueError(f"MGDA normalization {self.normalization!r} needs positive losses, got {losses.tolist()}")
         losses = losses.to(M)
         return losses if self.normalization == "loss" else losses * norms
+
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        # λ is invariant to a global factor of J: a vanishing J (M subnormal) is rescaled first (D3)
+        return self.compute_weights_from_gramian(rescaled_gramian(J), losses)
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         n = self._norm_factors(M, losses)  # (K,)

@@ -36,6 +36,8 @@ Deviations:
         regularised Gramian M + ε diag(M), ε = 1e-8 (a zero row gets ε), whose d tends as ε → 0 to the limit where
         deadlocked tasks get no first-order change (a zero row leaves the other tasks' d unchanged,
         opposite gradients give d = 0). The official solver returns an arbitrary point there.
+        Every answer, including this fallback, is certified per task (FairGrad's module docstring)
+        or SolverError is raised; the fallback is used only when 0 ∈ conv{g_i} up to ε.
         All-zero J gives α = 0 and d = 0. K = 1: α = 1/||g||, d = g/||g||.
     D4. Task-specific parameters: the official code back-propagates Σ α_i f_i, so each head gets
         α_i ∇f_i; ``backward`` here gives heads their raw task gradient (the project convention).

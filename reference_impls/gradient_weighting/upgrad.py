@@ -14,12 +14,16 @@ What is implemented (the paper's notation, rows g_i of J, M = J Jᵀ):
 * Numerics of the official code: M̃ = M / tr(M) (the zero matrix when tr(M) < ``norm_eps``),
   plus ``reg_eps``·I.
 
-Each K-dimensional quadratic program is solved exactly, in float64 on the CPU: after the Jacobi
-scaling v = D v̂ (D = diag(M̃_ii)^{-1/2}, so rows of very different norms cost no precision), with
-the factor R = Λ^{1/2}Vᵀ of D M̃ D = VΛVᵀ and v̂ = û + z, the objective is ||R z + R û||², a
-non-negative least-squares problem in z ≥ 0 (Lawson–Hanson active set, ``scipy.optimize.nnls``).
-The KKT conditions of the QP are M̃v ≥ 0, v ≥ u and (v − u)ᵀ M̃ v = 0; summed over i, the first
-one gives J d = M w ≥ −reg_eps·tr(M)·w, i.e. J d ≥ 0 (no conflict) exactly when reg_eps = 0.
+Each K-dimensional quadratic program is solved exactly, in float64 on the CPU, by the certified
+active-set solver :func:`reference_impls.core.solvers.dual_cone_weights`: zero rows are removed
+first (they constrain nothing and keep v_i = u_i), the Gramian is Jacobi-scaled
+(C = D M̃ D, D = diag(M̃_ii)^{-1/2}, so rows of very different norms cost no precision), and
+Lawson–Hanson works on C directly (no eigen-factor). The KKT conditions of the QP are M̃v ≥ 0,
+v ≥ u and (v − u)ᵀ M̃ v = 0; they are checked per task with tolerance κ·||g_i||·Σ_j |v_j| ||g_j||
+(κ = 32·K·ε, ε of the input dtype) and SolverError is raised when they fail. Summed over i, the
+first one gives J d = M w ≥ −reg_eps·tr(M)·w, i.e. J d ≥ 0 (no conflict) when reg_eps = 0, to
+that per-task rounding tolerance. A float32 Gramian that is PSD only to rounding is replaced by its
+nearest PSD matrix (a change of order K·ε).
 
 Hyperparameters (paper / official code): ``pref_vector`` = 𝟙/K, ``norm_eps`` = 1e-4,
 ``reg_eps`` = 1e-4 (both official-code numerics; 0 and 0 give the paper's exact operator).
@@ -31,13 +35,13 @@ under positive row scalings (the dual cone of diag(c)J is that of J); row-permut
 equals PCGrad.
 
 Degenerate inputs: all-zero J → d = 0 (w = p); a zero row is projected to zero and constrains
-nothing; identical rows → d = the common row; opposite rows g, −g → d = 0 (the dual cone is the
-hyperplane g⊥); collinear rows of both signs → d = 0 with reg_eps = 0 (a small multiple of g,
+nothing (it is removed before the solve, so d equals the answer without it); identical rows → d =
+the common row; opposite rows g, −g → d = 0 (the dual cone is the hyperplane g⊥); collinear rows of both signs → d = 0 with reg_eps = 0 (a small multiple of g,
 O(reg_eps), otherwise); K = 1 → d = g_1; ||J||_F < 0.01 → d = Jᵀp with the defaults (D2).
 
 Deviations:
-    D1. Solver: non-negative least squares on an eigen-factor of the Jacobi-scaled M̃ (exact active
-        set, KKT residual ~1e-15) instead of the official quadprog dense QP; the solution is the same.
+    D1. Solver: certified active set on the Jacobi-scaled Gramian (KKT residual at float64 rounding,
+        per task) instead of the official quadprog dense QP; the solution is the same.
     D2. The official normalisation threshold ``norm_eps`` = 1e-4 applies to tr(M) = ||J||_F² in
         absolute terms: when ||J||_F < 0.01 the official code (and this one, by default) replaces
         M̃ by reg_eps·I, so the weights become p and d = Jᵀp (mean of the g_i, which may conflict).
@@ -60,36 +64,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import SolverError
+from reference_impls.core.solvers import dtype_eps, dual_cone_weights
 
-
-def dual_cone_weights(M: np.ndarray, U: np.ndarray) -> np.ndarray:
-    """Rows v^(i) = argmin_{v ≥ U_i} vᵀ M v for a PSD M (K, K) and lower bounds U (r, K); float64.
-
-    ``Jᵀ v^(i)`` is the projection of ``Jᵀ U_i`` onto the dual cone {x : J x ≥ 0} (Proposition 1).
-    """
-    M = 0.5 * (M + M.T)  # symmetrise the rounding noise of J Jᵀ
-    # Jacobi scaling v = D v̂, D = diag(M_ii^{-1/2}): the problem min v̂ᵀ(DMD)v̂ s.t. v̂ ≥ D⁻¹u has a
-    # unit-diagonal matrix, so task gradients of very different norms cost no precision.
-    diag = np.diag(M).copy()
-    D = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 1.0)  # (K,)
-    M_hat = D[:, None] * M * D[None, :]  # (K, K), unit diagonal except zero rows
-    lam, V = np.linalg.eigh(M_hat)  # M̂ = V Λ Vᵀ
-    R = np.sqrt(np.clip(lam, 0.0, None))[:, None] * V.T  # (K, K): v̂ᵀM̂v̂ = ||R v̂||²
-    K = M.shape[0]
-    out = np.empty_like(U)
-    for i, u in enumerate(U):
-        u_hat = u / D  # (K,): the bound in the scaled variables
-        try:
-            z, _ = nnls(R, -(R @ u_hat), maxiter=100 * K + 100)  # min_{z ≥ 0} ||R z + R û||², v̂ = û + z
-        except RuntimeError as error:  # pragma: no cover - Lawson-Hanson is finite in exact arithmetic
-            raise SolverError(f"UPGrad: the dual-cone projection of row {i} did not converge: {error}") from None
-        out[i] = D * (u_hat + z)  # v = D v̂
-    return out
+__all__ = ["UPGrad", "dual_cone_weights"]  # dual_cone_weights: the certified solver of core.solvers
 
 
 class UPGrad(GramianWeighting):
@@ -123,6 +103,6 @@ class UPGrad(GramianWeighting):
         trace = float(np.trace(M64))
         M_tilde = np.zeros_like(M64) if trace < self.norm_eps or trace == 0.0 else M64 / trace  # M̃ = M / tr(M)
         M_tilde = M_tilde + self.reg_eps * np.eye(K)  # M̃ + reg_eps·I
-        V = dual_cone_weights(M_tilde, np.diag(p))  # (K, K): row i is v^(i), v^(i) ≥ p_i e_i
+        V = dual_cone_weights(M_tilde, np.diag(p), eps=dtype_eps(M))  # (K, K): row i is v^(i), v^(i) ≥ p_i e_i
         w = V.sum(axis=0)  # w = Σ_i v^(i)
         return torch.from_numpy(w).to(device=M.device, dtype=M.dtype)

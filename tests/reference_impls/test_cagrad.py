@@ -36,25 +36,9 @@ def _primal_slsqp(G, c):
     return -res.fun
 
 
-def _dual_slsqp(M, c):
-    """min_{w∈Δ} g_wᵀg_0 + c||g_0|| ||g_w|| (SLSQP from the uniform w, as in the official code, tight tolerance)."""
-    K = M.shape[0]
-    u = np.full(K, 1.0 / K)
-    rho = c * np.sqrt(u @ M @ u)
-    res = scipy.optimize.minimize(
-        lambda w: w @ M @ u + rho * np.sqrt(max(w @ M @ w, 0.0)),
-        u,
-        bounds=[(0.0, 1.0)] * K,
-        constraints={"type": "eq", "fun": lambda w: 1.0 - w.sum()},
-        method="SLSQP",
-        options={"ftol": 1e-15, "maxiter": 1000},
-    )
-    return res.fun
-
-
 def test_ball_constraint_and_exact_optimum_against_slsqp():
     # d is feasible (||d − g_0|| ≤ c||g_0||) and its worst improvement min_i ⟨g_i, d⟩ reaches the primal optimum
-    # (SLSQP on the primal, tight tolerance) and the dual value of the official solver (SLSQP on the dual).
+    # (SLSQP on the primal, tight tolerance), and the duality gap at our own w is zero.
     for name, J in asserts.random_jacobians(shapes=[(2, 3), (3, 20), (5, 50), (8, 16), (12, 64)]):
         G = J.numpy()
         g0 = G.mean(0)
@@ -65,9 +49,18 @@ def test_ball_constraint_and_exact_optimum_against_slsqp():
             value = (G @ d).min()
             scale = np.abs(G @ g0).max() + rho * np.linalg.norm(G, axis=1).max()
             assert value >= _primal_slsqp(G, c) - 1e-7 * scale, (name, c)
-            # weak duality: every w ∈ Δ bounds the max-min value from above; the official solver's w is never better
-            # (SLSQP is far off on the imbalanced v1 Jacobians; where it converges it agrees to ~1e-8)
-            assert value <= _dual_slsqp(G @ G.T, c) + 1e-6 * scale, (name, c)
+            # strong duality (a check that can fail, unlike weak duality): the dual objective at our own w,
+            # g_wᵀg_0 + √φ||g_w||, equals the primal value min_i <g_i, d>, per task relative to ||g_i||·||d||
+            u = CAGrad(c).weights(J).numpy()
+            w = u - 1.0 / len(G)
+            tol = 1e-9 * np.linalg.norm(G, axis=1).max() * (np.linalg.norm(d) + rho)
+            if np.linalg.norm(d - g0) < rho * (1 - 1e-9):  # interior d (D3: 0 ∈ conv{g_i}, dual optimum g_w = 0, value 0)
+                assert abs(value) <= tol, (name, c)
+            else:
+                w = w / w.sum()
+                gw = w @ G
+                dual = gw @ g0 + rho * np.linalg.norm(gw)
+                assert abs(dual - value) <= tol, (name, c)
 
 
 def test_dual_optimality_conditions():
@@ -86,9 +79,12 @@ def test_dual_optimality_conditions():
             g0 = J.mean(0)
             assert abs(mult - c * float(g0.norm()) / float((w @ J).norm())) <= 1e-8 * mult  # t* = ||g_w||
             inner = J @ d
-            tol = 1e-9 * float(J.norm(dim=1).max()) * float(d.norm())
-            nu = float(inner.min())
-            assert float((inner[w > 1e-9] - nu).abs().max()) <= tol, (name, c)
+            norms = J.norm(dim=1)
+            worst = int(inner.argmin())
+            nu = float(inner[worst])
+            # per task: |<g_i, d> − ν| ≤ 1e-9·(||g_i|| + ||g_worst||)·||d|| on the support of w
+            tol = 1e-9 * (norms + norms[worst]) * float(d.norm())
+            assert bool(((inner - nu).abs() <= tol)[w > 1e-9].all()), (name, c)
 
 
 def test_random_directions_in_the_ball_are_never_better():
@@ -214,3 +210,59 @@ def test_toy_converges_to_the_average_loss_optimum():
 
 def test_backward_in_a_training_loop_matches_the_explicit_jacobian():
     asserts.assert_backward_matches_explicit_jacobian(CAGrad(0.4, rescale=1))
+
+
+def test_audit_float32_near_collinear_stays_in_the_ball():
+    # issue 7 item 2: CAGrad(0.5)([[2.0409191], [-2.5556650]]) in float32 gave ||d − g_0|| = 2ρ (now ρ, to float32 rounding)
+    J = torch.tensor([[2.0409191], [-2.5556650]])
+    g0 = J.double().mean(0)
+    d = CAGrad(0.5)(J).double()
+    assert float((d - g0).norm()) <= 0.5 * float(g0.norm()) * (1 + 1e-5)
+    # 400 seeded near-collinear float32 Jacobians (K 2..5, n 1..3; the first 400 of the 1,500 of the report): before
+    # the fix 347/1,500 left the ball by up to 4.4ρ; now every d is within ρ up to the float32 rounding of M
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        K, n = int(torch.randint(2, 6, (1,), generator=gen)), int(torch.randint(1, 4, (1,), generator=gen))
+        base = torch.randn(1, n, generator=gen)
+        J = (base * torch.randn(K, 1, generator=gen) + 1e-3 * torch.randn(K, n, generator=gen)).float()
+        g0 = J.double().mean(0)
+        d = CAGrad(0.5)(J).double()
+        assert float((d - g0).norm()) <= 0.5 * float(g0.norm()) * (1 + 1e-3) + 1e-6 * float(d.norm())
+
+
+def test_c_one_non_conflicting_per_task_at_row_norm_spread():
+    # issue 7 item 3: c = 1, K = 19, n = 50, rows randn · logspace(0, log10 spread); seeds 157 (spread 3e5) and 183 (1e6)
+    # gave min cos(g_i, d) = −0.069 and −0.18. Per-task check: <g_i, d> ≥ −1e-9 ||g_i|| ||d||.
+    for seed, spread in ((157, 3e5), (183, 1e6), (92, 1e6)):
+        torch.manual_seed(seed)
+        J = torch.randn(19, 50, dtype=torch.float64) * torch.logspace(0, np.log10(spread), 19, dtype=torch.float64)[:, None]
+        d = CAGrad(1.0)(J)
+        assert float(((J @ d) / (J.norm(dim=1) * d.norm())).min()) >= -1e-9
+
+
+def test_zero_rows_are_removed_before_the_solve():
+    # issue 7 item 1: zero rows made the eigen-factor BVLS stop early (weight ~1e15, min <g_i, d> = −0.535 on
+    # the seeded cases of test_zero_rows_and_float32_gramians with the native OpenBLAS kernels); d must not depend
+    # on the kernel: compare with the same problem without the zero rows (g_0 keeps the 1/K factor)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        J = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+        J[[1, 4]] = 0.0
+        for c in (0.5, 1.0, 2.0):
+            d = CAGrad(c)(J)
+            g0 = J.mean(0)
+            assert float((d - g0).norm()) <= c * float(g0.norm()) * (1 + 1e-9)
+            if c >= 1.0:  # 0 in the ball: value 0, d non-conflicting per task
+                assert float(((J @ d)[J.norm(dim=1) > 0] / J[J.norm(dim=1) > 0].norm(dim=1)).min()) >= -1e-12 * float(d.norm() + g0.norm())
+
+
+def test_stress_inputs_are_certified_or_raise_nothing_silent():
+    """200 seeded hard Jacobians (tests.reference_impls.test_solvers.stress_jacobians): every call returns d in the
+    ball (to the input precision) or raises SolverError; all 200 currently return."""
+    from tests.reference_impls.test_solvers import stress_jacobians
+
+    for name, J in stress_jacobians(2, 200):
+        d = CAGrad(0.5)(J).double()
+        g0 = J.double().mean(0)
+        rtol = 1e-7 if J.dtype == torch.float64 else 1e-3
+        assert float((d - g0).norm()) <= 0.5 * float(g0.norm()) * (1 + rtol) + rtol * float(J.double().norm(dim=1).max()), name

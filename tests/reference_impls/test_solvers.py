@@ -1,11 +1,12 @@
 """The shared solvers return exact, certified answers (and say so when they cannot)."""
 
 
+import numpy as np
 import pytest
 import torch
 
 from reference_impls.core.aggregator import NonFiniteError
-from reference_impls.core.solvers import SolverError, min_norm_weights, project_simplex, shifted_gramian
+from reference_impls.core.solvers import SolverError, dual_cone_weights, min_norm_weights, project_simplex, shifted_gramian
 from tests.reference_impls.asserts import degenerate_jacobians, min_norm_reference, random_jacobians
 
 
@@ -127,3 +128,109 @@ def test_project_simplex_survives_huge_entries():
     v = torch.tensor([[1e17, 1e17 + 64.0, -1e17]], dtype=torch.float64)
     w = project_simplex(v)
     assert torch.allclose(w, torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Certified layer: per-task KKT on hard inputs (regressions of issue 7, items 1-3)
+# ---------------------------------------------------------------------------------------------
+
+
+def stress_jacobians(seed: int, count: int):
+    """Seeded hard Jacobians: K 2..40, n 1..500, float32/float64, zero / duplicated / collinear / opposite
+    rows, global scales 1e-12..1e12 and row-norm spreads up to 1e6 (the inputs of the stress tests)."""
+    gen = torch.Generator().manual_seed(seed)
+    for case in range(count):
+        K = int(torch.randint(2, 41, (1,), generator=gen))
+        n = int(torch.randint(1, 501, (1,), generator=gen)) if case % 3 else int(torch.randint(1, 6, (1,), generator=gen))
+        J = torch.randn(K, n, generator=gen, dtype=torch.float64)
+        kind = case % 6
+        if kind == 1:
+            J[torch.rand(K, generator=gen) < 0.3] = 0.0  # zero rows
+        elif kind == 2:
+            J[K // 2 :] = J[: K - K // 2] * torch.rand(K - K // 2, 1, generator=gen, dtype=torch.float64)[: K - K // 2]  # collinear/duplicated
+        elif kind == 3:
+            J[1] = -J[0]  # opposite
+        spread = 10.0 ** float(6 * torch.rand(1, generator=gen))
+        J = J * torch.logspace(0, float(torch.log10(torch.tensor(spread))), K, dtype=torch.float64)[torch.randperm(K, generator=gen)][:, None]
+        J = J * 10.0 ** float(torch.randint(-12, 13, (1,), generator=gen))
+        dtype = torch.float32 if case % 4 == 3 else torch.float64
+        yield f"case{case}-K{K}-n{n}-kind{kind}-{dtype}", J.to(dtype)
+
+
+def per_task_slack(J: torch.Tensor, values: torch.Tensor, d: torch.Tensor) -> float:
+    """min_i values_i / (||g_i|| ||d||) over the non-zero rows (float64): a per-task relative measure."""
+    J = J.double()
+    norms = J.norm(dim=1)
+    nz = norms > 0
+    scale = norms[nz] * max(float(d.double().norm()), 1e-300)
+    return float((values[nz] / scale).min()) if nz.any() else 0.0
+
+
+def test_min_norm_per_task_kkt_on_stress_inputs():
+    """Every task, however small, gets ⟨g_i, d⟩ ≥ ||d||² up to 1e-9 (float64) / 1e-3 (float32) of ||g_i||·||d||
+    (before the fix: min cos(g_i, d) = -0.15 at row-norm spread 1e6); 200 seeded cases, all must pass."""
+    for name, J in stress_jacobians(0, 200):
+        lam = min_norm_weights(J @ J.T)
+        J64 = J.double()
+        d = lam.double() @ J64
+        if float(d.norm()) <= 1e-6 * float(J64.norm(dim=1).max()):
+            continue  # 0 ∈ conv{g_i} (to the input precision): d = 0 is certified by the solver itself
+        rtol = 1e-9 if J.dtype == torch.float64 else 1e-3
+        assert per_task_slack(J, J64 @ d - d @ d, d) >= -rtol, name
+
+
+def test_min_norm_spread_1e6_regression():
+    # issue 7 item 3: K = 19, n = 50, rows randn · logspace(0, 6); seed 92 gave min cos(g_i, d) = −0.15
+    torch.manual_seed(92)
+    J = torch.randn(19, 50, dtype=torch.float64) * torch.logspace(0, 6, 19, dtype=torch.float64)[:, None]
+    d = min_norm_weights(J @ J.T) @ J
+    assert per_task_slack(J, J @ d - d @ d, d) >= -1e-9
+
+
+def test_vanishing_jacobian_has_a_defined_answer_or_a_clear_error():
+    # issue 7 item 3: J · 1e-155 made numpy raise "SVD did not converge" (0.5/scale overflowed)
+    from reference_impls.gradient_weighting.mgda import MGDA
+    from reference_impls.gradient_weighting.sdmgrad import SDMGrad
+
+    J = torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for method in (MGDA(), SDMGrad()):
+        assert torch.allclose(method.weights(J * 1e-155), method.weights(J), rtol=1e-12, atol=1e-15)
+    with pytest.raises(SolverError, match="subnormal"):
+        min_norm_weights((J * 1e-155) @ (J * 1e-155).T)
+
+
+def test_min_norm_zero_row_rule():
+    J = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0], [0.0, 0.0]], dtype=torch.float64)
+    assert torch.equal(min_norm_weights(J @ J.T), torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def test_dual_cone_weights_certified_on_stress_inputs():
+    """Projection of each g_i onto the dual cone: J d ≥ 0 per task (relative to ||g_i||·Σ|v_j|·||g_j||), v ≥ u,
+    complementarity; 150 seeded cases, all must pass (under every OpenBLAS kernel)."""
+    for name, J in stress_jacobians(1, 150):
+        K = J.shape[0]
+        V = dual_cone_weights(J @ J.T, np.eye(K))
+        J64 = J.double().numpy()
+        norms = np.linalg.norm(J64, axis=1)
+        rtol = 1e-9 if J.dtype == torch.float64 else 1e-3
+        for i in range(K):
+            v = V[i]
+            assert v.min() >= 0.0 and v[i] >= 1.0, name
+            inner = J64 @ (v @ J64)  # ⟨g_j, π(g_i)⟩
+            bound = rtol * norms * float(np.abs(v) @ norms)
+            assert (inner >= -bound).all(), (name, i)
+            active = (v - np.eye(K)[i]) > 0
+            assert (np.abs(inner[active]) <= bound[active]).all(), (name, i)
+
+
+def test_dual_cone_zero_rows_constrain_nothing():
+    # issue 7 item 1: with zero rows the eigen-factor + nnls solve was off by up to 39x; now zero rows are dropped
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(50):
+        J = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+        zero = torch.tensor([False, True, False, False, True, False])
+        J[zero] = 0.0
+        V = dual_cone_weights(J @ J.T, np.eye(6))
+        Vr = dual_cone_weights(J[~zero] @ J[~zero].T, np.eye(4))
+        assert np.allclose(V[np.ix_(~zero.numpy(), ~zero.numpy())], Vr, rtol=1e-10, atol=1e-12)
+        assert np.array_equal(V[zero.numpy()], np.eye(6)[zero.numpy()])
