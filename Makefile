@@ -47,7 +47,7 @@ BLAS_NATIVE_CMD := import ctypes, glob, os, numpy; \
   name = lib.scipy_openblas_get_corename64_; name.restype = ctypes.c_char_p; print(name().decode())
 
 .PHONY: all setup validate readme site serve test test-latest lock lock-upgrade bench bench-catalog bench-site \
-        bench-aggregators bench-deps bib json lint-readme clean
+        bench-aggregators bench-step bench-deps bib json lint-readme clean
 
 all: setup validate readme site
 
@@ -134,7 +134,7 @@ lock-upgrade: $(UV)
 	$(UV) pip compile $(LOCK_ARGS) --upgrade -o $(LOCK) \
 	  $$(sed -nE 's/$(CUDA_ONLY).*/--no-emit-package \1/p' .tools/lock-full.txt)
 
-bench: bench-catalog bench-site bench-aggregators
+bench: bench-catalog bench-site bench-aggregators bench-step
 
 bench-catalog: setup
 	$(PY) benchmarks/catalog_scaling.py
@@ -150,6 +150,10 @@ bench-deps: .bench-deps/.stamp
 
 bench-aggregators: bench-deps
 	$(PY) benchmarks/aggregators.py
+
+# Whole training steps: our backward() against TorchJD's mtl_backward + jac_to_grad and the floor.
+bench-step: bench-deps
+	$(PY) benchmarks/training_step.py
 
 clean:
 	rm -rf public .pytest_cache artifacts catalog.json catalog.bib

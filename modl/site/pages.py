@@ -505,41 +505,131 @@ class SiteModel:
         return "\n".join(out)
 
     def _speed_section(self) -> str:
-        """Tables from benchmarks/results/aggregators.json (written by `make bench-aggregators`)."""
-        path = self.catalog.root / "benchmarks" / "results" / "aggregators.json"
-        if not path.is_file():
-            return ""
-        data = json.loads(path.read_text(encoding="utf-8"))
-        rows = [r for r in data.get("rows", []) if r.get("method") != "floor"]
-        if not rows:
-            return ""
-        Ks = sorted({r["K"] for r in rows})
-        out = [
-            "## Speed\n",
-            f"Milliseconds per call on a random float32 Jacobian J (K, n), {data.get('threads')} CPU threads, "
-            f"torch {E.md(str(data.get('torch')))}, TorchJD {E.md(str(data.get('torchjd')))} in the same run "
-            "(`benchmarks/aggregators.py`). In brackets: our time over TorchJD's, and over the floor "
-            "(computing J Jᵀ plus one weighted sum of rows).\n",
-        ]
-        for n in sorted({r["n"] for r in rows}):
-            out.append(f"**n = {n:,}**\n")
-            out.append("| Method | " + " | ".join(f"K = {K}" for K in Ks) + " |")
-            out.append("| --- | " + " | ".join("---:" for _ in Ks) + " |")
-            for name in sorted({r["method"] for r in rows}):
-                cells = []
-                for K in Ks:
-                    r = next((r for r in rows if r["method"] == name and r["K"] == K and r["n"] == n), None)
-                    if r is None:
-                        cells.append("")
-                        continue
-                    ratios = [f"×{r['ours_over_torchjd']:.2f} TorchJD"] if r.get("ours_over_torchjd") else []
-                    ratios.append(f"×{r['ours_over_floor']:.2f} floor")
-                    cells.append(f"{r['ours_s'] * 1e3:.3f} ({', '.join(ratios)})")
-                out.append(f"| {E.md(name)} | " + " | ".join(cells) + " |")
-            out.append("")
-        return "\n".join(out) + "\n"
+        """Tables from benchmarks/results/{aggregators,training_step}.json (see speed_section)."""
+        return speed_section(Path(self.catalog.root))
 
     _has_design: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# Speed tables (benchmarks/aggregators.py and benchmarks/training_step.py write the JSON)
+# ----------------------------------------------------------------------------------------------
+
+_JACOBIAN_TITLES = {
+    "gaussian": "Gaussian J",
+    "mlp-init": "MLP at initialisation",
+    "mlp-trained": "MLP after {steps} SGD steps",
+    "cnn-init": "CNN at initialisation",
+    "cnn-trained": "CNN after {steps} SGD steps",
+}
+_NETWORK_TITLES = {"mlp": "MLP", "cnn": "CNN"}
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def _times(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _load_results(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if data.get("rows") else None
+
+
+def _run_facts(data: dict) -> str:
+    """Threads, clock, versions and the load average when the run started, for the prose."""
+    clock = "CPU time" if data.get("clock") == "cpu" else "wall time"
+    load = data.get("load_before")
+    load_text = f", load average {load[0]:.1f} at the start" if load else ""
+    return (
+        f"{data.get('threads')} CPU thread(s), {clock}, torch {E.md(str(data.get('torch')))}, "
+        f"TorchJD {E.md(str(data.get('torchjd')))} in the same run{load_text}"
+    )
+
+
+def _wide_table(rows: list[dict], first_header: str, order: list[str], floor_label: str) -> list[str]:
+    """One row per method; for each K three labelled columns: ours (ms), TorchJD (ms), ours / TorchJD.
+
+    The floor is a last row whose time is in the "ours" columns (the same for every method)."""
+    Ks = sorted({r["K"] for r in rows})
+    header = [first_header]
+    for K in Ks:
+        header += [f"Ours (ms), K = {K}", f"TorchJD (ms), K = {K}", f"Ours / TorchJD, K = {K}"]
+    out = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (3 * len(Ks))]
+    by_key = {(r["method"], r["K"]): r for r in rows}
+    for name in order:
+        cells = [E.md(name)]
+        for K in Ks:
+            r = by_key.get((name, K), {})
+            cells += [_ms(r.get("ours_s")), _ms(r.get("torchjd_s")), _times(r.get("ours_over_torchjd"))]
+        out.append("| " + " | ".join(cells) + " |")
+    floor = [floor_label]
+    for K in Ks:
+        times = [r["floor_s"] for r in rows if r["K"] == K and r.get("floor_s")]
+        floor += [_ms(min(times)) if times else "", "", ""]
+    out.append("| " + " | ".join(floor) + " |")
+    return out
+
+
+def speed_section(root: Path) -> str:
+    """The implementations page's speed tables, times and ratios in separate labelled columns.
+
+    One table per Jacobian of benchmarks/results/aggregators.json (aggregation alone) and one per
+    network of benchmarks/results/training_step.json (a whole training step); empty without them."""
+    agg = _load_results(root / "benchmarks" / "results" / "aggregators.json")
+    step = _load_results(root / "benchmarks" / "results" / "training_step.json")
+    if agg is None and step is None:
+        return ""
+    out = ["## Speed\n"]
+    if agg is not None:
+        rows = [r for r in agg["rows"] if r.get("method") != "floor"]
+        out.append("### Aggregation of one Jacobian\n")
+        out.append(
+            "Milliseconds per call of `method(J)` on a float32 Jacobian J (K, n), best of interleaved rounds "
+            f"(`benchmarks/aggregators.py`; {_run_facts(agg)}). *Ours / TorchJD* below 1 means ours is faster; "
+            "TorchJD cells are empty for methods it does not have. "
+            "The floor row is the work no Gram-based method avoids: J Jᵀ plus one weighted sum of rows. "
+            "Gaussian J has rows scaled from 0.1 to 10; the networks are those of the training-step table "
+            "below, with their n shared parameters.\n"
+        )
+        steps = agg.get("trained_steps", 20)
+        groups: dict[tuple[str, int], list[dict]] = {}
+        for r in rows:
+            kind = r.get("jacobian", "gaussian")
+            groups.setdefault((kind, r["n"] if kind == "gaussian" else 0), []).append(r)
+        kinds = list(_JACOBIAN_TITLES)
+        for kind, n in sorted(groups, key=lambda g: (kinds.index(g[0]) if g[0] in kinds else len(kinds), g[0], g[1])):
+            group = groups[(kind, n)]
+            title = _JACOBIAN_TITLES.get(kind, kind).format(steps=steps)
+            out.append(f"**{E.md(title)}, n = {group[0]['n']:,}**\n")
+            out += _wide_table(group, "Method", sorted({r["method"] for r in group}), "floor (J Jᵀ + wᵀJ)")
+            out.append("")
+    if step is not None:
+        rows = step["rows"]
+        out.append("### Training step\n")
+        out.append(
+            "Milliseconds per training step (zero the gradients, forward pass, backward) on a network with K "
+            f"linear heads after {step.get('trained_steps', 20)} SGD steps (`benchmarks/training_step.py`; "
+            f"{_run_facts(step)}). Ours: `method.backward(losses, shared_params, task_params)`; TorchJD: "
+            "`mtl_backward(losses, features=Z)` then `jac_to_grad(shared_params, aggregator)`; the floor row is "
+            "one backward pass of the summed loss. The *jacobian* rows time the forward pass and J alone: "
+            "K one-row backward passes (loop) or one vectorised pass (batched, what `backward()` uses), "
+            "against TorchJD's `mtl_backward` alone.\n"
+        )
+        known = list(_NETWORK_TITLES)
+        for network in sorted({r["network"] for r in rows}, key=lambda k: (known.index(k) if k in known else len(known), k)):
+            group = [r for r in rows if r["network"] == network]
+            title = _NETWORK_TITLES.get(network, network)
+            out.append(f"**{E.md(title)}, n = {group[0]['n']:,} shared parameters**\n")
+            methods = list(dict.fromkeys(r["method"] for r in group))
+            order = [m for m in methods if not m.startswith("jacobian")] + [m for m in methods if m.startswith("jacobian")]
+            out += _wide_table(group, "Method", order, "floor (Σ f_i backward)")
+            out.append("")
+    return "\n".join(out) + "\n"
 
 
 _RST_LITERAL = re.compile(r"``(.+?)``")

@@ -19,7 +19,7 @@ receive them as the second argument. Stateful methods (EMA of gradients, warm st
 weights) set ``stateful = True`` and implement :meth:`Aggregator.reset`.
 
 Every method is usable in a training loop through :meth:`Aggregator.backward`, which computes J
-with autograd (K backward passes), aggregates it and writes ``.grad`` of the shared parameters;
+with autograd (:func:`jacobian`), aggregates it and writes ``.grad`` of the shared parameters;
 task-specific parameters get the plain sum of their task gradients. With ``representation=Z`` a
 :class:`Weighting` computes its weights from the Jacobian with respect to the shared representation
 Z instead (the "-UB" variants of MGDA and Aligned-MTL) and back-propagates Σ w_i f_i once.
@@ -35,6 +35,8 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
+
+from reference_impls.core.hooks import default_hook
 
 
 class NonFiniteError(ValueError):
@@ -129,6 +131,31 @@ class Aggregator:
     def reset(self) -> None:
         """Forget all state (EMAs, warm starts, learned weights). Stateless methods do nothing."""
 
+    # Hooks (see reference_impls.core.hooks): driven by the runner and by hooks.train_step.
+    hook_names: ClassVar[tuple[str, ...]] = ("parameters", "update", "on_epoch_end", "attach")
+
+    @default_hook
+    def parameters(self) -> Sequence[Tensor]:
+        """Learnable tensors of the method, optimised with the model; none by default."""
+        return ()
+
+    @default_hook
+    def update(self, new_losses: Tensor) -> object:
+        """Called after every optimiser step with the (K,) losses at the new parameters, same batch."""
+        return None
+
+    @default_hook
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after each pass over the training data (after every step on full-batch problems)."""
+
+    @default_hook
+    def attach(self, losses: Sequence[Tensor] | Tensor, representation: Tensor):  # pragma: no cover - interface
+        """Activation hook: make the shared representation's incoming gradient the method's output.
+
+        Returns a handle with ``remove()``. Only methods that work on activations define it (GradDrop).
+        """
+        raise TypeError(f"{type(self).__name__} has no activation hook")
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
@@ -145,6 +172,9 @@ class Aggregator:
         representation: Tensor | None = None,
     ) -> Tensor:
         """Compute the task gradients with autograd, aggregate them, and accumulate into ``.grad``.
+
+        J comes from :func:`jacobian`: each task's own part of the graph (its head) is differentiated
+        on its own, the shared part in one vectorised backward pass for all K tasks.
 
         Args:
             losses: K scalar losses (a sequence or a (K,) tensor) built from the same graph.
@@ -221,30 +251,255 @@ def _as_loss_list(losses: Sequence[Tensor] | Tensor) -> list[Tensor]:
     return losses
 
 
+# Rows of the identity sent through one batched backward pass at most; bounds the memory of the
+# batched pass (it holds this many copies of every activation's gradient) at large K.
+BATCHED_ROWS = 32
+
+
 def jacobian(
     losses: Sequence[Tensor],
     shared_params: Sequence[Tensor],
     task_params: Sequence[Tensor] = (),
     keep_graph: bool = False,
+    *,
+    batched: bool | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Rows g_i = ∇_{θ_sh} f_i (flattened, concatenated over ``shared_params``) and Σ_i ∇ f_i over ``task_params``.
 
-    One backward pass per task; the graph is kept until the last one (or after it, with
-    ``keep_graph``). Parameters a loss does not depend on get zero gradients.
+    By default (``batched=None``) the K rows come from one vectorised backward pass (``is_grads_batched``:
+    autograd under ``torch.vmap``, :data:`BATCHED_ROWS` rows a pass) instead of K one-row passes. When
+    the graph splits into task-specific parts (heads) over a shared part (encoder), found by walking
+    the graph, each head is differentiated on its own down to the split, and only the shared part is
+    vectorised, with the stacked (K, ...) gradients at the split as cotangents (chain rule; the same
+    scheme as TorchJD's ``mtl_backward``, without being told the features). Otherwise the stacked
+    losses are differentiated with the identity as cotangents. ``batched=False`` forces the K passes,
+    ``batched=True`` the vectorised pass. Both give the same rows up to float rounding.
+    If vmap cannot batch an operation of the graph (a custom ``autograd.Function`` with data-dependent
+    control flow, say), the K passes are tried instead; when the failed attempt has already freed part
+    of the graph, a RuntimeError says to pass ``batched=False``. The graph is kept after the call only
+    with ``keep_graph``. Parameters a loss does not depend on get zero gradients.
     """
     if not shared_params:
         raise ValueError("no shared parameters given")
-    params = list(shared_params) + list(task_params)
-    rows: list[Tensor] = []
+    losses = list(losses)
+    if batched is False or len(losses) == 1:
+        return _jacobian_loop(losses, list(shared_params), list(task_params), keep_graph)
+    try:
+        with torch.enable_grad():  # stacking the losses and finding the leaves' nodes record a graph
+            return _jacobian_batched(losses, list(shared_params), list(task_params), keep_graph)
+    except RuntimeError as vmap_error:
+        if batched:
+            raise
+        try:
+            return _jacobian_loop(losses, list(shared_params), list(task_params), keep_graph)
+        except RuntimeError as loop_error:
+            if "second time" not in str(loop_error):  # not caused by the batched attempt
+                raise
+            raise RuntimeError(
+                f"the vectorised backward pass failed ({vmap_error}) and freed part of the graph, so the "
+                "one-row passes cannot run either: recompute the losses and call with batched=False"
+            ) from loop_error
+
+
+def _jacobian_batched(
+    losses: list[Tensor], shared_params: list[Tensor], task_params: list[Tensor], keep_graph: bool
+) -> tuple[Tensor, list[Tensor]]:
+    """J by vmap over backward. Where the graph splits into task-specific parts (heads) on top of a
+    shared part (encoder), each task's part is differentiated on its own down to the split and only
+    the shared part is batched (:func:`_split_graph`); otherwise the whole graph is batched."""
+    K = len(losses)
+    sizes = [p.numel() for p in shared_params]
+    J = shared_params[0].new_empty(K, sum(sizes))  # (K, n), each block written once below
+    blocks = J.split(sizes, dim=1)  # views (K, numel(p))
+    split = _split_graph(losses, shared_params, task_params)
+    if split is None:
+        stacked = torch.stack([f.reshape(()) for f in losses])  # (K,)
+        eye = torch.eye(K, dtype=stacked.dtype, device=stacked.device)  # (K, K): cotangent e_i selects f_i
+        task_grads = _batched_into(blocks, shared_params, task_params, [stacked], lambda rows: [eye[rows]], keep_graph)
+        return J, task_grads
+    edges, single, task_single = split
+    # Stage 1, one pass per task through its own part only: the cotangent at each split edge,
+    # the rows of shared parameters that only this task reaches, and the heads' gradients.
+    edge_list = list(edges)
+    cotangents: list[list[Tensor | None]] = [[None] * K for _ in edge_list]  # [edge][task]
+    task_grads = [torch.zeros_like(p) for p in task_params]
+    for j in single:
+        blocks[j].zero_()
+    for i, f in enumerate(losses):
+        own_edges = [e for e, edge in enumerate(edge_list) if i in edges[edge]]
+        own_single = [j for j, t in single.items() if t == i]
+        own_heads = [j for j, t in task_single.items() if t == i]
+        inputs = [edge_list[e] for e in own_edges] + [shared_params[j] for j in own_single] + [task_params[j] for j in own_heads]
+        if not inputs:
+            continue
+        grads = torch.autograd.grad(f, inputs, retain_graph=True, allow_unused=True)  # the shared part stays for stage 2
+        for e, g in zip(own_edges, grads):
+            cotangents[e][i] = g
+        for j, g in zip(own_single, grads[len(own_edges) :]):
+            if g is not None:
+                blocks[j][i].copy_(g.reshape(-1))
+        for j, g in zip(own_heads, grads[len(own_edges) + len(own_single) :]):
+            if g is not None:
+                task_grads[j] += g
+    # Stage 2: the stacked cotangents (K, ...) of the split edges through the shared part, batched.
+    outputs, stacked = [], []
+    for edge, per_task in zip(edge_list, cotangents):
+        like = next((g for g in per_task if g is not None), None)
+        if like is not None:
+            outputs.append(edge)
+            stacked.append(torch.stack([torch.zeros_like(like) if g is None else g for g in per_task]))  # (K, *shape)
+    multi = [j for j in range(len(shared_params)) if j not in single]
+    if outputs and multi:
+        _batched_into(
+            [blocks[j] for j in multi], [shared_params[j] for j in multi], [], outputs, lambda rows: [c[rows] for c in stacked], keep_graph
+        )  # fmt: skip
+    else:
+        for j in multi:
+            blocks[j].zero_()
+    return J, task_grads
+
+
+def _batched_into(
+    blocks: list[Tensor], shared_params: list[Tensor], task_params: list[Tensor], outputs: list, cotangents, keep_graph: bool
+) -> list[Tensor]:
+    """Write the rows of ∂(outputs)/∂θ_sh for the K stacked cotangents ``cotangents(rows)`` into
+    ``blocks`` (views (K, numel(p)) of J), BATCHED_ROWS rows a pass; returns Σ_i ∂/∂θ_task."""
+    K = blocks[0].shape[0]
+    params = shared_params + task_params
+    task_grads = [torch.zeros_like(p) for p in task_params]
+    for start in range(0, K, BATCHED_ROWS):
+        rows = slice(start, start + BATCHED_ROWS)
+        retain = keep_graph or start + BATCHED_ROWS < K  # freed by the last chunk, as by the last of K passes
+        grads = torch.autograd.grad(
+            outputs, params, grad_outputs=cotangents(rows), retain_graph=retain, allow_unused=True, is_grads_batched=True
+        )  # each (k, *p.shape) or None
+        for block, g in zip(blocks, grads):
+            if g is None:
+                block[rows].zero_()  # a parameter no loss reaches
+            else:
+                block[rows].copy_(g.reshape(g.shape[0], -1))  # (k, numel(p))
+        for j, g in enumerate(grads[len(shared_params) :]):
+            if g is not None:
+                task_grads[j] += g.sum(0)  # Σ_i ∇f_i over this chunk's tasks
+    return task_grads
+
+
+def _split_graph(losses: list[Tensor], shared_params: list[Tensor], task_params: list[Tensor]):
+    """Where the autograd graph of the K losses splits into task-specific parts over a shared part.
+
+    Each node gets the set of losses that reach it (a bit mask, propagated in reverse topological
+    order). A node reached by one loss is task i's; an edge from task i's node into a node reached by
+    several losses is a split edge. Returns ({split edge: tasks}, {shared param index: its one task},
+    {task param index: its one task}), or None when the split would not give exact rows by the chain
+    rule or would not save work: a split node below another one (its cotangent would double-count
+    the path between them), a task parameter reached by several losses, a split at a leaf, or no
+    task-specific part at all.
+    """
+    from torch.autograd.graph import GradientEdge
+
+    roots = [f.grad_fn for f in losses]
+    if any(r is None for r in roots):
+        return None
+    order: list = []  # nodes, each after all its consumers (reverse topological order)
+    seen: set = set()
+    for root in roots:  # iterative post-order DFS, then reversed
+        stack = [(root, iter(root.next_functions))]
+        if root in seen:
+            continue
+        seen.add(root)
+        while stack:
+            node, children = stack[-1]
+            for child, _ in children:
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(child.next_functions)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    mask: dict = {node: 0 for node in order}
+    for i, root in enumerate(roots):
+        mask[root] |= 1 << i
+    for node in order:
+        for child, _ in node.next_functions:
+            if child is not None:
+                mask[child] |= mask[node]
+    if all(mask[r] & (mask[r] - 1) for r in roots):
+        return None  # every loss is already shared: nothing task-specific to split off
+    edges: dict = {}
+    for node in order:
+        m = mask[node]
+        if m & (m - 1):  # shared node
+            continue
+        task = m.bit_length() - 1
+        for child, nr in node.next_functions:
+            if child is not None and mask[child] & (mask[child] - 1):
+                if not child.next_functions and hasattr(child, "variable"):
+                    return None  # split straight into a leaf (a shared parameter used by several heads)
+                edges.setdefault(GradientEdge(child, nr), set()).add(task)
+    for i, root in enumerate(roots):  # a loss computed by a shared node: its split edge is the loss itself
+        if mask[root] & (mask[root] - 1):
+            edges.setdefault(GradientEdge(root, losses[i].output_nr), set()).add(i)
+    split_nodes = {e.node for e in edges}
+    below: set = set()
+    stack = [child for node in split_nodes for child, _ in node.next_functions if child is not None]
+    while stack:  # every node under a split node
+        node = stack.pop()
+        if node in below:
+            continue
+        if node in split_nodes:
+            return None
+        below.add(node)
+        stack.extend(child for child, _ in node.next_functions if child is not None)
+
+    def leaf_task(p: Tensor, allow_shared: bool) -> int | None | bool:
+        node = _accumulate_grad_node(p)
+        m = mask.get(node, 0) if node is not None else 0
+        if m & (m - 1):
+            return True if allow_shared else False  # shared: batched (or, for a head, unsupported)
+        return m.bit_length() - 1 if m else None  # task-specific, or unused
+
+    single: dict[int, int] = {}
+    for j, p in enumerate(shared_params):
+        t = leaf_task(p, allow_shared=True)
+        if t is not True and t is not None:
+            single[j] = t
+    task_single: dict[int, int] = {}
+    for j, p in enumerate(task_params):
+        t = leaf_task(p, allow_shared=False)
+        if t is False:
+            return None
+        if t is not None:
+            task_single[j] = t
+    return edges, single, task_single
+
+
+def _accumulate_grad_node(p: Tensor):
+    """The AccumulateGrad node of a leaf that requires grad (None otherwise)."""
+    if p.grad_fn is not None or not p.requires_grad:
+        return None
+    return p.view_as(p).grad_fn.next_functions[0][0]
+
+
+def _jacobian_loop(
+    losses: list[Tensor], shared_params: list[Tensor], task_params: list[Tensor], keep_graph: bool
+) -> tuple[Tensor, list[Tensor]]:
+    """K backward passes, one per loss: row i of J is written in place (no per-row concatenation)."""
+    params = shared_params + task_params
+    sizes = [p.numel() for p in shared_params]
+    first = shared_params[0]
+    J = first.new_zeros(len(losses), sum(sizes))  # (K, n); parameters a loss does not reach stay zero
     task_grads: list[Tensor] = [torch.zeros_like(p) for p in task_params]
     for i, f in enumerate(losses):
         grads = torch.autograd.grad(f, params, retain_graph=keep_graph or i < len(losses) - 1, allow_unused=True)
-        shared = [torch.zeros_like(p) if g is None else g for p, g in zip(shared_params, grads)]
-        rows.append(torch.cat([g.reshape(-1) for g in shared]))
+        for block, g in zip(J[i].split(sizes), grads):
+            if g is not None:
+                block.copy_(g.reshape(-1))
         for k, g in enumerate(grads[len(shared_params) :]):
             if g is not None:
                 task_grads[k] += g
-    return torch.stack(rows), task_grads  # (K, n)
+    return J, task_grads
 
 
 def write_flat_grad(params: Sequence[Tensor], d: Tensor) -> None:

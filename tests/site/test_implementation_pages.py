@@ -172,3 +172,72 @@ def test_docstring_literals_become_escaped_code() -> None:
     got = _docstring_text("Set ``reg_eps = 0`` here; ``<script>alert(1)</script>`` and *x*.")
     assert got.startswith("Set <code>reg\\_eps &#61; 0</code> here; <code>&lt;script&gt;")
     assert "<script>" not in got and "\\*x\\*" in got
+
+
+def _write_speed_results(root: Path) -> None:
+    import json
+
+    results = root / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    meta = {"threads": 2, "clock": "wall", "torch": "2.13.0", "torchjd": "0.18.0", "load_before": [1.5, 1.0, 0.5]}
+    agg_rows = [
+        {"jacobian": "gaussian", "method": "upgrad", "K": 2, "n": 10000, "ours_s": 0.0015, "torchjd_s": 0.003,
+         "floor_s": 0.0002, "ours_over_torchjd": 0.5, "ours_over_floor": 7.5},
+        {"jacobian": "gaussian", "method": "upgrad", "K": 8, "n": 10000, "ours_s": 0.004, "torchjd_s": 0.002,
+         "floor_s": 0.0003, "ours_over_torchjd": 2.0, "ours_over_floor": 13.3},
+        {"jacobian": "gaussian", "method": "famo", "K": 2, "n": 10000, "ours_s": 0.0001, "torchjd_s": None,
+         "floor_s": 0.00025, "ours_over_torchjd": None, "ours_over_floor": 0.4},
+        {"jacobian": "gaussian", "method": "floor", "K": 2, "n": 10000, "ours_s": 0.0002},
+        {"jacobian": "mlp-trained", "method": "upgrad", "K": 2, "n": 148224, "ours_s": 0.0079, "torchjd_s": 0.0037,
+         "floor_s": 0.001, "ours_over_torchjd": 2.135, "ours_over_floor": 7.9},
+    ]  # fmt: skip
+    step_rows = [
+        {"network": "mlp", "method": "jacobian-batched", "K": 2, "n": 148224, "ours_s": 0.002, "torchjd_s": 0.004,
+         "floor_s": 0.001, "ours_over_torchjd": 0.5, "ours_over_floor": 2.0},
+        {"network": "mlp", "method": "mgda", "K": 2, "n": 148224, "ours_s": 0.006, "torchjd_s": 0.012,
+         "floor_s": 0.001, "ours_over_torchjd": 0.5, "ours_over_floor": 6.0},
+    ]  # fmt: skip
+    (results / "aggregators.json").write_text(json.dumps({**meta, "trained_steps": 20, "rows": agg_rows}))
+    (results / "training_step.json").write_text(json.dumps({**meta, "trained_steps": 20, "rows": step_rows}))
+
+
+def _tables(html_text: str) -> list[list[list[str]]]:
+    """Every <table> of an HTML fragment as rows of cell texts (header row first)."""
+    tables = []
+    for table in re.findall(r"<table>(.*?)</table>", html_text, flags=re.S):
+        rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
+        cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S) for row in rows]
+        tables.append([[html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in row] for row in cells])
+    return tables
+
+
+def test_speed_tables_put_times_and_ratios_in_separate_labelled_columns(tmp_path: Path) -> None:
+    """Rendered as HTML: one table per Jacobian and per network; for each K the columns are labelled
+    ours (ms), TorchJD (ms) and ours / TorchJD, each cell holds one number (no "0.102 (×0.57 floor)"),
+    a method TorchJD lacks has empty TorchJD cells, the floor is its own row, and the training-step
+    table lists the methods before the Jacobian-only rows."""
+    import markdown
+
+    from modl.site.pages import speed_section
+
+    _write_speed_results(tmp_path)
+    text = speed_section(tmp_path)
+    page = markdown.markdown(text, extensions=["tables"])
+    assert "(×" not in page and "floor)" not in page
+    gaussian, mlp_jacobian, step = _tables(page)
+    assert gaussian[0] == ["Method", "Ours (ms), K = 2", "TorchJD (ms), K = 2", "Ours / TorchJD, K = 2",
+                           "Ours (ms), K = 8", "TorchJD (ms), K = 8", "Ours / TorchJD, K = 8"]  # fmt: skip
+    assert gaussian[1] == ["famo", "0.100", "", "", "", "", ""]
+    assert gaussian[2] == ["upgrad", "1.500", "3.000", "0.50", "4.000", "2.000", "2.00"]
+    assert gaussian[3] == ["floor (J Jᵀ + wᵀJ)", "0.200", "", "", "0.300", "", ""]
+    assert "Gaussian J, n = 10,000" in page and "MLP after 20 SGD steps, n = 148,224" in page
+    assert mlp_jacobian[1] == ["upgrad", "7.900", "3.700", "2.13"]
+    assert [row[0] for row in step[1:]] == ["mgda", "jacobian-batched", "floor (Σ f_i backward)"]
+    assert step[1][1:] == ["6.000", "12.000", "0.50"] and step[3][1] == "1.000"
+    assert "TorchJD 0.18.0" in page and "load average 1.5" in page
+
+
+def test_no_speed_section_without_results(tmp_path: Path) -> None:
+    from modl.site.pages import speed_section
+
+    assert speed_section(tmp_path) == ""
