@@ -340,10 +340,11 @@ def dual_cone_weights(M, U, *, eps: float | None = None, max_iter: int | None = 
 
     Gᵀ v^(r) is the Euclidean projection of Gᵀ U_r onto the dual cone {x : G x ≥ 0} (Quinton & Rey,
     Proposition 1). Solved per row as the non-negative QP min_{z ≥ 0} ½(û + z)ᵀ C (û + z) in the
-    Jacobi-scaled variables (C = D M D unit-diagonal, D = diag(1/||g_i||), v = u + D z, û = u/D), by the
-    Lawson–Hanson active-set method written on C (face systems C_FF y = −(C û)_F); before it, two guessed
-    faces (the tasks conflicting with û, and the previous row's) are tried and kept only if they pass the
-    certificate. Zero rows (M_ii = 0) constrain nothing and are dropped: v_i = U_ri. A C that is PSD only
+    Jacobi-scaled variables (C = D M D unit-diagonal, D = diag(1/||g_i||), v = u + D z, û = u/D). The R rows
+    share C and are solved together (:func:`_nonnegative_qp_rows`): rows without a conflict get z = 0, the
+    others run batched block principal pivoting on the face systems C_FF y = −(C û)_F, and a row that does
+    not reach a float64-certified face within a few sweeps is solved on its own by the Lawson–Hanson
+    active-set method written on C (finite). Zero rows (M_ii = 0) constrain nothing and are dropped: v_i = U_ri. A C that is PSD only
     to rounding (negative eigenvalue, float32 Gramians) is replaced by its nearest PSD matrix, rescaled to
     unit diagonal (a change of the size of that eigenvalue, which the certificate's ε then covers).
 
@@ -373,12 +374,99 @@ def dual_cone_weights(M, U, *, eps: float | None = None, max_iter: int | None = 
         C = C / np.sqrt(np.outer(np.diag(C), np.diag(C)))  # unit diagonal again (changes ≲ Kε)
         eps = max(eps, -low / (KAPPA * k))  # the certificate's tolerance covers the size of that change
     max_iter = max_iter if max_iter is not None else 10 * k + 100
-    free: np.ndarray = np.zeros(k, dtype=bool)
-    for r in range(U.shape[0]):
-        u_hat = U[r, keep] * norms  # û = u/D
-        z, free = _nonnegative_qp(C, u_hat, free, eps, max_iter)
-        out[r, keep] = U[r, keep] + z / norms  # v = u + D z
+    U_hat = U[:, keep] * norms  # (R, k): û = u/D, one row per problem
+    Z = _nonnegative_qp_rows(C, U_hat, eps, max_iter)  # (R, k)
+    out[:, keep] = U[:, keep] + Z / norms  # v = u + D z
     return out
+
+
+_BLOCK_PIVOT_STEPS = 20  # batched block-pivoting sweeps before a row falls back to Lawson–Hanson
+_STALLS = 3  # sweeps without fewer infeasible indices before a row switches to single exchanges (Kim & Park)
+
+
+def _nonnegative_qp_rows(C: np.ndarray, U_hat: np.ndarray, eps: float, max_iter: int) -> np.ndarray:
+    """Z[r] = argmin_{z≥0} ½(û_r + z)ᵀC(û_r + z) for every row û_r of U_hat (R, k), all rows at once; certified.
+
+    The R problems share C, so they are solved together: rows whose û already satisfies the KKT conditions
+    get z = 0; the others run block principal pivoting (Júdice & Pires 1994, as in Kim & Park's NNLS 2011:
+    every infeasible variable changes side at once, and after 3 sweeps without fewer infeasibilities a row
+    switches to Murty's single-index rule, which terminates for positive definite C) with the face systems
+    C_FF y = −b_F of all rows in one batched solve (C masked to each row's face, identity elsewhere). A row
+    is accepted only when its float64 KKT test holds; a row that has not passed it after
+    ``_BLOCK_PIVOT_STEPS`` sweeps (singular faces, rounding cycles) is solved by the per-row Lawson–Hanson
+    method (:func:`_nonnegative_qp`, finite). The final per-task certificate is checked for all rows at once.
+    """
+    R, k = U_hat.shape
+    B = U_hat @ C  # (R, k): b = C û, the gradient at z = 0 (C symmetric)
+    scale = np.abs(U_hat).sum(axis=1)  # (R,): Σ_j |û_j|
+    Z = np.zeros((R, k))
+    tol64 = KAPPA * k * _EPS64 * scale  # (R,): stop at float64 rounding; certified below at ε
+    todo = np.flatnonzero(B.min(axis=1) < -tol64)  # rows with a conflict (z = 0 certifies the others)
+    if todo.size:
+        free = B[todo] < 0  # (m, k): first face, the tasks that conflict with û
+        ninf_best = np.full(todo.size, k + 1)
+        stalls = np.zeros(todo.size, dtype=int)
+        eye = np.eye(k, dtype=bool)
+        for _ in range(_BLOCK_PIVOT_STEPS):
+            b = B[todo]  # (m, k)
+            A = np.where(free[:, :, None] & free[:, None, :], C, eye)  # (m, k, k): C_FF on the face, I elsewhere
+            y = _batched_face_solve(C, A, np.where(free, -b, 0.0), free)  # (m, k), 0 off the face
+            grad = b + y @ C  # (m, k): C z + b, i.e. (C v̂)_i = ⟨g_i, d⟩/||g_i||
+            tol = KAPPA * k * _EPS64 * (scale[todo] + np.abs(y).sum(axis=1))  # (m,)
+            # infeasible: a face variable below 0, or a bound variable whose task still conflicts
+            infeasible = np.where(free, y < 0, grad < -tol[:, None])  # (m, k)
+            ninf = infeasible.sum(axis=1)
+            # NaN/inf (a near-singular face) fail this test and go to the fallback
+            solved = (ninf == 0) & (np.abs(np.where(free, grad, 0.0)).max(axis=1) <= tol)
+            Z[todo[solved]] = y[solved]
+            # Exchange rule (Kim & Park, Algorithm 2): all infeasible indices while their number falls, else the last one.
+            improving = ninf < ninf_best
+            stalls = np.where(improving, 0, stalls + 1)
+            ninf_best = np.minimum(ninf, ninf_best)
+            single = ~improving & (stalls >= _STALLS)
+            if single.any():
+                last = k - 1 - np.argmax(infeasible[:, ::-1], axis=1)  # (m,): largest infeasible index
+                infeasible = np.where(single[:, None], np.arange(k)[None, :] == last[:, None], infeasible) & infeasible
+            free = free ^ infeasible
+            rest = ~solved & (ninf > 0)  # rows with a face still to change (others: NaN or rounding, fall back)
+            unfinished = todo[~solved & ~rest]
+            for r in unfinished:  # not finite, or a consistent face whose KKT residual is above rounding
+                Z[r] = _nonnegative_qp(C, U_hat[r], np.zeros(k, dtype=bool), eps, max_iter)[0]
+            todo, free, ninf_best, stalls = todo[rest], free[rest], ninf_best[rest], stalls[rest]
+            if not todo.size:
+                break
+        for r in todo:  # no certified face within the sweep budget: the finite per-row method decides
+            Z[r] = _nonnegative_qp(C, U_hat[r], np.zeros(k, dtype=bool), eps, max_iter)[0]
+    _certify_nonnegative_qp_rows(C, B, Z, KAPPA * k * eps * (scale + Z.sum(axis=1)))
+    return Z
+
+
+def _batched_face_solve(C: np.ndarray, A: np.ndarray, rhs: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """y with C_FF y_F = rhs_F and y = 0 off the face F, for every row's face at once; per row when one is singular."""
+    try:
+        y = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]  # (m, k)
+    except np.linalg.LinAlgError:  # an exactly singular face: each row on its own, least squares where needed
+        y = np.zeros_like(rhs)
+        for i in range(rhs.shape[0]):
+            F = np.flatnonzero(free[i])
+            if F.size:
+                y[i, F] = _face_solve(C, -rhs[i], F)
+    return np.where(free, y, 0.0)
+
+
+def _certify_nonnegative_qp_rows(C: np.ndarray, B: np.ndarray, Z: np.ndarray, tol: np.ndarray) -> None:
+    """The certificate of :func:`_nonnegative_qp_violation` for every row (b = B[r], z = Z[r], tolerance tol[r])."""
+    grad = B + Z @ C  # (R, k): C z + b
+    ok = (
+        np.isfinite(Z).all(axis=1)
+        & (Z.min(axis=1, initial=0.0) >= 0.0)
+        & (grad.min(axis=1, initial=0.0) >= -tol)
+        & (np.abs(np.where(Z > 0, grad, 0.0)).max(axis=1, initial=0.0) <= tol)
+    )
+    if not ok.all():
+        r = int(np.argmin(ok))
+        failure = _nonnegative_qp_violation(C, B[r], Z[r], float(tol[r]))
+        raise SolverError(f"dual-cone projection not certified (K = {C.shape[0]}, row {r}): {failure}")
 
 
 def _nonnegative_qp(C: np.ndarray, u_hat: np.ndarray, free0: np.ndarray, eps: float, max_iter: int):

@@ -18,7 +18,9 @@ Each K-dimensional quadratic program is solved exactly, in float64 on the CPU, b
 active-set solver :func:`reference_impls.core.solvers.dual_cone_weights`: zero rows are removed
 first (they constrain nothing and keep v_i = u_i), the Gramian is Jacobi-scaled
 (C = D M̃ D, D = diag(M̃_ii)^{-1/2}, so rows of very different norms cost no precision), and
-Lawson–Hanson works on C directly (no eigen-factor). The KKT conditions of the QP are M̃v ≥ 0,
+the K problems (one per row, sharing C) are solved together by batched block principal pivoting
+(Júdice & Pires 1994; Kim & Park 2011), a row left uncertified after a few sweeps falling back to
+Lawson–Hanson on C (no eigen-factor). The KKT conditions of the QP are M̃v ≥ 0,
 v ≥ u and (v − u)ᵀ M̃ v = 0; they are checked per task with tolerance κ·||g_i||·Σ_j |v_j| ||g_j||
 (κ = 32·K·ε, ε of the input dtype) and SolverError is raised when they fail. Summed over i, the
 first one gives J d = M w ≥ −reg_eps·tr(M)·w, i.e. J d ≥ 0 (no conflict) when reg_eps = 0, to
@@ -40,8 +42,9 @@ the common row; opposite rows g, −g → d = 0 (the dual cone is the hyperplane
 O(reg_eps), otherwise); K = 1 → d = g_1; ||J||_F < 0.01 → d = Jᵀp with the defaults (D2).
 
 Deviations:
-    D1. Solver: certified active set on the Jacobi-scaled Gramian (KKT residual at float64 rounding,
-        per task) instead of the official quadprog dense QP; the solution is the same.
+    D1. Solver: certified batched block pivoting / active set on the Jacobi-scaled Gramian (KKT
+        residual at float64 rounding, per task) instead of the official quadprog dense QP, one call
+        per row; the solution is the same (tests compare it with scipy's NNLS on Gᵀ, row by row).
     D2. The official normalisation threshold ``norm_eps`` = 1e-4 applies to tr(M) = ||J||_F² in
         absolute terms: when ||J||_F < 0.01 the official code (and this one, by default) replaces
         M̃ by reg_eps·I, so the weights become p and d = Jᵀp (mean of the g_i, which may conflict).
