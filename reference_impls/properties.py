@@ -94,12 +94,7 @@ def _NA(reason: str) -> Entry:
 _STRUCT = _H()
 _WEIGHTED = _H("a weighting: d = Jᵀw by construction")
 _NONZERO_POSITIVE = "d = Jᵀw with every w_i > 0, so d = 0 forces Jᵀw = 0 with w > 0"
-_REG_RTOL = 1e-6  # FairGrad / Nash-MTL: at Pareto-stationary inputs the Gramian is regularised (ε = 1e-8, D3)
-_REG = "tolerance 1e-6: at Pareto-stationary inputs no exact solution exists and M + ε·diag(M), ε = 1e-8, is solved (D3)"
-_REG_PENDING = (
-    "pending fix: FairGrad/Nash-MTL solver (H1): at Pareto-stationary inputs the regularised solve (D3) returns "
-    "d ≈ 1e-4–1e-3·||g|| that conflicts with a task (cosine down to −1e-3) instead of d → 0"
-)
+_D3 = "at Pareto-stationary inputs (D3) the deadlocked tasks get ⟨g_i, d⟩ = 0 and d = 0 when J is strongly stationary"
 
 TABLE: dict[str, dict[str, Entry]] = {
     "aligned-mtl": {
@@ -142,14 +137,13 @@ TABLE: dict[str, dict[str, Entry]] = {
     "fairgrad": {
         "expected_structure": _STRUCT,
         "weighted": _WEIGHTED,
-        "non_conflicting": _H("(Mw)_i = ⟨g_i, d⟩ = w_i^{-1/α} > 0; " + _REG, rtol=_REG_RTOL, pending=_REG_PENDING),
+        "non_conflicting": _H("(Mw)_i = ⟨g_i, d⟩ = w_i^{-1/α} > 0; " + _D3),
         "permutation_invariant": _H(),
         "linear_under_scaling": _F("(Mw)_i = w_i^{-1/α} is not linear in the task scales for α ≠ 1"),
         "scale_equivariant": _F("d(σJ) = σ^{(1−α)/(1+α)} d(J) (σ^{-1/3} at α = 2), then clipped to ||d|| ≤ max_norm = 1"),
         "task_scale_invariant": _F("α-fairness is scale invariant only at α = 1 (Nash-MTL)"),
-        "zero_at_strong_stationarity": _H("non-conflicting and weighted: w > 0 with Jᵀw = 0 gives ||d||² = 0; " + _REG,
-                                          rtol=_REG_RTOL, pending=_REG_PENDING),
-        "zero_at_weak_stationarity": _F("D3: the regularised limit gives no first-order change to the deadlocked tasks only"),
+        "zero_at_strong_stationarity": _H("non-conflicting and weighted: w > 0 with Jᵀw = 0 gives ||d||² = 0; " + _D3),
+        "zero_at_weak_stationarity": _F("D3: at weakly stationary inputs only the deadlocked tasks get ⟨g_i, d⟩ = 0; the others still descend, so d ≠ 0"),
         "nonzero_off_strong_stationarity": _H(_NONZERO_POSITIVE),
     },
     "famo": {
@@ -242,15 +236,13 @@ TABLE: dict[str, dict[str, Entry]] = {
     "nash-mtl": {
         "expected_structure": _STRUCT,
         "weighted": _WEIGHTED,
-        "non_conflicting": _H("⟨g_i, d⟩ = 1/α_i > 0 at the bargaining solution (Jacobian-descent paper: ✓); " + _REG,
-                              rtol=_REG_RTOL, pending=_REG_PENDING),
+        "non_conflicting": _H("⟨g_i, d⟩ = 1/α_i > 0 at the bargaining solution (Jacobian-descent paper: ✓); " + _D3),
         "permutation_invariant": _H(),
         "linear_under_scaling": _F("(Mα)_i = 1/α_i gives d(CJ) = d(J): invariant, not linear (TorchJD: ✗)"),
         "scale_equivariant": _H("the bargaining solution ignores a common scale; the clip to max_norm = 1 too", degree=0),
-        "task_scale_invariant": _H("the Nash bargaining solution is invariant to the utilities' scales (paper); " + _REG, rtol=_REG_RTOL),
-        "zero_at_strong_stationarity": _H("non-conflicting and weighted: w > 0 with Jᵀw = 0 gives ||d||² = 0; " + _REG,
-                                          rtol=_REG_RTOL, pending=_REG_PENDING),
-        "zero_at_weak_stationarity": _F("D3: the regularised limit gives no first-order change to the deadlocked tasks only"),
+        "task_scale_invariant": _H("the Nash bargaining solution is invariant to the utilities' scales (paper); " + _D3),
+        "zero_at_strong_stationarity": _H("non-conflicting and weighted: w > 0 with Jᵀw = 0 gives ||d||² = 0; " + _D3),
+        "zero_at_weak_stationarity": _F("D3: at weakly stationary inputs only the deadlocked tasks get ⟨g_i, d⟩ = 0; the others still descend, so d ≠ 0"),
         "nonzero_off_strong_stationarity": _H(_NONZERO_POSITIVE),
     },
     "pcgrad": {

@@ -23,21 +23,27 @@ nearly dependent). It converges quadratically, from the warm start (the previous
 the exact solution for orthogonal gradients.
 
 Existence: a positive solution exists iff 0 ∉ conv{g_i} (otherwise Φ is unbounded below along a
-v ≥ 0 with Gᵀv = 0, and no d can decrease all tasks). In that degenerate case (a zero gradient,
-opposite or opposing collinear gradients, a Pareto-stationary point) the equations are solved for
-the regularised Gramian M + ε diag(M), ε = 1e-8 (C + εI; a zero row gets ε; ε is raised above the
-rounding level of M for float32 inputs or a numerically indefinite M), whose d tends as
-ε → 0 to the limit in which the deadlocked tasks get no first-order change and the others share
-the orthogonal complement (a zero row does not change the other tasks' d; opposite gradients give
-d = 0). Very large α (≳ 50) can require exponentially small weights and may raise SolverError.
+v ≥ 0 with Gᵀv = 0, and no d can decrease all tasks). Which case holds is decided first, by the
+certified min-norm point λ of the unit gradients ĝ_i = g_i/||g_i|| (solvers.min_norm_point):
+0 ∈ conv{g_i} when ||Σ λ_i ĝ_i||² ≤ κ·s(1 + s), the min-norm certificate's own tolerance
+(κ = 32·K·ε, ε of the input dtype, s = Σ λ_i ||ĝ_i|| = 1), i.e. ||d_MGDA|| ≲ √κ·||g||, the resolution
+of a Gramian. In that case (a zero gradient, opposite or opposing collinear gradients, a
+Pareto-stationary point) the answer is defined as follows (D3). The deadlocked tasks S are those with
+−ĝ_i in the cone of the others (min_{v ≥ e_i} ||Σ_j v_j ĝ_j|| = 0, certified dual-cone solver, to the same
+tolerance): no d decreases one of them without increasing another, since Σ_S v_i ⟨g_i, d⟩ = 0 with v > 0.
+They get ⟨g_i, d⟩ = 0, and the other tasks R solve their α-fair equations on their components
+orthogonal to span{g_i : i ∈ S} (M' = the Schur complement of M; a positive solution exists there, and
+d ≠ 0 unless J is strongly stationary). Strongly stationary J (S = all tasks, e.g. [g; −g]): w = 0, d = 0.
+An earlier version solved the regularised M + εI at ε = 1e-8 instead, whose d ≈ 1e-4·||g|| conflicted
+with deadlocked tasks at cosines down to −1.
 
-Certificate (every path, including the fallback): the returned β must solve its equations per task,
+Certificate (every path): a positive solution β must solve its equations per task,
 |(Cβ)_i − κ_i β_i^{−1/α}| ≤ max(r·κ_i β_i^{−1/α}, 32·K·ε·(|C|β)_i) (the second term: the rounding
-level of (Cβ)_i, ε of the input dtype; r = 1e-6, and 1e-4 for the regularised equations, whose
-condition number is ~1/ε), else SolverError. The regularised fallback is used only when
-the certified min-norm point of the unit gradients has ||Σλ_i ĝ_i||² ≤ ε (0 ∈ conv{g_i} up to the
-regularisation); otherwise a positive solution exists, and when Newton stalls on rounding (tasks whose
-⟨g_i, d⟩ is a sum cancelling to ~1e-13 of its terms) its best iterate is returned only if certified.
+level of (Cβ)_i, ε of the input dtype; r = 1e-6), else SolverError; when Newton stalls on rounding
+(tasks whose ⟨g_i, d⟩ is a sum cancelling to ~1e-13 of its terms) its best iterate is returned only if
+certified. The D3 answer is certified on the full Gramian: ⟨ĝ_j, d⟩ = w_j^{−1/α}/||g_j|| to the same
+tolerance on R, and |⟨ĝ_i, d⟩| ≤ max(32·K·ε·(|C||b|)_i, √(32·K·ε)·Σ|b_j|) on S (b = the weights of the
+ĝ_j; the √ term is the Gramian's resolution of a direction when 0 ∈ conv), else SolverError.
 
 Hyperparameters:
     alpha: α = 2.0 (default; every official run.sh). The official class and LibMTL default to 1.0.
@@ -52,9 +58,12 @@ Deviations:
         tolerances (xtol = ftol = gtol = 1e-8).
     D2. The official d is K·Gᵀw, then clipped to norm 1.0; we return Gᵀw clipped to max_norm (no
         ×K, which matters only when the clip is inactive).
-    D3. Degenerate inputs (0 ∈ conv{g_i}): regularised solution (see above, certified for the
-        regularised equations), where the official least-squares solver returns an arbitrary
-        non-solution. All-zero J gives w = 0, d = 0.
+    D3. Pareto-stationary inputs (0 ∈ conv{g_i} to the certified tolerance, see Existence): no w > 0
+        solves the equations. We return a defined answer: deadlocked tasks get ⟨g_i, d⟩ = 0 (their
+        weights w_S = −P w_R, possibly negative, remove from d its component in span{g_S}), the others
+        the α-fair solution on the orthogonal complement of the deadlocked gradients; w = 0, d = 0
+        at strongly stationary J (and all-zero J). The official code has no such case: it returns
+        whatever ``least_squares`` reaches from 𝟙/K (a non-solution with x > 0, so d conflicts with a task).
         K = 1: w = ||g||^{−2α/(1+α)}.
 
 Usage:
@@ -72,10 +81,9 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import KAPPA, SolverError, min_norm_point
+from reference_impls.core.solvers import KAPPA, SolverError, dual_cone_weights, min_norm_point, min_norm_tolerances
 
 _RTOL = 1e-12  # target for max_i |w_i^{1/α} (Mw)_i − 1|
-_REG = 1e-8  # ε (relative to each ||g_i||²) for the degenerate case
 
 
 def solve_fair_weights(M, alpha: float = 1.0, w0=None, *, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray | None]:
@@ -93,48 +101,127 @@ def solve_fair_weights(M, alpha: float = 1.0, w0=None, *, max_iter: int = 100) -
 
     Returns:
         (w, beta): the weights (float64 numpy array, K) and the scaled solution β (pass it as ``w0``
-        next time). With all-zero M: (zeros, None).
+        next time). At a Pareto-stationary M (D3): (w, None), w_i ≤ 0 possible for deadlocked tasks;
+        w = 0 for a strongly stationary or all-zero M.
 
     Raises:
         SolverError: no certified solution (Newton failed, or its answer does not pass the per-task
-            certificate; see the module docstring).
+            certificate, or the D3 answer is not certified; see the module docstring).
     """
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha!r}")
     M = torch.as_tensor(M).detach()
     eps = torch.finfo(M.dtype).eps if M.is_floating_point() else np.finfo(np.float64).eps  # precision of M
     M = M.cpu().to(torch.float64).numpy()
-    M = 0.5 * (M + M.T)
+    w, beta, _ = _solve(0.5 * (M + M.T), 1.0 / alpha, eps, w0, max_iter, depth=0)
+    return w, beta
+
+
+def _solve(
+    M: np.ndarray, p: float, eps: float, w0, max_iter: int, depth: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """:func:`solve_fair_weights` on a symmetric float64 Gramian (``eps``: precision of the input dtype); also
+    returns the mask of deadlocked tasks (D3; all False when a positive solution exists)."""
     K = M.shape[0]
     D = np.sqrt(np.clip(np.diag(M), 0.0, None))  # ||g_i||
     if not np.any(D > 0):
-        return np.zeros(K), None  # all-zero J: d = 0
+        return np.zeros(K), None, np.ones(K, dtype=bool)  # all-zero J: d = 0
     D = np.where(D > 0, D, 1.0)  # zero rows stay zero in C (degenerate case)
     C = M / np.outer(D, D)  # unit-diagonal Gramian of g_i/||g_i||
-    p = 1.0 / alpha
     log_kappa = (p - 1.0) * np.log(D)
     log_gamma = float(np.mean(log_kappa)) / (1.0 + p)
     kappa = np.exp(log_kappa - (1.0 + p) * log_gamma)  # geometric mean 1
     start = w0 if w0 is not None and np.shape(w0) == (K,) and np.all(np.asarray(w0) > 0) else None
-    beta = _newton(C, kappa, p, start, max_iter)
+    lam = min_norm_point(C, eps)  # certified min-norm point of the unit gradients ĝ_i
+    if _stationary(C, lam, eps):  # 0 ∈ conv{g_i}: no positive solution; the deadlocked tasks are held still (D3)
+        if depth > K:  # cannot happen: each level removes ≥ 1 task
+            raise SolverError(f"FairGrad/Nash-MTL: the deadlock search did not terminate (K = {K})")
+        w, deadlocked = _stationary_limit(C, D, p, eps, max_iter, lam, depth)
+        return w, None, deadlocked
+    beta = _newton(C, kappa, p, start, max_iter)  # 0 ∉ conv{ĝ_i}: a positive solution exists
     if beta is None or _uncertified(C, kappa, p, beta, eps) is not None:
-        # ε = 1e-8, raised above the rounding of M (float32 Gramians are PSD only to ~1e-7)
-        eps_reg = max(_REG, 100.0 * eps, -2.0 * float(np.linalg.eigvalsh(C)[0]))
-        lam = min_norm_point(C, eps)  # certified min-norm point of the unit gradients ĝ_i
-        if float(lam @ C @ lam) > eps_reg:  # 0 ∉ conv{ĝ_i}, even after regularisation: a positive solution exists
-            # Newton stalled on rounding (cancellation in Cβ): keep its best iterate only if it is certified
-            beta = _newton(C, kappa, p, start, max_iter, keep_best=True)
-            failure = "no iterate" if beta is None else _uncertified(C, kappa, p, beta, eps)
-            if failure is not None:
-                raise SolverError(f"FairGrad/Nash-MTL: a positive solution exists but Newton did not certify it (K = {K}): {failure}")
-        else:  # no positive solution: 0 ∈ conv{g_i} up to ε; regularise (D3)
-            C_reg = C + eps_reg * np.eye(K)
-            beta = _newton(C_reg, kappa, p, None, max_iter, accept=1e-6)
-            # the regularised system has condition ~1/ε: its equations are certified to 1e-4 relative per task
-            failure = "no iterate" if beta is None else _uncertified(C_reg, kappa, p, beta, eps, rel=1e-4)
-            if failure is not None:
-                raise SolverError(f"FairGrad/Nash-MTL Newton solver failed on the regularised Gramian (K = {K}): {failure}")
-    return beta * np.exp(log_gamma) / D, beta  # w = γ β / D solves (M w)_i = w_i^{−1/α}
+        # Newton stalled on rounding (cancellation in Cβ): keep its best iterate only if it is certified
+        beta = _newton(C, kappa, p, start, max_iter, keep_best=True)
+        failure = "no iterate" if beta is None else _uncertified(C, kappa, p, beta, eps)
+        if failure is not None:
+            raise SolverError(f"FairGrad/Nash-MTL: a positive solution exists but Newton did not certify it (K = {K}): {failure}")
+    return beta * np.exp(log_gamma) / D, beta, np.zeros(K, dtype=bool)  # w = γ β / D solves (M w)_i = w_i^{−1/α}
+
+
+def _stationary(C: np.ndarray, lam: np.ndarray, eps: float) -> bool:
+    """0 ∈ conv{ĝ_i} to the min-norm certificate's tolerance: ||Σ λ_i ĝ_i||² ≤ κ·S·(1 + S), κ = 32·K·ε,
+    S = Σ λ_i ||ĝ_i|| (the rounding level of ||d||² from the Gramian of the input dtype)."""
+    norms = np.sqrt(np.clip(np.diag(C), 0.0, None))  # ||ĝ_i|| (1, or less after a projection)
+    return float(lam @ C @ lam) <= float(np.max(min_norm_tolerances(C, norms, lam, eps)))
+
+
+def _project_out(C: np.ndarray, S: np.ndarray, R: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gramian of the components of ĝ_j (j ∈ R) orthogonal to span{ĝ_i : i ∈ S}, and P with Π_S ĝ_j = Σ_i P_ij ĝ_i.
+
+    C'_RR = C_RR − C_RS C_SS⁺ C_SR (Schur complement), P = C_SS⁺ C_SR; C_SS⁺ drops the eigenvalues below the
+    rounding level κ = 32·K·ε of C (the deadlocked gradients are linearly dependent by definition)."""
+    C_RR, C_RS, C_SS = C[np.ix_(R, R)], C[np.ix_(R, S)], C[np.ix_(S, S)]
+    if S.size == 0:
+        return C_RR, np.zeros((0, R.size))
+    lam, U = np.linalg.eigh(C_SS)  # C_SS = U diag(λ) Uᵀ
+    keep = lam > KAPPA * C.shape[0] * eps
+    P = U[:, keep] @ ((U[:, keep].T @ C_RS.T) / lam[keep, None])  # (|S|, |R|) = C_SS⁺ C_SR
+    Cp = C_RR - C_RS @ P  # (|R|, |R|)
+    return 0.5 * (Cp + Cp.T), P
+
+
+def _stationary_limit(
+    C: np.ndarray, D: np.ndarray, p: float, eps: float, max_iter: int, lam: np.ndarray, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """D3: the defined answer when 0 ∈ conv{g_i} (no w > 0 solves the equations).
+
+    S = the deadlocked tasks, the maximal support of a v ≥ 0 with Gᵀv = 0: i ∈ S iff −g_i lies in the
+    cone of the other gradients, i.e. min_{v ≥ e_i} ||Σ_j v_j ĝ_j|| = 0 (the certified dual-cone solver,
+    one row per task; zero to the min-norm certificate's tolerance κ·s(1 + s), with s = Σ_j |v_j| ≤ 1/√κ).
+    No d can decrease a task of S without increasing another (Σ_S v_i ⟨g_i, d⟩ = 0); the answer gives
+    them ⟨g_i, d⟩ = 0 and solves the α-fair problem of the other tasks R on their components orthogonal
+    to span{g_S} (Gramian M' = the Schur complement), recursively: in exact arithmetic 0 ∉ conv of those
+    components, but rounding can hide a task's share in S, and the recursion then finds it. Strongly
+    stationary J (S = all tasks): w = 0, d = 0. w_S = −P w_R may be negative. Certified per task
+    (|⟨ĝ_i, d⟩| at the Gramian's resolution on S, the equations to 1e-6 on R), else SolverError.
+    """
+    K = C.shape[0]
+    V = dual_cone_weights(C, np.eye(K), eps=eps)  # row i: argmin_{v ≥ e_i} ||Σ_j v_j ĝ_j||², certified (K, K)
+    dist2 = np.einsum("ij,jk,ik->i", V, C, V)  # dist(−ĝ_i, cone{ĝ_j : j ≠ i})²: 0 iff i ∈ S
+    size = np.abs(V).sum(axis=1)  # Σ_j |v_j|: the rounding scale of Σ_j v_j ĝ_j
+    kappa_eps = KAPPA * K * eps
+    # deadlocked: zero to the min-norm certificate's tolerance, with g_i's share 1/s of the combination resolved
+    # above that tolerance (float32 Gramians are PSD only to rounding: a cone of the others can reach −ĝ_i up to
+    # that rounding with weights s ~ 1e7 that give g_i no real share)
+    S = (dist2 <= kappa_eps * size * (1.0 + size)) & (size * np.sqrt(kappa_eps) <= 1.0)
+    if not S.any():  # every share at the noise level: the support of the certified zero min-norm point
+        S = lam > 0
+    w = np.zeros(K)
+    if S.all():
+        return w, S  # strongly stationary: every task is deadlocked, d = 0
+    R, Si = np.flatnonzero(~S), np.flatnonzero(S)
+    Cp, P = _project_out(C, Si, R, eps)
+    # (M'w_R)_j = w_j^{−1/α}; the projected tasks may still deadlock among themselves (rounding hid a share): recurse
+    w[R], _, S[R] = _solve(Cp * np.outer(D[R], D[R]), p, eps, None, max_iter, depth + 1)  # M' = D_R C' D_R
+    w[Si] = -(P @ (w[R] * D[R])) / D[Si]  # d = Σ_R w_j (g_j − Π_S g_j) = Gᵀw
+    b = D * w  # d = Σ_i b_i ĝ_i
+    Cb = C @ b  # ⟨ĝ_i, d⟩
+    rounding = kappa_eps * (np.abs(C) @ np.abs(b))  # rounding level of (Cb)_i
+    target = np.zeros(K)
+    free = ~S
+    target[free] = w[free] ** (-p) / D[free]  # ⟨ĝ_j, d⟩ = w_j^{−1/α}/||g_j|| for the free tasks, 0 on S
+    # on S: the Gramian resolves the direction of d only to √κ·Σ|b_i| (solvers.py: the inherent limit when 0 ∈ conv)
+    floor = np.where(S, np.sqrt(kappa_eps) * float(np.abs(b).sum()), 0.0)
+    allowed = np.maximum(np.maximum(1e-6 * target, rounding), np.maximum(floor, np.finfo(np.float64).tiny))
+    excess = np.where(np.diag(C) > 0.5, np.abs(Cb - target) / allowed, 0.0)  # zero rows do not move d
+    i = int(np.argmax(excess))
+    if not (np.isfinite(w).all() and excess[i] <= 1.0):
+        role = "deadlocked" if S[i] else "free"
+        raise SolverError(
+            f"FairGrad/Nash-MTL at a Pareto-stationary input (K = {K}, {S.sum()} deadlocked tasks): {role} task {i} has "
+            f"|⟨ĝ_i, d⟩ − target| = {excess[i]:.3g} × its tolerance"
+        )
+    return w, S
 
 
 def _uncertified(C: np.ndarray, kappa: np.ndarray, p: float, b: np.ndarray, eps: float, rel: float = 1e-6) -> str | None:
@@ -166,8 +253,8 @@ def _newton(
     stall a line search. Returns β when the relative residual reaches 1e-12 (or the rounding level
     of Cβ, at most 1e-6), when it stalls below 1e-3 with a Newton decrement at rounding level
     (cancellation in Cβ for tasks whose gradients differ by ~1e12 in norm), or when it stalls below
-    ``accept`` (regularised degenerate case). ``keep_best``: run all ``max_iter`` steps (no early stall
-    exits) and return the iterate of smallest residual, for the caller to certify.
+    ``accept``. ``keep_best``: run all ``max_iter`` steps (no early stall exits) and return the iterate
+    of smallest residual, for the caller to certify.
     """
     b = np.array(kappa ** (1.0 / (1.0 + p)) if b0 is None else b0, dtype=np.float64)  # exact for orthogonal g_i
     if p == 1.0:
@@ -201,8 +288,6 @@ def _newton(
         slope = float(grad @ step)  # −(Newton decrement)²
         if stalled and best <= 1e-3 and 0 <= -slope <= 1e-20 * max(1.0, abs(phi(b))):
             return b_best  # stagnation with a vanishing Newton decrement: the residual is limited by cancellation in Cβ
-        if accept >= 1e-6 and 0 <= -slope <= 1e-12 * max(1.0, abs(phi(b))):
-            return b  # regularised case: Φ converged to rounding, where the residual can stall above 1e-6
         if not slope < 0:  # H numerically indefinite (rounding): diagonally scaled gradient step instead
             step = -grad / np.diag(H)
             t = min(1.0, 0.99 * float(np.min(-b[step < 0] / step[step < 0]))) if (step < 0).any() else 1.0

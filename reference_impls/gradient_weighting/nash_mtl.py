@@ -31,13 +31,16 @@ Deviations:
         not the equation it solves) or on a change of α below 1e-6, so its α is approximate.
     D2. Clipping (max_norm, default 1.0 as in the official code) breaks the scale invariance of
         the weights; with max_norm=None the method is exactly loss-scale invariant.
-    D3. Degenerate inputs: when 0 ∈ conv{g_i} (zero gradient, opposite or opposing collinear
-        gradients, a Pareto-stationary point) no α > 0 solves the equations; we solve them for the
-        regularised Gramian M + ε diag(M), ε = 1e-8 (a zero row gets ε), whose d tends as ε → 0 to the limit where
-        deadlocked tasks get no first-order change (a zero row leaves the other tasks' d unchanged,
-        opposite gradients give d = 0). The official solver returns an arbitrary point there.
-        Every answer, including this fallback, is certified per task (FairGrad's module docstring)
-        or SolverError is raised; the fallback is used only when 0 ∈ conv{g_i} up to ε.
+    D3. Pareto-stationary inputs (0 ∈ conv{g_i} to the min-norm certificate's tolerance: a zero
+        gradient, opposite or opposing collinear gradients, a Pareto-stationary point): no α > 0
+        solves the equations and no d decreases every task. Defined answer (FairGrad's module
+        docstring): the deadlocked tasks (−g_i in the cone of the others) get ⟨g_i, d⟩ = 0, the others
+        the bargaining solution (Mα)_j = 1/α_j on their components orthogonal to the deadlocked
+        gradients; strongly stationary J (e.g. [g; −g]) gives α = 0, d = 0. Certified per task, or
+        SolverError. The official code instead keeps the previous step's α (𝟙 at the first step)
+        when its cvxpy problem is infeasible or ECOS fails (``solve_optimization``: the exception
+        resets α to the previous value, and ``_stop_criteria`` stops on a None value), so its d is
+        the previous weighting of the new gradients, which generically conflicts with a deadlocked task.
         All-zero J gives α = 0 and d = 0. K = 1: α = 1/||g||, d = g/||g||.
     D4. Task-specific parameters: the official code back-propagates Σ α_i f_i, so each head gets
         α_i ∇f_i; ``backward`` here gives heads their raw task gradient (the project convention).
