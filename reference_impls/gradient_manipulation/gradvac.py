@@ -40,11 +40,12 @@ Deviations:
     D3. LibMTL adds 1e-8 to the denominators and so updates φ̂ with ρ = 0 for zero gradients; here
         such pairs are skipped exactly. The cosine is clamped to [−1, 1] against rounding.
     D4. Orders come from a seeded ``torch.Generator`` (the same draws as PCGrad's for equal seeds).
-    D5. From a Jacobian, the Gramian is formed from rows scaled by powers of two and restored in
-        float64 up to a common factor (``pcgrad.normalized_gramian``; cosines and C do not change
-        under M → c²M), so float32 gradients at scales 1e-23 or 1e+30 give the float64 direction to
-        float32 precision; the plain J Jᵀ underflows there (every pair then looked degenerate and
-        the plain sum came back) or overflows. A d that overflows the dtype raises NonFiniteError.
+    D5. From a Jacobian, M = J Jᵀ is one product in J's dtype when certified, else formed from rows
+        scaled by powers of two and restored in float64 up to a common factor
+        (``pcgrad.gramian_up_to_scale``; cosines and C do not change under M → c²M), so float32
+        gradients at scales 1e-23 or 1e+30 give the float64 direction to float32 precision; the
+        plain J Jᵀ underflows there (every pair then looked degenerate and the plain sum came back)
+        or overflows. A d that overflows the dtype raises NonFiniteError. J is read twice, J Jᵀ and wᵀJ.
 
 Usage::
 
@@ -61,7 +62,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
-from reference_impls.gradient_manipulation.pcgrad import draw_orders, normalized_gramian
+from reference_impls.gradient_manipulation.pcgrad import combine_rows, draw_orders, gramian_up_to_scale
 
 
 def gradvac_coefficients(M: Tensor, orders: Tensor, phi_hat: Tensor, beta: float) -> tuple[Tensor, Tensor]:
@@ -125,11 +126,11 @@ class GradVac(GramianWeighting):
         return C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        # cosines and C are invariant under M → c²M: the normalised Gramian avoids the under/overflow of J Jᵀ (D5)
-        return self.compute_weights_from_gramian(normalized_gramian(J), losses).to(J)
+        # cosines and C are invariant under M → c²M: J Jᵀ when certified, else the normalised Gramian (D5)
+        M, _ = gramian_up_to_scale(J)  # (K, K) float64
+        return self.compute_weights_from_gramian(M, losses).to(J)
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        d = self.compute_weights(J, losses) @ J  # d = Jᵀ w, (n,)
-        if not bool(torch.isfinite(d.sum())):
-            raise NonFiniteError(f"gradvac: the update d = Σ_i g_i' overflows {J.dtype}; rescale the losses or use float64")
-        return d
+        M, exact = gramian_up_to_scale(J)  # (K, K) float64, = J Jᵀ when exact
+        w = self.compute_weights_from_gramian(M, losses)  # (K,) float64
+        return combine_rows(w, J, M if exact else None, "gradvac: the update d = Σ_i g_i'")  # d = Jᵀ w, (n,)

@@ -38,11 +38,15 @@ Deviations:
         the fixed order 1..K without j = i; the default (random orders) follows the paper.
     D3. The orders come from a seeded ``torch.Generator`` (reproducible), not from the global RNG.
     D4. LibMTL adds 1e-8 to ||g_j||²; here zero-norm targets are skipped exactly instead.
-    D5. From a Jacobian, the Gramian is formed from rows scaled by powers of two and restored in
-        float64 up to a common factor (:func:`normalized_gramian`; C does not change under M → c²M),
-        so float32 gradients at scales 1e-23 or 1e+30 give the float64 direction to float32
-        precision; the plain J Jᵀ underflows there (every row then looked like a zero row and the
-        plain sum came back) or overflows. A d that overflows the dtype raises NonFiniteError.
+    D5. From a Jacobian, M = J Jᵀ is one product in J's dtype, kept when certified (finite, every
+        M_ii ≥ tiny/eps: no square lost to underflow beyond eps²·M_ii); otherwise (a zero, tiny or
+        huge row) it is formed from rows scaled by powers of two and restored in float64 up to a
+        common factor (:func:`gramian_up_to_scale`, :func:`normalized_gramian`; C does not change
+        under M → c²M, and both paths round the same products), so float32 gradients at scales
+        1e-23 or 1e+30 give the float64 direction to float32 precision; the plain J Jᵀ underflows
+        there (every row then looked like a zero row and the plain sum came back) or overflows. A d
+        that overflows the dtype raises NonFiniteError (certified from Σ_i |w_i| ||g_i|| without a
+        pass over d when M is the plain one). J is read twice, J Jᵀ and wᵀJ, as in TorchJD.
 
 Usage::
 
@@ -54,6 +58,7 @@ Usage::
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -96,10 +101,59 @@ def normalized_gramian(J: Tensor) -> Tensor:
 
 
 def row_norms(J: Tensor) -> Tensor:
-    """||J_i|| (K,) in float64 without under/overflow of the squares (rows scaled by powers of two first)."""
+    """||J_i|| (K,) in float64 without under/overflow of the squares.
+
+    Fast path: one ``vector_norm`` pass over J in its dtype, kept when every norm is finite and at
+    least √(tiny/eps) (no square lost to underflow beyond eps²·||J_i||²); otherwise (a zero row, a
+    tiny or huge row) the rows are scaled by powers of two first (:func:`scale_rows_by_powers_of_two`).
+    """
+    finfo = torch.finfo(J.dtype)
+    norms = torch.linalg.vector_norm(J, dim=1)  # ||J_i|| in J's dtype, (K,)
+    if bool(((norms >= math.sqrt(finfo.tiny / finfo.eps)) & (norms < finfo.max)).all()):  # NaN fails too
+        return norms.to(torch.float64)
     J_scaled, e = scale_rows_by_powers_of_two(J)  # (K, n), (K,)
     norms_scaled = torch.linalg.vector_norm(J_scaled, dim=1).to(torch.float64)  # ||J̃_i|| ∈ [½, √n], (K,)
     return norms_scaled * torch.pow(2.0, e.to(torch.float64)).to(norms_scaled.device)  # ||J_i|| = 2^{e_i} ||J̃_i||
+
+
+def gramian_up_to_scale(J: Tensor) -> tuple[Tensor, bool]:
+    """(M, exact): M (K, K) float64 equal to c²·J Jᵀ for a power of two c > 0; exact says c = 1.
+
+    Fast path (exact): M = J Jᵀ computed in J's dtype, the one K×n by n×K product every Gram-based
+    method needs, kept when it is certified: every entry finite and every M_ii ≥ tiny/eps of the dtype.
+    Then no partial sum overflowed and the products lost to underflow (≤ tiny·eps each) change M_ij by
+    at most n·eps²·√(M_ii M_jj), far below the rounding error n·eps·√(M_ii M_jj) of any float product.
+    Otherwise (a zero, tiny or huge row, NaN/inf) :func:`normalized_gramian` (rows scaled by powers of
+    two; raises NonFiniteError for NaN/inf). Both paths round the same K×K float products (an exact
+    power-of-two scaling moves only exponents), so the weights of a method invariant under M → c²M
+    are the same on either path, bit for bit on the same BLAS kernel.
+    """
+    finfo = torch.finfo(J.dtype)
+    M = (J @ J.T).detach().to("cpu", torch.float64)  # (K, K): J Jᵀ rounded in J's dtype, then widened (exact)
+    Mn = M.numpy()  # the K×K checks in NumPy: per-call overhead, not arithmetic, is their cost
+    if np.isfinite(Mn).all() and (np.diagonal(Mn) >= finfo.tiny / finfo.eps).all():
+        return M, True
+    return normalized_gramian(J), False
+
+
+def combine_rows(w: Tensor, J: Tensor, M: Tensor | None, what: str) -> Tensor:
+    """d = Jᵀ w (n,) in J's dtype; NonFiniteError "<what> overflows <dtype>" if d is not finite.
+
+    With M the exact float64 Gramian J Jᵀ (not a rescaled one), |d_k| ≤ Σ_i |w_i| |J_ik| ≤ Σ_i |w_i| √M_ii
+    certifies d without a pass over its n entries whenever that bound (with room for the rounding of
+    M, of w to J's dtype and of the K-term sums) stays below the dtype's largest number.
+    """
+    d = w.to(J) @ J  # d = Jᵀ w, (n,)
+    finfo = torch.finfo(J.dtype)
+    if M is not None:
+        Mn, wn = M.detach().to("cpu").numpy(), w.detach().to("cpu", torch.float64).numpy()  # (K, K), (K,)
+        bound = float(np.abs(wn) @ np.sqrt(np.maximum(np.diagonal(Mn), 0.0)))  # Σ_i |w_i| ||g_i|| ≥ max_k |d_k|
+        slack = 2.0 * (1.0 + J.shape[1] * finfo.eps) * (1.0 + (J.shape[0] + 1) * finfo.eps)
+        if J.shape[1] * finfo.eps < 0.5 and bound * slack < finfo.max:
+            return d
+    if not bool(torch.isfinite(d.sum())):
+        raise NonFiniteError(f"{what} overflows {J.dtype}; rescale the losses or use float64")
+    return d
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,11 +211,11 @@ class PCGrad(GramianWeighting):
         return C.sum(dim=0)  # d = Σ_i g_i^PC = Σ_j (Σ_i C_ij) g_j
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        # C is invariant under M → c²M: the normalised Gramian avoids the under/overflow of J Jᵀ (D5)
-        return self.compute_weights_from_gramian(normalized_gramian(J), losses).to(J)
+        # C is invariant under M → c²M: J Jᵀ when certified, else the normalised Gramian (D5)
+        M, _ = gramian_up_to_scale(J)  # (K, K) float64
+        return self.compute_weights_from_gramian(M, losses).to(J)
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        d = self.compute_weights(J, losses) @ J  # d = Jᵀ w, (n,)
-        if not bool(torch.isfinite(d.sum())):
-            raise NonFiniteError(f"pcgrad: the update d = Σ_i g_i^PC overflows {J.dtype}; rescale the losses or use float64")
-        return d
+        M, exact = gramian_up_to_scale(J)  # (K, K) float64, = J Jᵀ when exact
+        w = self.compute_weights_from_gramian(M, losses)  # (K,) float64
+        return combine_rows(w, J, M if exact else None, "pcgrad: the update d = Σ_i g_i^PC")  # d = Jᵀ w, (n,)

@@ -40,14 +40,17 @@ Deviations:
       (the chain rule of log); LibMTL back-propagates log(f_i + ε) task by task. Same numbers
       up to rounding; :meth:`backward` does what LibMTL does.
   D3. The "-UB" representation mode is refused, as in LibMTL (it raises for rep_grad=True).
-  D4. The norms ||ĝ_i|| are taken of rows scaled by powers of two (exact), so float32 gradients at
-      scales 1e-23 or 1e+30 give the float64 direction; LibMTL's plain norms underflow to 0 there
-      (d = 0) or overflow (inf/inf = NaN). An EMA or a d that overflows the dtype raises
-      NonFiniteError and leaves the state unchanged.
+  D4. The plain norms ||ĝ_i|| are kept when certified (each in [√(tiny/eps), max)); otherwise they
+      are taken of rows scaled by powers of two (exact), so float32 gradients at scales 1e-23 or
+      1e+30 give the float64 direction; LibMTL's plain norms underflow to 0 there (d = 0) or
+      overflow (inf/inf = NaN). An EMA or a d that overflows the dtype raises NonFiniteError and
+      leaves the state unchanged. The EMA is written into a second (K, n) buffer swapped with the
+      state each step (no fresh K×n tensor per step; two are held).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -68,18 +71,32 @@ from reference_impls.gradient_manipulation.pcgrad import scale_rows_by_powers_of
 def balanced_direction(G: Tensor) -> Tensor:
     """d = (max_j ||G_j||) Σ_i G_i / ||G_i|| (n,) for rows G (K, n); zero rows contribute nothing.
 
-    Each row is scaled by a power of two before its norm is taken, so the unit vectors G_i/||G_i||
-    are exact to the dtype's precision at any scale (the squares of 1e-23 underflow in float32,
-    those of 1e+30 overflow). Raises NonFiniteError if G is not finite or d overflows the dtype.
+    Fast path: the norms from one ``vector_norm`` pass over G in its dtype, kept when each lies in
+    [√(tiny/eps), max) (no square lost to underflow beyond eps²·||G_i||², none overflowed); then one
+    (K,) @ (K, n) product. Otherwise (a zero, tiny or huge row, NaN/inf) each row is scaled by a power
+    of two before its norm is taken, so the unit vectors G_i/||G_i|| are exact to the dtype's
+    precision at any scale (the squares of 1e-23 underflow in float32, those of 1e+30 overflow). An
+    exact power-of-two scaling moves only exponents, so both paths round the same numbers.
+    Raises NonFiniteError if G is not finite or d overflows the dtype.
     """
-    G_scaled, e = scale_rows_by_powers_of_two(G)  # G̃_i = 2^{−e_i} G_i, (K, n), (K,)
-    norms_scaled = torch.linalg.vector_norm(G_scaled, dim=1)  # ||G̃_i|| ∈ [½, √n] or 0, (K,)
-    positive = norms_scaled > 0
-    inverse = torch.where(positive, 1.0 / torch.where(positive, norms_scaled, 1.0), 0.0)  # 1/||G̃_i||, 0 for a zero row
-    unit_sum = inverse @ G_scaled  # Σ_i G_i/||G_i|| = Σ_i G̃_i/||G̃_i||, (n,)
-    norms = norms_scaled.to(torch.float64) * torch.pow(2.0, e.to(torch.float64)).to(norms_scaled.device)  # ||G_i||, (K,)
+    finfo = torch.finfo(G.dtype)
+    norms_plain = torch.linalg.vector_norm(G, dim=1)  # ||G_i|| in G's dtype, (K,)
+    if bool(((norms_plain >= math.sqrt(finfo.tiny / finfo.eps)) & (norms_plain < finfo.max)).all()):  # NaN fails
+        unit_sum = (1.0 / norms_plain) @ G  # Σ_i G_i/||G_i||, (n,)
+        norms = norms_plain.to(torch.float64)  # (K,)
+        # |d_k| ≤ max_j ||G_j|| Σ_i |G_ik|/||G_i|| ≤ K max_j ||G_j||: below the dtype's max (with room
+        # for rounding), d cannot overflow and needs no pass over its n entries
+        certified = float(norms.max()) * G.shape[0] * 2.0 * (1.0 + (G.shape[0] + 2) * finfo.eps) < finfo.max
+    else:
+        G_scaled, e = scale_rows_by_powers_of_two(G)  # G̃_i = 2^{−e_i} G_i, (K, n), (K,)
+        norms_scaled = torch.linalg.vector_norm(G_scaled, dim=1)  # ||G̃_i|| ∈ [½, √n] or 0, (K,)
+        positive = norms_scaled > 0
+        inverse = torch.where(positive, 1.0 / torch.where(positive, norms_scaled, 1.0), 0.0)  # 1/||G̃_i||, 0 for a zero row
+        unit_sum = inverse @ G_scaled  # Σ_i G_i/||G_i|| = Σ_i G̃_i/||G̃_i||, (n,)
+        norms = norms_scaled.to(torch.float64) * torch.pow(2.0, e.to(torch.float64)).to(norms_scaled.device)  # ||G_i||, (K,)
+        certified = False
     d = unit_sum * norms.max().to(G.dtype)  # d = max_j ||G_j|| Σ_i G_i/||G_i||, (n,)
-    if not bool(torch.isfinite(d.sum())):
+    if not certified and not bool(torch.isfinite(d.sum())):
         raise NonFiniteError(f"the balanced direction overflows {G.dtype}: max_j ||G_j|| = {float(norms.max()):.3e}")
     return d
 
@@ -88,6 +105,8 @@ class DBMTL(Aggregator):
     name = "db-mtl"
     needs_losses = True
     stateful = True
+    # No scan of J in __call__: a NaN/inf in J reaches ĝ and fails its norms, and _ema_step then names J
+    scans_jacobian = False
 
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8) -> None:
         if not 0.0 <= beta < 1.0:
@@ -103,6 +122,7 @@ class DBMTL(Aggregator):
 
     def reset(self) -> None:
         self._g_hat: Tensor | None = None  # ĝ, (K, n)
+        self._spare: Tensor | None = None  # the previous ĝ's memory, where the next ĝ is written, (K, n)
         self._t = 0
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
@@ -119,7 +139,12 @@ class DBMTL(Aggregator):
         return self._ema_step(grad_log, torch.ones(grad_log.shape[0], dtype=grad_log.dtype, device=grad_log.device))
 
     def _ema_step(self, G: Tensor, row_scale: Tensor) -> Tensor:
-        """EMA step with ∇f̃_i = row_scale_i · G_i, then d; the state changes only if the step is finite."""
+        """EMA step with ∇f̃_i = row_scale_i · G_i, then d; the state changes only if the step is finite.
+
+        The new ĝ is written into a second (K, n) buffer, the previous state's, that the two swap each
+        step: a fresh K×n tensor every step costs its page faults (at K = 32, n = 1e6 more than the
+        arithmetic: 115 ms against 35 ms per step), at the price of holding two K×n tensors.
+        """
         if self._g_hat is None or self._g_hat.shape != G.shape:
             if self._g_hat is not None:
                 raise ValueError(
@@ -130,15 +155,20 @@ class DBMTL(Aggregator):
         t = self._t + 1
         beta_t = self.beta / t**self.beta_sigma  # β_t = β / t^σ
         g_hat = self._g_hat if self._g_hat.dtype == G.dtype else self._g_hat.to(G)
-        # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n); out of place, so that an overflow leaves the state intact
-        g_hat = torch.addcmul(g_hat * beta_t, G, ((1.0 - beta_t) * row_scale)[:, None])
-        if not bool(torch.isfinite(g_hat.sum())) and not bool(torch.isfinite(g_hat).all()):  # G itself is finite
-            raise NonFiniteError(f"db-mtl: the EMA of the log-loss gradients ∇f_i / (f_i + eps) overflows {G.dtype}")
+        spare = self._spare
+        if spare is None or spare.shape != G.shape or spare.dtype != G.dtype or spare.device != G.device:
+            spare = torch.empty_like(G)  # (K, n)
+        # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n); into the spare buffer, so that an overflow leaves the state intact
+        g_hat = torch.mul(g_hat, beta_t, out=spare).addcmul_(G, ((1.0 - beta_t) * row_scale)[:, None])
         try:
-            d = balanced_direction(g_hat)  # (n,)
+            d = balanced_direction(g_hat)  # (n,); its norms pass sees a non-finite ĝ (no separate scan)
         except NonFiniteError as error:
+            if not bool(torch.isfinite(G).all()):
+                raise NonFiniteError("the Jacobian contains NaN or infinite entries") from None
+            if not bool(torch.isfinite(g_hat).all()):  # G is finite: the EMA step overflowed
+                raise NonFiniteError(f"db-mtl: the EMA of the log-loss gradients ∇f_i / (f_i + eps) overflows {G.dtype}") from None
             raise NonFiniteError(f"db-mtl: {error}") from None
-        self._g_hat, self._t = g_hat, t
+        self._spare, self._g_hat, self._t = self._g_hat, g_hat, t
         return d
 
     def backward(

@@ -38,9 +38,10 @@ L_grad is an L1 loss, so constant steps make w oscillate around the balance poin
 Degenerate inputs: all-zero J gives ∂L_grad/∂w = 0 (w unchanged) and d = 0; if every loss is 0,
 r_i = 1. Initial losses f_i(0) must be positive and later losses non-negative (L̃_i = f_i/f_i(0)
 and r_i^α need f_i ≥ 0; a negative loss made r_i^α NaN and sign(NaN) = 0 silently froze w_i):
-otherwise a ValueError names the task. ||∇_W f_i|| is computed from rows scaled by powers of two
-in float64 (no under/overflow of the squares at any float32 scale); a norm that overflows float64
-raises NonFiniteError (it used to reset w to 𝟙 silently).
+otherwise a ValueError names the task. ||∇_W f_i|| is the plain norm when certified, else computed
+from rows scaled by powers of two in float64 (no under/overflow of the squares at any float32 scale,
+``pcgrad.row_norms``); a norm that overflows float64 raises NonFiniteError (it used to reset w to 𝟙
+silently).
 
     >>> gradnorm = GradNorm(alpha=1.5, lr=1e-4, last_layer_size=last.weight.numel() + last.bias.numel())
     >>> for batch in data:
@@ -157,7 +158,7 @@ class GradNorm(Weighting):
         if m is not None and m > J.shape[1]:
             raise ValueError(f"gradnorm: last_layer_size={m} exceeds the {J.shape[1]} columns of the Jacobian")
         W_cols = J if m is None else J[:, J.shape[1] - m :]  # ∇_W f_i, (K, m)
-        a = row_norms(W_cols).to("cpu")  # ||∇_W f_i|| in float64, rows scaled first (no under/overflow), (K,)
+        a = row_norms(W_cols).to("cpu")  # ||∇_W f_i|| in float64, no under/overflow (rows scaled when not certified), (K,)
         if not bool(torch.isfinite(a).all()):
             raise NonFiniteError(f"gradnorm: the gradient norms ||∇_W f_i|| overflow float64: {a.tolist()}")
         L_tilde = f / self._f0  # L̃_i = f_i(t)/f_i(0), (K,)

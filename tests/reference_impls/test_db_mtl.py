@@ -7,7 +7,7 @@ from reference_impls.core.aggregator import NonFiniteError, jacobian
 from reference_impls.gradient_weighting.db_mtl import DBMTL
 from tests.reference_impls.asserts import degenerate_jacobians, random_jacobians
 from tests.reference_impls.golden import j_base
-
+from tests.reference_impls.test_pcgrad import JacobianPasses
 
 
 def _losses_for(J, seed=0):
@@ -181,6 +181,31 @@ def test_float32_at_extreme_scales_matches_float64(scale):
         assert float(err) <= 1e-5 * J.shape[0] * float(G.norm(dim=1).max()), name
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_certified_norms_allocate_no_ema_sized_tensor(dtype):
+    """Speed regression (brief H10): when the plain norms ||ĝ_i|| are certified (each in [√(tiny/eps), max)),
+    a DB-MTL step from the third on creates no K×n tensor (the new ĝ goes into the previous state's
+    buffer) and reads K×n tensors four times (β ĝ, the addition of the scaled J, the norms and
+    Σ_i ĝ_i/||ĝ_i||), on every random J of the sampler; over 5 steps d matches the EMA
+    and balanced direction recomputed in float64 (so the swapped buffers hold the right state).
+    Before: five K×n tensors a step (β ĝ, the EMA, |ĝ| and two row scalings) and ten passes (with
+    the finiteness scans of J and ĝ)."""
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for name, J in random_jacobians(seed=14, dtype=dtype, shapes=[(2, 50), (5, 200)]):
+        losses = _losses_for(J).to(dtype)
+        method, g_hat = DBMTL(beta_sigma=0.5), torch.zeros(J.shape, dtype=torch.float64)
+        steps = [J * (1 + t) for t in range(5)]  # changing Jacobians, made outside the recording
+        for t, Jt in enumerate(steps, start=1):
+            with JacobianPasses(J.numel()) as passes:
+                d = method(Jt, losses)
+            if t >= 3:  # steps 1 and 2 allocate the state and its second buffer
+                assert passes.allocations == [] and len(passes.reads) == 4, (name, t, passes.reads, passes.allocations)
+            beta_t = 0.9 / t**0.5
+            g_hat = beta_t * g_hat + (1 - beta_t) * Jt.double() / (losses.double() + 1e-8)[:, None]  # ĝ_t
+            scale = J.shape[0] * float(g_hat.norm(dim=1).max())
+            torch.testing.assert_close(d.double(), _balanced(g_hat), rtol=0, atol=tol * scale, msg=f"{name} step {t}")
+
+
 def test_overflow_raises_and_leaves_the_state_unchanged():
     J = torch.tensor([[3e38, 3e38], [1.0, -1.0]], dtype=torch.float32)  # ||g_1|| = 4.2e38 overflows float32
     method = DBMTL(beta=0.0)
@@ -197,8 +222,12 @@ def test_overflow_raises_and_leaves_the_state_unchanged():
 
 def test_bad_inputs():
     J = j_base()
-    with pytest.raises(NonFiniteError):
-        DBMTL()(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), torch.ones(2))
+    for bad in (float("nan"), float("inf"), -float("inf")):  # found through ĝ's norms (no scan of J), state kept
+        method = DBMTL()
+        method(torch.eye(2), torch.ones(2))
+        with pytest.raises(NonFiniteError, match="Jacobian contains NaN or infinite"):
+            method(torch.tensor([[1.0, bad], [0.0, 1.0]]), torch.ones(2))
+        assert method._t == 1 and torch.equal(method._g_hat, 0.1 * torch.eye(2)), bad
     with pytest.raises(NonFiniteError):
         DBMTL()(J, torch.tensor([1.0, float("inf")]))
     with pytest.raises(ValueError, match="needs the task losses"):

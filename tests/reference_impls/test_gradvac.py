@@ -10,6 +10,7 @@ from reference_impls.gradient_manipulation.gradvac import GradVac, gradvac_coeff
 from reference_impls.gradient_manipulation.pcgrad import PCGrad, draw_orders
 from tests.reference_impls import asserts
 from tests.reference_impls.golden import j_base
+from tests.reference_impls.test_pcgrad import JacobianPasses
 
 
 def direct_gradvac(J, orders, phi_hat, beta):
@@ -160,6 +161,21 @@ def test_float32_at_extreme_scales_matches_float64(scale):
             err = ((d32 - w64 @ J) @ units.T).abs().max()  # worst task
             bound = float(w64.abs() @ J.norm(dim=1))
             assert float(err) <= 1e-4 * bound, (name, float(err) / bound)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_certified_gramian_reads_the_jacobian_twice_and_allocates_nothing_of_its_size(dtype):
+    """Speed regression (brief H10): when the plain J Jᵀ is certified (finite, every M_ii ≥ tiny/eps),
+    each GradVac step reads J exactly twice (J Jᵀ and wᵀJ, as TorchJD's GradVac) and creates no K×n
+    temporary, over three steps on every random J of the sampler. Before: six passes and three K×n
+    temporaries (the power-of-two row scaling done on every call)."""
+    for name, J in asserts.random_jacobians(seed=13, dtype=dtype, shapes=[(2, 50), (5, 200)]):
+        method, reference = GradVac(beta=0.5, seed=1), GradVac(beta=0.5, seed=1)
+        for step in range(3):
+            with JacobianPasses(J.numel()) as passes:
+                d = method(J)
+            assert len(passes.reads) == 2 and passes.allocations == [], (name, step, passes.reads, passes.allocations)
+            assert torch.equal(d, reference.weights(J) @ J), (name, step)
 
 
 def test_overflowing_update_raises():
