@@ -108,6 +108,25 @@ def load_registry(root: Path) -> dict[str, Any]:
     return dict(getattr(module, "REGISTRY", {}))
 
 
+def load_properties(root: Path) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, Any]]]:
+    """``PROPERTIES`` and ``TABLE`` of ``root/reference_impls/properties.py`` (plain data, no torch), or empty."""
+    path = root / "reference_impls" / "properties.py"
+    if not path.is_file():
+        return {}, {}
+    name = "_modl_site_properties"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # a broken table is a build error, not a traceback
+        raise SiteError(f"{path}: cannot be read: {type(error).__name__}: {error}") from None
+    finally:
+        sys.modules.pop(name, None)
+    return dict(getattr(module, "PROPERTIES", {})), dict(getattr(module, "TABLE", {}))
+
+
 _DEVIATIONS_HEAD = re.compile(r"^\s*Deviations\b[^:\n]*:\s*(.*)$")
 _ITEM = re.compile(r"^(\s*)(?:\(?(D\d+)\)?|(\d+))[.):]?\s+(.*)$")
 

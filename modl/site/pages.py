@@ -500,6 +500,7 @@ class SiteModel:
                     status = "untested"
                 out.append(f"| {name} | {paper_cell} | {family} | {E.md(m.interface)} | {status} | {m.test_count} |")
             out.append("\n</div>\n")
+        out.append(properties_section(Path(self.catalog.root)))
         out.append(self._speed_section())
         out.append("See also: [Design of the reference implementations](design.md).\n" if self._has_design else "")
         return "\n".join(out)
@@ -509,6 +510,66 @@ class SiteModel:
         return speed_section(Path(self.catalog.root))
 
     _has_design: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregator properties (reference_impls/properties.py, checked by tests/reference_impls/test_properties.py)
+# ----------------------------------------------------------------------------------------------
+
+_PROPERTY_MARK = {"holds": "✓", "fails": "✗", "n/a": "–"}
+
+
+def properties_section(root: Path) -> str:
+    """The method × property table and, per method, why each property holds or fails by design."""
+    from modl.site.data import load_properties
+
+    properties, table = load_properties(root)
+    if not properties or not table:
+        return ""
+    ids = list(properties)
+    out = ["## Properties\n"]
+    out.append(
+        "Which aggregator properties each method has, in the sense of the Jacobian-descent paper (Quinton & Rey, "
+        "arXiv 2406.16232) and TorchJD, plus the scale behaviours the papers claim. Every cell is a test: a ✓ is "
+        "checked on seeded samples (several seeds and shapes, float64 and float32), a ✗ on a counterexample, so "
+        "the table cannot go stale either way (`tests/reference_impls/test_properties.py`). Data: "
+        "`reference_impls/properties.py`.\n"
+    )
+    out.append("| Property | Definition |\n| --- | --- |")
+    for pid in ids:
+        title, definition = properties[pid]
+        out.append(f"| {E.md(title)} | {E.md(definition)} |")
+    out.append("")
+    out.append('<div class="modl-sortable" markdown="1">\n')
+    out.append("| Method | " + " | ".join(E.md(properties[p][0]) for p in ids) + " |")
+    out.append("| --- | " + " | ".join(":---:" for _ in ids) + " |")
+    for method in sorted(table):
+        row = table[method]
+        cells = []
+        for pid in ids:
+            entry = row.get(pid)
+            if entry is None:
+                cells.append("–")
+                continue
+            mark = _PROPERTY_MARK.get(entry.status, E.md(entry.status))
+            if entry.status == "holds" and pid == "scale_equivariant" and entry.degree != 1:
+                mark += f" (k = {entry.degree})"
+            if entry.pending:
+                mark += " (pending fix)"
+            cells.append(mark)
+        out.append(f"| {E.md(method)} | " + " | ".join(cells) + " |")
+    out.append("\n</div>\n")
+    out.append("Why, per method (✗ entries are by design):\n")
+    for method in sorted(table):
+        reasons = [
+            f"{E.md(properties[pid][0])} {_PROPERTY_MARK.get(entry.status, '')}: {E.md(entry.reason)}"
+            for pid, entry in table[method].items()
+            if entry.reason and pid in properties
+        ]
+        if reasons:
+            out.append(f"- **{E.md(method)}**: " + "; ".join(reasons) + ".")
+    out.append("")
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------------------------

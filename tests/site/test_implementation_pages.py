@@ -241,3 +241,37 @@ def test_no_speed_section_without_results(tmp_path: Path) -> None:
     from modl.site.pages import speed_section
 
     assert speed_section(tmp_path) == ""
+
+
+def test_properties_table_is_rendered_from_the_checked_data() -> None:
+    """The implementations page shows reference_impls/properties.py as it is: one row per method, one
+    column per property, ✓/✗ from the entry's status, and every ✗ of a method with its reason."""
+    import markdown
+
+    from modl.site.data import load_properties
+    from modl.site.pages import properties_section
+
+    root = Path(__file__).resolve().parents[2]
+    properties, table = load_properties(root)
+    page = markdown.markdown(properties_section(root), extensions=["tables", "md_in_html"])
+    definitions, grid = _tables(page)[:2]
+    titles = [properties[p][0] for p in properties]
+    assert [row[0] for row in definitions[1:]] == titles
+    assert grid[0] == ["Method", *titles]
+    assert [row[0] for row in grid[1:]] == sorted(table)
+    marks = {"holds": "✓", "fails": "✗", "n/a": "–"}
+    for row in grid[1:]:
+        for pid, cell in zip(properties, row[1:]):
+            entry = table[row[0]].get(pid)
+            assert cell.startswith(marks[entry.status] if entry else "–"), (row[0], pid, cell)
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    for method, entries in table.items():
+        for pid, entry in entries.items():
+            if entry.status == "fails":
+                assert f"{properties[pid][0]} ✗: {entry.reason}" in text, (method, pid)
+
+
+def test_no_properties_section_without_the_table(tmp_path: Path) -> None:
+    from modl.site.pages import properties_section
+
+    assert properties_section(tmp_path) == ""
