@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -68,6 +69,12 @@ class BiQuad(Problem):
 
     def _jacobian(self, x: Tensor) -> Tensor:
         return 2.0 * self.scales[None, :, None] * (x[:, None, :] - self.anchors[None])  # ∇f_i = 2 s_i (x − a_i), (B, K, n)
+
+    def _np_value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        anchors, scales = self.anchors.numpy(), self.scales.numpy()  # (K, n), (K,)
+        diff = x[:, None, :] - anchors[None]  # (B, K, n)
+        F = scales * (diff**2).sum(-1)  # f_i = s_i ||x − a_i||², (B, K)
+        return F, (2.0 * scales)[None, :, None] * diff  # ∇f_i = 2 s_i (x − a_i), (B, K, n)
 
     def initial_points(self, seed: int = 0) -> Tensor:
         g = self._generator(seed)

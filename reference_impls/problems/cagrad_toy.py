@@ -32,6 +32,7 @@ Formulas (checked against Cranial-XIX/CAGrad ``toy.py`` and AvivNavon/nash-mtl
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -132,6 +133,75 @@ class CAGradToy(Problem):
         g1 = c1[:, None] * g1a + c2[:, None] * g1b + (dc1 * f1a + dc2 * f1b)[:, None] * e2  # product rule
         g2 = c1[:, None] * g2a + c2[:, None] * g2b + (dc1 * f2a + dc2 * f2b)[:, None] * e2
         return torch.stack([self.scale * g1, g2], dim=1)  # (B, K=2, n=2)
+
+    def _np_value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """F (B, 2) and J (B, 2, 2) in numpy: the formulas of :meth:`_losses` and :meth:`_jacobian` (same kink conventions).
+
+        Small float64 batches (the runner's five starts) go through Python floats, ~5x faster than
+        numpy on five points; float32 and large batches through numpy arrays. Both are tested against autograd.
+        """
+        if x.dtype == np.float64 and x.shape[0] <= 64:
+            return self._scalar_value_and_jacobian(x)
+        x1, x2 = x[:, 0], x[:, 1]
+        tm, th = np.tanh(-x2), np.tanh(x2 / 2)  # tanh(−x_2), tanh(x_2/2)
+        A1 = 0.5 * (-x1 - 7) - tm  # f_1^a = log(max(|A1|, LOWER)) + 6
+        A2 = 0.5 * (-x1 + 3) + tm + 2
+        a1, a2 = np.abs(A1), np.abs(A2)
+        dlog1 = np.where(a1 >= LOWER, np.sign(A1) / np.maximum(a1, LOWER), 0.0)  # d log(max(|A1|, LOWER)) / dA1
+        dlog2 = np.where(a2 >= LOWER, np.sign(A2) / np.maximum(a2, LOWER), 0.0)
+        sech2 = 1 - tm * tm  # d tanh(x_2)/dx_2
+        f1a = np.log(np.maximum(a1, LOWER)) + 6
+        f2a = np.log(np.maximum(a2, LOWER)) + 6
+        q = 0.1 * (x2 + 8) ** 2
+        f1b = ((x1 - 7) ** 2 + q) / 10 - 20
+        f2b = ((x1 + 7) ** 2 + q) / 10 - 20
+        c1, c2 = np.maximum(th, 0.0), np.maximum(-th, 0.0)  # c_1, c_2
+        dth = 0.5 * (1 - th * th)  # d tanh(x_2/2)/dx_2
+        dc1 = np.where(th >= 0, dth, 0.0)  # clamp(u, min=0) passes the gradient where u ≥ 0 (torch)
+        dc2 = np.where(-th >= 0, -dth, 0.0)
+        gb2 = 0.02 * (x2 + 8)  # ∂f_i^b/∂x_2
+        F = np.empty((x.shape[0], 2), dtype=x.dtype)  # (B, 2)
+        J = np.empty((x.shape[0], 2, 2), dtype=x.dtype)  # (B, K=2, n=2)
+        F[:, 0] = self.scale * (c1 * f1a + c2 * f1b)  # f_1 ← s·f_1
+        F[:, 1] = c1 * f2a + c2 * f2b
+        J[:, 0, 0] = self.scale * (c1 * (-0.5 * dlog1) + c2 * ((x1 - 7) / 5))  # product rule, ∂/∂x_1
+        J[:, 0, 1] = self.scale * (c1 * (sech2 * dlog1) + c2 * gb2 + (dc1 * f1a + dc2 * f1b))  # ∂/∂x_2
+        J[:, 1, 0] = c1 * (-0.5 * dlog2) + c2 * ((x1 + 7) / 5)
+        J[:, 1, 1] = c1 * (-sech2 * dlog2) + c2 * gb2 + (dc1 * f2a + dc2 * f2b)
+        return F, J
+
+    def _scalar_value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The formulas of :meth:`_np_value_and_jacobian` point by point in Python floats (float64)."""
+        s, tanh, log = self.scale, math.tanh, math.log
+        rows_f, rows_j = [], []
+        for x1, x2 in x.tolist():
+            tm, th = tanh(-x2), tanh(x2 / 2)  # tanh(−x_2), tanh(x_2/2)
+            A1 = 0.5 * (-x1 - 7) - tm  # f_1^a = log(max(|A1|, LOWER)) + 6
+            A2 = 0.5 * (-x1 + 3) + tm + 2
+            a1, a2 = abs(A1), abs(A2)
+            dlog1 = ((A1 > 0) - (A1 < 0)) / a1 if a1 >= LOWER else 0.0  # sign(A1)/|A1| where the clamp passes the gradient
+            dlog2 = ((A2 > 0) - (A2 < 0)) / a2 if a2 >= LOWER else 0.0
+            sech2 = 1 - tm * tm  # d tanh(x_2)/dx_2
+            f1a = log(a1 if a1 > LOWER else LOWER) + 6
+            f2a = log(a2 if a2 > LOWER else LOWER) + 6
+            u, v1, v2 = x2 + 8, x1 - 7, x1 + 7
+            q = 0.1 * (u * u)  # products, not **: a float power raises OverflowError where numpy gives inf
+            f1b = (v1 * v1 + q) / 10 - 20
+            f2b = (v2 * v2 + q) / 10 - 20
+            c1 = th if th > 0 else 0.0  # c_1 = max(tanh(x_2/2), 0)
+            c2 = -th if -th > 0 else 0.0
+            dth = 0.5 * (1 - th * th)  # d tanh(x_2/2)/dx_2
+            dc1 = dth if th >= 0 else 0.0  # clamp(u, min=0) passes the gradient where u ≥ 0 (torch)
+            dc2 = -dth if -th >= 0 else 0.0
+            gb2 = 0.02 * u  # ∂f_i^b/∂x_2
+            rows_f.append((s * (c1 * f1a + c2 * f1b), c1 * f2a + c2 * f2b))
+            rows_j.append(
+                (
+                    (s * (c1 * (-0.5 * dlog1) + c2 * (v1 / 5)), s * (c1 * (sech2 * dlog1) + c2 * gb2 + (dc1 * f1a + dc2 * f1b))),
+                    (c1 * (-0.5 * dlog2) + c2 * (v2 / 5), c1 * (-sech2 * dlog2) + c2 * gb2 + (dc1 * f2a + dc2 * f2b)),
+                )
+            )
+        return np.array(rows_f, dtype=np.float64).reshape(-1, 2), np.array(rows_j, dtype=np.float64).reshape(-1, 2, 2)  # (B, 2), (B, 2, 2)
 
     def initial_points(self, seed: int = 0) -> Tensor:
         """The fixed starting points of the chosen paper (the seed is not used)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -53,6 +54,31 @@ class DTLZ2(Problem):
                 f = f * sin[:, K - m]
             out.append(f)
         return torch.stack(out, dim=1)  # (B, K)
+
+    def _np_value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        K = self.K
+        tail = x[:, K - 1 :] - 0.5  # (B, k)
+        g1 = 1 + (tail**2).sum(1)  # 1 + g, (B,)
+        theta = x[:, : K - 1] * (math.pi / 2)  # (B, K-1)
+        cos, sin = np.cos(theta), np.sin(theta)
+        B = x.shape[0]
+        F = np.empty((B, K), dtype=x.dtype)
+        J = np.zeros((B, K, self.n), dtype=x.dtype)  # (B, K, n)
+        for m in range(1, K + 1):
+            # P_m = Π_{j<K−m} cos θ_j · (sin θ_{K−m} if m > 1), f_m = (1 + g) P_m; factor j of P_m and its derivative:
+            factors = [(cos[:, j], -sin[:, j]) for j in range(K - m)] + ([(sin[:, K - m], cos[:, K - m])] if m > 1 else [])
+            P = np.ones(B, dtype=x.dtype)
+            for value, _ in factors:
+                P = P * value
+            F[:, m - 1] = g1 * P
+            J[:, m - 1, K - 1 :] = (2 * P)[:, None] * tail  # ∂f_m/∂x_i = 2(x_i − ½) P_m, i ≥ K
+            for i, (_, derivative) in enumerate(factors):
+                dP = derivative
+                for j, (value, _) in enumerate(factors):
+                    if j != i:
+                        dP = dP * value
+                J[:, m - 1, i if i < K - m else K - m] = g1 * dP * (math.pi / 2)  # ∂f_m/∂x_j = (1 + g) ∂P_m/∂θ_j · π/2
+        return F, J
 
     def initial_points(self, seed: int = 0) -> Tensor:
         g = self._generator(seed)

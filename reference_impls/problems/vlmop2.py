@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +39,14 @@ class VLMOP2(Problem):
         f1 = 1 - torch.exp(-((x - self._c) ** 2).sum(1))  # (B,)
         f2 = 1 - torch.exp(-((x + self._c) ** 2).sum(1))  # (B,)
         return torch.stack([f1, f2], dim=1)  # (B, 2)
+
+    def _np_value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = self._c.numpy()  # 𝟙/√n, (n,)
+        u, v = x - c, x + c  # (B, n)
+        e1, e2 = np.exp(-(u**2).sum(1)), np.exp(-(v**2).sum(1))  # (B,)
+        F = np.stack([1 - e1, 1 - e2], axis=1)  # (B, 2)
+        J = np.stack([2 * e1[:, None] * u, 2 * e2[:, None] * v], axis=1)  # ∇f_i = 2 e^{−||x ∓ c||²} (x ∓ c), (B, 2, n)
+        return F, J
 
     def initial_points(self, seed: int = 0) -> Tensor:
         g = self._generator(seed)

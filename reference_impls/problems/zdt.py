@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,6 +52,22 @@ class _ZDT(Problem):
         f2 = g * self._h(f1, g)  # (B,)
         return torch.stack([f1, f2], dim=1)  # (B, 2)
 
+    def _np_h_and_derivatives(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - interface
+        """(h(r), ∂f_2/∂x_1, (∂f_2/∂g)) for r = f_1/g, with f_2 = g·h(r)."""
+        raise NotImplementedError
+
+    def _np_value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = 9.0 / (self.n - 1)  # ∂g/∂x_i, i ≥ 2
+        g = 1 + c * x[:, 1:].sum(1)  # (B,)
+        r = x[:, 0] / g  # f_1 / g, (B,)
+        h, d1, dg = self._np_h_and_derivatives(r)
+        F = np.stack([x[:, 0], g * h], axis=1)  # (B, 2)
+        J = np.zeros((x.shape[0], 2, self.n), dtype=x.dtype)  # (B, 2, n)
+        J[:, 0, 0] = 1.0  # ∇f_1 = e_1
+        J[:, 1, 0] = d1  # ∂f_2/∂x_1
+        J[:, 1, 1:] = (c * dg)[:, None]  # ∂f_2/∂x_i = (∂f_2/∂g)·9/(n − 1)
+        return F, J
+
     def initial_points(self, seed: int = 0) -> Tensor:
         g = self._generator(seed)
         return self.project(torch.rand(self.num_starts, self.n, generator=g, dtype=self.dtype).to(self.device))
@@ -81,6 +98,10 @@ class ZDT1(_ZDT):
     def _front(self, f1: Tensor) -> Tensor:
         return 1 - torch.sqrt(f1)
 
+    def _np_h_and_derivatives(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sr = np.sqrt(r)
+        return 1 - sr, -0.5 / sr, 1 - 0.5 * sr  # f_2 = g − √(x_1 g): ∂/∂x_1 = −½/√r, ∂/∂g = 1 − ½√r
+
 
 class ZDT2(_ZDT):
     id = "zdt2"
@@ -90,6 +111,9 @@ class ZDT2(_ZDT):
 
     def _front(self, f1: Tensor) -> Tensor:
         return 1 - f1**2
+
+    def _np_h_and_derivatives(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return 1 - r**2, -2 * r, 1 + r**2  # f_2 = g − x_1²/g: ∂/∂x_1 = −2r, ∂/∂g = 1 + r²
 
 
 __all__ = ["ZDT1", "ZDT2", "EPS"]

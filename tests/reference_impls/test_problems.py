@@ -290,3 +290,83 @@ def test_analytic_jacobians_equal_autograd_including_kinks(pid, knobs):
     if pid == "cagrad-toy":  # the kinks: x_2 = 0 (c_1, c_2) and |A_1| = 0 (the log's clamp)
         X = torch.cat([X, torch.tensor([[0.0, 0.0], [4.0, 0.0], [-7.0, 0.0]], dtype=torch.float64)])
     torch.testing.assert_close(p.jacobian(X), p._autograd(X)[1], rtol=1e-12, atol=1e-12)
+
+
+CLOSED_FORMS = [
+    ("biquad", {}),
+    ("biquad", {"K": 3, "n": 4, "scales": (1.0, 2.0, 3.0)}),
+    ("vlmop2", {}),
+    ("zdt1", {}),
+    ("zdt1", {"n": 30}),
+    ("zdt2", {}),
+    ("dtlz2", {}),
+    ("dtlz2", {"K": 4, "k": 3}),
+    ("cagrad-toy", {}),
+    ("cagrad-toy", {"scale": 0.1}),
+]
+
+
+def _closed_form_points(p: Problem, seed: int, B: int, dtype: torch.dtype) -> torch.Tensor:
+    """B random points of the problem's domain (its box, [−10, 10]² for cagrad-toy, [−2, 2]^n otherwise), plus the kinks of cagrad-toy."""
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand(B, p.n, generator=gen, dtype=torch.float64)
+    if p.bounds is not None:
+        X = p.project(u)
+    elif p.id == "cagrad-toy":
+        X = 20 * u - 10
+        # the kinks: x_2 = 0 (c_1, c_2), |A_1| = 0 (the log's clamp; A_1 = 0 at x_1 = −7 − 2 tanh(−x_2)), a start
+        X = torch.cat([X, torch.tensor([[0.0, 0.0], [4.0, 0.0], [-7.0, 0.0], [-7.0 - 2 * math.tanh(-0.5), 0.5], [-8.5, 7.5]], dtype=torch.float64)])
+    else:
+        X = 4 * u - 2
+    return X.to(dtype)
+
+
+def _assert_rows_close(got: torch.Tensor, expected: torch.Tensor, rtol: float) -> None:
+    """|got − expected| ≤ rtol·||expected row||_∞ entry by entry, per row (per task for J): each row at its own scale."""
+    gap = (got - expected).abs().amax(-1)  # (B,) for F, (B, K) for J
+    scale = expected.abs().amax(-1)
+    bad = gap > rtol * scale
+    assert not bool(bad.any()), f"{int(bad.sum())} rows off, worst relative gap {float((gap / scale.clamp_min(1e-300)).max()):.3g}"
+
+
+@pytest.mark.parametrize("pid,knobs", CLOSED_FORMS)
+def test_closed_form_value_and_jacobian_equals_autograd(pid, knobs):
+    """value_and_jacobian (numpy, no autograd) against autograd on the differentiable losses: 5 seeds,
+    a runner-sized batch (cagrad-toy's Python-float path) and a large one (numpy arrays); per-row relative 1e-12."""
+    p = get_problem(pid, **knobs)
+    assert p.has_closed_form
+    for seed in range(5):
+        for B in (5, 200):
+            X = _closed_form_points(p, seed, B, torch.float64)
+            F0, J0 = p._autograd(X)
+            F, J = p.value_and_jacobian(X.numpy())  # numpy in, numpy out
+            assert isinstance(F, np.ndarray) and F.dtype == np.float64 and F.shape == (X.shape[0], p.K) and J.shape == (X.shape[0], p.K, p.n)
+            _assert_rows_close(torch.from_numpy(F), F0, 1e-12)
+            _assert_rows_close(torch.from_numpy(J), J0, 1e-12)
+    F1, J1 = p.value_and_jacobian(X[3])  # a tensor point in, tensors out, no batch dimension
+    assert isinstance(F1, torch.Tensor) and F1.shape == (p.K,) and J1.shape == (p.K, p.n)
+    assert torch.equal(F1, torch.from_numpy(F[3])) and torch.equal(J1, torch.from_numpy(J[3]))
+
+
+@pytest.mark.parametrize("pid,knobs", CLOSED_FORMS)
+def test_closed_form_follows_float32(pid, knobs):
+    """In float32 the closed form computes in float32 and agrees with float32 autograd to 1e-4 per row (3 seeds)."""
+    p = get_problem(pid, dtype=torch.float32, **knobs)
+    for seed in range(3):
+        X = _closed_form_points(p, seed, 50, torch.float32)
+        F, J = p.value_and_jacobian(X)
+        assert F.dtype == J.dtype == torch.float32
+        F0, J0 = p._autograd(X)
+        _assert_rows_close(F, F0, 1e-4)
+        _assert_rows_close(J, J0, 1e-4)
+
+
+def test_problems_without_a_closed_form_fall_back_to_losses_and_jacobian():
+    p = get_problem("mtl-linear")
+    assert not p.has_closed_form
+    X = p.initial_points(0)
+    F, J = p.value_and_jacobian(X)
+    F0, J0 = p.losses_and_jacobian(X)
+    assert torch.equal(F, F0) and torch.equal(J, J0)
+    Fn, Jn = p.value_and_jacobian(X.numpy())
+    assert isinstance(Fn, np.ndarray) and np.array_equal(Fn, F0.numpy()) and np.array_equal(Jn, J0.numpy())

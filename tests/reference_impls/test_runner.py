@@ -318,7 +318,11 @@ def test_cagrad_toy_default_settings_are_the_papers():
 
 def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
     """The straightforward loop: one instance per start, the interface's own checks at every call,
-    hooks called per start (update with the new losses, observe, on_epoch_end), x ← Π(x − η d)."""
+    hooks called per start (update with the new losses, observe, on_epoch_end), x ← Π(x − η d).
+
+    F and J come from ``problem.value_and_jacobian`` (the closed form the runner's fast loop uses), so
+    the runner must match bit for bit; tests/reference_impls/test_runner_speed_paths.py compares the
+    runs with autograd Jacobians."""
     problem = get_problem(problem) if isinstance(problem, str) else problem
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -332,7 +336,7 @@ def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
         method_opts = [make(list(m.parameters()), lr=lr) if list(m.parameters()) else None for m in methods]
         xs = [x.detach().clone()]
         for t in range(steps):
-            F, J = problem.losses_and_jacobian(x.detach())
+            F, J = problem.value_and_jacobian(x.detach())
             F = F - offset
             D = []
             for b, m in enumerate(methods):
@@ -350,7 +354,7 @@ def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
             with torch.no_grad():
                 x.copy_(problem.project(x))
             xs.append(x.detach().clone())
-            F_new = problem.losses(x.detach()) - offset  # (B, K) after the step
+            F_new = problem.value_and_jacobian(x.detach())[0] - offset  # (B, K) after the step
             for b, m in enumerate(methods):
                 if hasattr(m, "update"):
                     m.update(F_new[b])
@@ -369,7 +373,10 @@ def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
         ("imtl-l", "biquad", "sgd"),  # learnable parameters
         ("mgda", "biquad", "adam"),  # the per-start path
         ("graddrop", "vlmop2", "adam"),  # randomness
-    ],
+        ("sdmgrad", "dtlz2", "adam"),  # K = 3, box problem
+    ]
+    + [(name, "cagrad-toy", "adam") for name in registry.names()]  # every method: the fast (numpy) loop
+    + [(name, "biquad", "sgd") for name in registry.names()],
 )
 def test_runner_loop_equals_the_plain_reference_loop_bit_for_bit(name, problem, optimizer):
     steps = 60
