@@ -27,24 +27,29 @@ TorchJD versions, threads, CPU and the load average before and after the run).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, environment, network_jacobian, ratio, time_interleaved, torchjd_counterparts  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    TRAINED_STEPS,
+    environment,
+    network_jacobian,
+    ratio,
+    time_interleaved,
+    torchjd_counterparts,
+    write_results,
+)
 
 import torch  # noqa: E402
 
 import reference_impls  # noqa: E402
-from modl.io import atomic_write  # noqa: E402
 
 GRADIENT_BALANCING = ("gradient-weighting", "gradient-manipulation")
 JACOBIANS = ("gaussian", "mlp-init", "mlp-trained", "cnn-init", "cnn-trained")
-TRAINED_STEPS = 20
 
 
 def gaussian_jacobian(K: int, n: int) -> torch.Tensor:
@@ -140,16 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\nworst ours/TorchJD: {worst['ours_over_torchjd']:.2f} ({worst['method']}, {worst['jacobian']}, "
             f"K = {worst['K']}, n = {worst['n']})"
         )
-    result = {
-        "benchmark": "aggregators",
-        **env,
-        "load_after": list(os.getloadavg()),
-        "quick": args.quick,
-        "trained_steps": TRAINED_STEPS,
-        "rows": rows,
-    }
-    atomic_write(Path(args.output), json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(f"\nwrote {args.output}")
+    write_results(args.output, "aggregators", env, quick=args.quick, rows=rows)
     return 0
 
 

@@ -43,6 +43,9 @@ TORCHJD_METHODS = (
 )
 
 
+TRAINED_STEPS = 20  # SGD steps before the "trained" Jacobians and networks are taken
+
+
 def torchjd_counterparts(K: int, names: tuple[str, ...] = TORCHJD_METHODS) -> dict[str, object]:
     """TorchJD aggregators with the hyperparameters our defaults use (empty if TorchJD is absent)."""
     try:
@@ -147,6 +150,24 @@ def environment(threads: int, clock: str) -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "load_before": list(os.getloadavg()),
     }
+
+
+def write_results(output: str | Path, benchmark: str, env: dict[str, object], *, quick: bool, rows: list[dict]) -> None:
+    """Store one run as JSON (atomically): the environment, the load after the run, and the rows."""
+    import json
+
+    from modl.io import atomic_write
+
+    result = {
+        "benchmark": benchmark,
+        **env,
+        "load_after": list(os.getloadavg()),
+        "quick": quick,
+        "trained_steps": TRAINED_STEPS,
+        "rows": rows,
+    }
+    atomic_write(Path(output), json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"\nwrote {output}")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -25,8 +25,6 @@ TorchJD. Stored in benchmarks/results/training_step.json with versions, CPU and 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -37,20 +35,20 @@ from common import (  # noqa: E402
     NETWORKS,
     ROOT,
     TORCHJD_METHODS,
+    TRAINED_STEPS,
     environment,
     make_network,
     ratio,
     time_interleaved,
     torchjd_counterparts,
+    write_results,
 )
 
 import torch  # noqa: E402
 
 import reference_impls  # noqa: E402
-from modl.io import atomic_write  # noqa: E402
 from reference_impls.core.aggregator import jacobian  # noqa: E402
 
-TRAINED_STEPS = 20
 
 
 def torchjd_autojac():
@@ -151,16 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if compared:
         worst = max(compared, key=lambda r: r["ours_over_torchjd"])
         print(f"\nworst step ours/TorchJD: {worst['ours_over_torchjd']:.2f} ({worst['method']}, {worst['network']}, K = {worst['K']})")
-    result = {
-        "benchmark": "training_step",
-        **env,
-        "load_after": list(os.getloadavg()),
-        "quick": args.quick,
-        "trained_steps": TRAINED_STEPS,
-        "rows": rows,
-    }
-    atomic_write(Path(args.output), json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(f"\nwrote {args.output}")
+    write_results(args.output, "training_step", env, quick=args.quick, rows=rows)
     return 0
 
 

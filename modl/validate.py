@@ -29,6 +29,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, get_args, get_origin
 from urllib.parse import parse_qs, urlsplit
 
@@ -334,6 +335,20 @@ def load_vocabularies(root: Path) -> tuple[list[str], list[str]]:
 # ----------------------------------------------------------------------------------------------
 
 
+def exec_module_file(path: Path, name: str) -> ModuleType:
+    """Execute one Python file as a module of its own (not through its package, so nothing it does
+    not import itself, torch included, is imported). Exceptions of the file propagate."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+    return module
+
+
 def default_registry(root: Path) -> Mapping[str, Any] | None:
     """``REGISTRY`` of ``root/reference_impls/registry.py``; None when the root has no registry.
 
@@ -345,17 +360,10 @@ def default_registry(root: Path) -> Mapping[str, Any] | None:
     path = Path(root) / REGISTRY_FILE
     if not path.is_file():
         return None
-    name = "_modl_validate_registry"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
     try:
-        spec.loader.exec_module(module)
+        module = exec_module_file(path, "_modl_validate_registry")
     except Exception as error:  # a broken registry is one problem line, not a traceback
         raise CatalogError([Problem(REGISTRY_FILE, 1, FILE_FIELD, f"cannot be executed: {type(error).__name__}: {error}")]) from None
-    finally:
-        sys.modules.pop(name, None)
     registry = getattr(module, "REGISTRY", None)
     if not isinstance(registry, Mapping):
         raise CatalogError([Problem(REGISTRY_FILE, 1, FILE_FIELD, "defines no REGISTRY mapping")])

@@ -9,15 +9,14 @@ own (it is a static table that imports only the standard library), never through
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modl.catalog import REPO_ROOT, Catalog, CatalogError
+from modl.validate import exec_module_file
 
 CATALOG_ROOT_ENV = "MODL_CATALOG_ROOT"
 
@@ -94,17 +93,10 @@ def load_registry(root: Path) -> dict[str, Any]:
     path = root / "reference_impls" / "registry.py"
     if not path.is_file():
         return {}
-    name = "_modl_site_registry"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
     try:
-        spec.loader.exec_module(module)
+        module = exec_module_file(path, "_modl_site_registry")
     except Exception as error:  # a broken registry is a build error, not a traceback
         raise SiteError(f"{path}: cannot be read: {type(error).__name__}: {error}") from None
-    finally:
-        sys.modules.pop(name, None)
     return dict(getattr(module, "REGISTRY", {}))
 
 
@@ -113,17 +105,10 @@ def load_properties(root: Path) -> tuple[dict[str, tuple[str, str]], dict[str, d
     path = root / "reference_impls" / "properties.py"
     if not path.is_file():
         return {}, {}
-    name = "_modl_site_properties"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
     try:
-        spec.loader.exec_module(module)
+        module = exec_module_file(path, "_modl_site_properties")
     except Exception as error:  # a broken table is a build error, not a traceback
         raise SiteError(f"{path}: cannot be read: {type(error).__name__}: {error}") from None
-    finally:
-        sys.modules.pop(name, None)
     return dict(getattr(module, "PROPERTIES", {})), dict(getattr(module, "TABLE", {}))
 
 
