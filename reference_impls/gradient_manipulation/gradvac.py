@@ -61,8 +61,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
-from reference_impls.gradient_manipulation.pcgrad import combine_rows, draw_orders, gramian_up_to_scale
+from reference_impls.gradient_manipulation.pcgrad import ScaleFreeGramianWeighting, draw_orders
 
 
 def gradvac_coefficients(M: Tensor, orders: Tensor, phi_hat: Tensor, beta: float) -> tuple[Tensor, Tensor]:
@@ -96,10 +95,11 @@ def gradvac_coefficients(M: Tensor, orders: Tensor, phi_hat: Tensor, beta: float
     return torch.from_numpy(C).to(dtype=M.dtype, device=M.device), torch.from_numpy(goals)
 
 
-class GradVac(GramianWeighting):
+class GradVac(ScaleFreeGramianWeighting):
     """d = Σ_i g_i', each g_i' pulled towards every g_j until cos(g_i', g_j) reaches the EMA goal φ̂_ij."""
 
     name = "gradvac"
+    update_label = "the update d = Σ_i g_i'"  # cosines and C are invariant under M → c²M
     stateful = True
 
     def __init__(self, beta: float = 0.01, random_order: bool = True, seed: int = 0) -> None:
@@ -125,12 +125,3 @@ class GradVac(GramianWeighting):
         C, self.phi_hat = gradvac_coefficients(M, orders, self.phi_hat, self.beta)  # in float64
         return C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
 
-    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        # cosines and C are invariant under M → c²M: J Jᵀ when certified, else the normalised Gramian (D5)
-        M, _ = gramian_up_to_scale(J)  # (K, K) float64
-        return self.compute_weights_from_gramian(M, losses).to(J)
-
-    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        M, exact = gramian_up_to_scale(J)  # (K, K) float64, = J Jᵀ when exact
-        w = self.compute_weights_from_gramian(M, losses)  # (K,) float64
-        return combine_rows(w, J, M if exact else None, "gradvac: the update d = Σ_i g_i'")  # d = Jᵀ w, (n,)

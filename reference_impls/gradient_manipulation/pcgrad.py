@@ -191,10 +191,27 @@ def pcgrad_coefficients(M: Tensor, orders: Tensor) -> Tensor:
     return torch.from_numpy(C).to(dtype=M.dtype, device=M.device)
 
 
-class PCGrad(GramianWeighting):
+class ScaleFreeGramianWeighting(GramianWeighting):
+    """A Gramian weighting whose weights are invariant under M → c²M (PCGrad, GradVac): it may use J Jᵀ
+    when that is certified and the normalised Gramian otherwise (D5), and forms d with one pass over J."""
+
+    update_label = "the update d"  # named in the error when d overflows
+
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        M, _ = gramian_up_to_scale(J)  # (K, K) float64: J Jᵀ when certified, else the normalised Gramian
+        return self.compute_weights_from_gramian(M, losses).to(J)
+
+    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        M, exact = gramian_up_to_scale(J)  # (K, K) float64, = J Jᵀ when exact
+        w = self.compute_weights_from_gramian(M, losses)  # (K,) float64
+        return combine_rows(w, J, M if exact else None, f"{self.name}: {self.update_label}")  # d = Jᵀ w, (n,)
+
+
+class PCGrad(ScaleFreeGramianWeighting):
     """d = Σ_i g_i^PC, each g_i projected on the normal plane of every g_j it conflicts with."""
 
     name = "pcgrad"
+    update_label = "the update d = Σ_i g_i^PC"
 
     def __init__(self, random_order: bool = True, seed: int = 0) -> None:
         self.random_order = bool(random_order)
@@ -210,12 +227,3 @@ class PCGrad(GramianWeighting):
         C = pcgrad_coefficients(M, orders)  # (K, K), computed in float64
         return C.sum(dim=0)  # d = Σ_i g_i^PC = Σ_j (Σ_i C_ij) g_j
 
-    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        # C is invariant under M → c²M: J Jᵀ when certified, else the normalised Gramian (D5)
-        M, _ = gramian_up_to_scale(J)  # (K, K) float64
-        return self.compute_weights_from_gramian(M, losses).to(J)
-
-    def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
-        M, exact = gramian_up_to_scale(J)  # (K, K) float64, = J Jᵀ when exact
-        w = self.compute_weights_from_gramian(M, losses)  # (K,) float64
-        return combine_rows(w, J, M if exact else None, "pcgrad: the update d = Σ_i g_i^PC")  # d = Jᵀ w, (n,)
