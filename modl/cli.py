@@ -6,6 +6,8 @@
     modl export json [--output F]      every record and the taxonomy as JSON
     modl schema [--check]              regenerate the JSON Schemas in catalog/schema/
     modl add --bibtex F --category C   write a new record from a BibTeX entry
+    modl import-awesome LIST [--base OLD] [--write]
+                                       compare an awesome-list README with the catalog (and update it)
     modl show ID                       one record with its links, implementation and tests
     modl methods                       list the registered reference implementations
     modl problems                      list the toy problems (K, n, Pareto set, defaults; needs torch)
@@ -161,9 +163,45 @@ def cmd_add(args: argparse.Namespace) -> int:
         venue=args.venue,
         code=args.code,
         summary=args.summary,
+        title=args.title,
     )
     _wrote(path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path), root)
     print(f"wrote {path}; review it, then run `modl validate` and `modl readme`")
+    return 0
+
+
+def cmd_import_awesome(args: argparse.Namespace) -> int:
+    from modl.awesome import AwesomeError, format_report, import_awesome
+
+    root = _root(args)
+    summaries = None
+    if args.summaries:
+        import yaml
+
+        path = Path(args.summaries)
+        try:
+            summaries = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            raise UserError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML") from None
+        if not isinstance(summaries, dict):
+            raise UserError(f"{path}: must be a mapping from record id to summary")
+    try:
+        report = import_awesome(root, Path(args.list), base_path=Path(args.base) if args.base else None,
+                                write=args.write, summaries=summaries)
+    except AwesomeError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"modl import-awesome: {len(error.problems)} problem(s); nothing written", file=sys.stderr)
+        return 1
+    sys.stdout.write(format_report(report))
+    if args.write:
+        if report.written:
+            _wrote(f"{len(report.written)} file(s)", root)
+        else:
+            print("nothing to write: the catalog is up to date with the list", file=sys.stderr)
     return 0
 
 
@@ -250,6 +288,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(f"  openreview   https://openreview.net/forum?id={paper.links.openreview}")
     for version in paper.later_versions:
         lines.append(f"  later        {catalog.venues[version.venue].short} {version.year}: {version.url}")
+    for version in paper.earlier_versions:
+        lines.append(f"  earlier      {catalog.venues[version.venue].short} {version.year}: {version.url}")
     lines.append(f"  site         {base if base.endswith('/') else base + '/'}papers/{paper.id}/")
     impl = paper.implementation
     lines.append(f"implementation: {impl.status}" + (f" ({impl.reason})" if impl.reason else ""))
@@ -329,8 +369,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", default=None, help="record id (default: derived from the BibTeX)")
     p.add_argument("--venue", default=None, help="venue id (default: guessed from the BibTeX)")
     p.add_argument("--code", default=None, help="official code URL")
-    p.add_argument("--summary", default=None, help="one or two sentences on the method")
+    p.add_argument("--summary", default=None,
+                   help="one or two sentences on the method (required; placeholders such as 'TODO' are refused)")
+    p.add_argument("--title", default=None, help="title as plain text (default: from the BibTeX; needed when it holds "
+                   "math without a plain-text form)")
     p.set_defaults(func=cmd_add)
+
+    p = command("import-awesome", "compare an awesome-list README with the catalog (and update it)",
+                "Parse an awesome-list README in the survey list's format and report, against the catalog, the new "
+                "papers, the changed ones field by field, and renamed sections (matching by normalised title, arXiv id, "
+                "DOI, OpenReview id and URL, never by position). With --base (the list version the catalog was last "
+                "synced with) the list's own changes are told apart from the catalog's corrections. --write creates "
+                "the new records (summaries from --summaries) and, with --base, applies the list's changes, after "
+                "validating everything in a temporary copy; nothing else is touched.")
+    p.add_argument("list", metavar="LIST", help="the awesome list's README (Markdown)")
+    p.add_argument("--base", default=None, metavar="OLD_LIST",
+                   help="the earlier list version the catalog was last brought up to date with (three-way comparison)")
+    p.add_argument("--write", action="store_true", help="create new records and apply the list's changes")
+    p.add_argument("--summaries", default=None, metavar="FILE",
+                   help="YAML mapping: proposed record id -> summary (or -> {id: ..., summary: ...}) for new papers")
+    p.add_argument("--root", default=argparse.SUPPRESS, help="repository root (as before the command)")
+    p.set_defaults(func=cmd_import_awesome)
 
     p = command("show", "one record with its links, implementation and tests",
                 "Show one record: title, authors, venue, categories, summary, its links (paper, code, arXiv, DOI, "

@@ -30,7 +30,27 @@ OPENREVIEW_PATTERN = r"^[A-Za-z0-9_-]+$"
 BIBKEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_:.-]*$"
 MIN_YEAR = 1950
 # Fields a record's BibTeX entry takes from the record itself; repeating them in ``fields`` is an error.
-BIBTEX_DERIVED_FIELDS = frozenset({"title", "author", "year", "url", "doi", "eprint", "archiveprefix"})
+BIBTEX_DERIVED_FIELDS = frozenset({"title", "author", "year", "url", "doi", "eprint", "archiveprefix", "howpublished"})
+# Formats of the numbered bibliographic fields of ``bibtex.fields``: ranges use BibTeX's en dash "--".
+_BIBTEX_FIELD_FORMATS = {
+    "volume": (re.compile(r"^\d+$"), "a volume number, e.g. '33'"),
+    "number": (re.compile(r"^\d+(?:--\d+)?$"), "an issue number, e.g. '7' or '1--2'"),
+    "pages": (
+        re.compile(r"^(?:\d+:)?[A-Za-z]?\d+(?:--(?:\d+:)?[A-Za-z]?\d+)?$"),
+        "a page range with '--' ('5824--5836'), an article number ('100700') or both ('295:1--295:32')",
+    ),
+}
+
+# Summaries that only stand in for one (what `modl add` wrote before summaries became required, and the
+# usual to-do markers): a record with one is not published, so validation rejects it.
+SUMMARY_PLACEHOLDER = "Summary to be written."
+_PLACEHOLDER_RE = re.compile(r"^\W*(?:summary to be written|to ?do|tbd|tbw|fixme|xxx|placeholder|summary)\W*$", re.IGNORECASE)
+
+
+def is_placeholder_summary(summary: str) -> bool:
+    """Whether ``summary`` is a stand-in ('Summary to be written.', 'TODO', 'TBD', ...), not a summary."""
+    return bool(_PLACEHOLDER_RE.match(summary.strip()))
+
 
 _URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?::\d+)?(?:/[^\s<>\"'`]*)?$")
 
@@ -77,10 +97,26 @@ class Venue(_Strict):
     short: Line = Field(description="Abbreviation shown in lists, e.g. 'NeurIPS', 'TKDE'.")
     name: Line = Field(description="Full name, e.g. 'IEEE Transactions on Knowledge and Data Engineering'.")
     kind: Literal["conference", "journal", "preprint", "workshop"]
+    aliases: list[Line] = Field(
+        default_factory=list,
+        description="Other names BibTeX uses for the venue, e.g. OpenReview's 'Conference on Neural Information "
+        "Processing Systems'; `modl add` and `modl import-awesome` match them like the name.",
+    )
 
 
 class VenueFile(_Strict):
     venues: list[Venue] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_unambiguous(self) -> VenueFile:
+        """A name, short name or alias must point at one venue only (matching depends on it)."""
+        owner: dict[str, str] = {}
+        for venue in self.venues:
+            for label in {venue.short, venue.name, *venue.aliases}:
+                folded = re.sub(r"[\W_]+", " ", label.casefold()).strip()
+                if owner.setdefault(folded, venue.id) != venue.id:
+                    raise ValueError(f"{label!r} names both {owner[folded]!r} and {venue.id!r}")
+        return self
 
 
 class Category(_Strict):
@@ -144,8 +180,19 @@ class LaterVersion(_Strict):
     title: Line | None = Field(default=None, description="Only when the later version has a different title.")
 
 
+class EarlierVersion(_Strict):
+    """An earlier public version of the same work, e.g. the arXiv preprint of a paper now in ICML."""
+
+    venue: Id
+    year: StrictInt
+    url: HttpsUrl
+    arxiv: ArxivId | None = Field(default=None, description="Its arXiv id, when it is an arXiv version.")
+    doi: Doi | None = None
+    title: Line | None = Field(default=None, description="Only when the earlier version has a different title.")
+
+
 class BibTeX(_Strict):
-    """What is needed to emit the entry; title, author, year, url, doi and eprint come from the record."""
+    """What is needed to emit the entry; title, author, year, url, doi, eprint (and an arXiv @misc's howpublished) come from the record."""
 
     type: Literal["article", "inproceedings", "misc", "techreport", "incollection", "book"]
     key: Annotated[str, StringConstraints(pattern=BIBKEY_PATTERN)]
@@ -161,7 +208,11 @@ class BibTeX(_Strict):
     def _no_derived_fields(cls, fields: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         clash = sorted(BIBTEX_DERIVED_FIELDS & set(fields))
         if clash:
-            raise ValueError(f"fields {clash} are derived from the record; remove them from bibtex.fields")
+            how = " (howpublished is written for an arXiv @misc; use 'note' for other text)" if "howpublished" in clash else ""
+            raise ValueError(f"fields {clash} are derived from the record; remove them from bibtex.fields{how}")
+        for name, (pattern, what) in _BIBTEX_FIELD_FORMATS.items():
+            if name in fields and not pattern.match(fields[name]):
+                raise ValueError(f"field {name!r} is {fields[name]!r}; it must be {what}")
         entry_type = info.data.get("type")  # absent when 'type' itself failed validation
         if entry_type == "article" and "journal" not in fields:
             raise ValueError("an article needs a 'journal' field")
@@ -202,10 +253,20 @@ class Paper(_Strict):
     categories: list[Id] = Field(min_length=1, description="Taxonomy leaf ids; the first is the primary section.")
     links: Links
     later_versions: list[LaterVersion] = Field(default_factory=list)
+    earlier_versions: list[EarlierVersion] = Field(
+        default_factory=list,
+        description="Earlier versions (e.g. the arXiv preprint of a conference paper), kept so that old "
+        "citations and titles still lead to the record.",
+    )
     summary: Line = Field(description="One or two sentences, written by us, on what the method does.")
     bibtex: BibTeX
     implementation: Implementation
     added: _dt.date = Field(description="Date the record entered the catalog (YYYY-MM-DD).")
+    updated: _dt.date | None = Field(
+        default=None,
+        description="Date of the last change of the record's content through the tools (YYYY-MM-DD); absent "
+        "while unchanged since 'added'.",
+    )
 
     @field_validator("year")
     @classmethod
@@ -228,6 +289,8 @@ class Paper(_Strict):
     def _summary_short(cls, summary: str) -> str:
         if len(summary) > 600:
             raise ValueError("is longer than 600 characters; keep it to one or two sentences")
+        if is_placeholder_summary(summary):
+            raise ValueError("is a placeholder; write one or two sentences on what the method does")
         return summary
 
     # A field validator (``year`` is declared earlier, so it is in ``info.data``): errors then point at
@@ -240,6 +303,23 @@ class Paper(_Strict):
             if year is not None and version.year < year:
                 raise ValueError(f"later_versions[{index}] has year {version.year}, before the paper's year {year}")
         return versions
+
+    @field_validator("earlier_versions")
+    @classmethod
+    def _earlier_versions_before(cls, versions: list[EarlierVersion], info: ValidationInfo) -> list[EarlierVersion]:
+        year = info.data.get("year")  # absent when 'year' itself failed validation
+        for index, version in enumerate(versions):
+            if year is not None and version.year > year:
+                raise ValueError(f"earlier_versions[{index}] has year {version.year}, after the paper's year {year}")
+        return versions
+
+    @field_validator("updated")
+    @classmethod
+    def _updated_after_added(cls, updated: _dt.date | None, info: ValidationInfo) -> _dt.date | None:
+        added = info.data.get("added")  # absent when 'added' itself failed validation
+        if updated is not None and added is not None and updated < added:
+            raise ValueError(f"{updated} is before 'added' ({added})")
+        return updated
 
 
 Category.model_rebuild()

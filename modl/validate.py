@@ -206,17 +206,21 @@ def _identity_keys(data: dict[str, Any]) -> dict[tuple[str, str], Path_]:
             add(doi_key(links["doi"]), ("links", "doi"))
         if isinstance(links.get("openreview"), str):
             add(("openreview", links["openreview"].strip()), ("links", "openreview"))
-    versions = data.get("later_versions")
-    if isinstance(versions, list):
+    for field in ("later_versions", "earlier_versions"):
+        versions = data.get(field)
+        if not isinstance(versions, list):
+            continue
         for i, version in enumerate(versions):
             if not isinstance(version, dict):
                 continue
             if isinstance(version.get("url"), str):
-                add(url_key(version["url"]), ("later_versions", i, "url"))
+                add(url_key(version["url"]), (field, i, "url"))
+            if isinstance(version.get("arxiv"), str):
+                add(("arxiv", version["arxiv"].strip()), (field, i, "arxiv"))
             if isinstance(version.get("doi"), str):
-                add(doi_key(version["doi"]), ("later_versions", i, "doi"))
+                add(doi_key(version["doi"]), (field, i, "doi"))
             if isinstance(version.get("title"), str):
-                add(("title", normalise_title(version["title"])), ("later_versions", i, "title"))
+                add(("title", normalise_title(version["title"])), (field, i, "title"))
     return keys
 
 
@@ -448,9 +452,10 @@ def _venue_problems(data: dict[str, Any], loaded: LoadedYaml, vocab: _Vocabulari
     if vocab.venue_ids is None:
         return []
     places: list[tuple[Path_, Any]] = [(("venue",), data.get("venue"))]
-    versions = data.get("later_versions")
-    if isinstance(versions, list):
-        places += [(("later_versions", i, "venue"), v.get("venue")) for i, v in enumerate(versions) if isinstance(v, dict)]
+    for field in ("later_versions", "earlier_versions"):
+        versions = data.get(field)
+        if isinstance(versions, list):
+            places += [((field, i, "venue"), v.get("venue")) for i, v in enumerate(versions) if isinstance(v, dict)]
     out = []
     for path, venue in places:
         if isinstance(venue, str) and _ID_RE.match(venue) and venue not in vocab.venue_ids:

@@ -77,6 +77,11 @@ def later_version_label(venue: Venue, year: int) -> str:
     return f"{kind} in {venue.short} {year}"
 
 
+def earlier_version_label(venue: Venue, year: int) -> str:
+    """'Earlier version: arXiv 2024' (or the venue's short name). Plain text."""
+    return f"Earlier version: {venue.short} {year}"
+
+
 def site_page_url(catalog: Catalog, paper: Paper) -> str:
     base = catalog.project.site_url
     return f"{base if base.endswith('/') else base + '/'}papers/{paper.id}/"
@@ -123,6 +128,11 @@ def _venue_markdown(catalog: Catalog, paper: Paper) -> str:
         if later.title:
             text += f" titled “{escape_markdown_text(later.title)}”"
         parts.append(text + ".")
+    for earlier in paper.earlier_versions:
+        text = _link(earlier_version_label(catalog.venues[earlier.venue], earlier.year), earlier.url)
+        if earlier.title:
+            text += f" titled “{escape_markdown_text(earlier.title)}”"
+        parts.append(text + ".")
     return " ".join(parts)
 
 
@@ -166,8 +176,15 @@ def render_contents(catalog: Catalog, anchors: dict[str, str]) -> str:
 def render_sections(catalog: Catalog, anchors: dict[str, str]) -> str:
     blocks: list[str] = []
 
+    used = set(anchors.values()) | {"contents"}
+
     def visit(cat: Category, depth: int) -> None:
         blocks.append(f"{'#' * (depth + 2)} {escape_markdown_text(cat.title, html_breaks=False)}")
+        # Links to a renamed section's old heading still land on it: one empty anchor per former title.
+        former = [slug for slug in (Slugger().slug(title) for title in cat.former_titles) if slug not in used]
+        used.update(former)
+        if former:
+            blocks.append("".join(f'<a id="{slug}"></a>' for slug in former))
         if cat.children:
             for child in cat.children:
                 visit(child, depth + 1)

@@ -328,6 +328,16 @@ class SiteModel:
             if version.doi:
                 text += f" (DOI {E.link(version.doi, 'https://doi.org/' + version.doi)})"
             out.append(text)
+        for version in paper.earlier_versions:
+            earlier_venue = self.catalog.venues[version.venue].short if version.venue in self.catalog.venues else version.venue
+            text = f"- Earlier version: {E.link(f'{earlier_venue} {version.year}', version.url)}"
+            if version.title:
+                text += f", {E.md(version.title)}"
+            if version.arxiv:
+                text += f" (arXiv {E.link(version.arxiv, 'https://arxiv.org/abs/' + version.arxiv)})"
+            if version.doi:
+                text += f" (DOI {E.link(version.doi, 'https://doi.org/' + version.doi)})"
+            out.append(text)
         out.append("")
 
         out.append("## BibTeX\n")

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 import modl.validate
-from modl.add import SUMMARY_PLACEHOLDER, AddError, _write_new, add_from_bibtex
+import modl.add
+from modl.add import AddError, _write_new, add_from_bibtex
 from modl.catalog import REPO_ROOT, CatalogError, load_catalog
 from modl.cli import main
 from modl.render.readme import render_readme
@@ -97,27 +98,30 @@ def test_adds_a_valid_record_and_touches_nothing_else(root: Path) -> None:
     assert "[Three-Way Trade-Off in Multi-Objective Learning" in render_readme(catalog)
 
 
-def test_derives_id_short_name_arxiv_and_placeholder_summary(root: Path) -> None:
-    path = add_from_bibtex(root, write_bib(root, PSMGD), category=["gradient-weighting"])
+def test_derives_id_short_name_and_arxiv(root: Path) -> None:
+    path = add_from_bibtex(root, write_bib(root, PSMGD), category=["gradient-weighting"], summary="Periodic MGDA.")
     record = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert path.name == "psmgd.yaml" and record["id"] == "psmgd" and record["short_name"] == "PSMGD"
     assert record["title"] == "PSMGD: Periodic Stochastic Multi-Gradient Descent for Fast Multi-Objective Optimization"
     assert record["venue"] == "arxiv"
     assert record["links"] == {"paper": "https://arxiv.org/abs/2412.10961", "arxiv": "2412.10961"}
-    assert record["summary"] == SUMMARY_PLACEHOLDER
-    # No method name before a colon: first author's family name and the year.
+    assert record["summary"] == "Periodic MGDA."
+    # No method name before a colon: first author's family name, the year and the first title word.
     fallback = add_from_bibtex(root, write_bib(root, MODO), category=["gradient-weighting"], summary="S.")
-    assert fallback.name == "chen-2023.yaml" and "short_name" not in yaml.safe_load(fallback.read_text(encoding="utf-8"))
+    assert fallback.name == "chen-2023-three-way.yaml" and "short_name" not in yaml.safe_load(fallback.read_text(encoding="utf-8"))
 
 
 def test_unknown_venue_asks_for_venue_then_doi_link(root: Path) -> None:
-    bib = write_bib(root, SMG)
+    unknown = write_bib(root, SMG.replace("Annals of Operations Research", "Journal of Unlisted Studies"), "unknown.bib")
     before = snapshot(root)
-    with pytest.raises(AddError, match="--venue"):
-        add_from_bibtex(root, bib, category=["gradient-weighting"])
+    with pytest.raises(AddError, match=r"unknown\.bib: venue 'Journal of Unlisted Studies' is not in .*--venue"):
+        add_from_bibtex(root, unknown, category=["gradient-weighting"], summary="S.")
+    with pytest.raises(AddError, match="--venue 'no-such-venue' is not in catalog/venues.yaml"):
+        add_from_bibtex(root, unknown, category=["gradient-weighting"], summary="S.", venue="no-such-venue")
     assert snapshot(root) == before
-    path = add_from_bibtex(root, bib, category=["gradient-weighting"], venue="tmlr", record_id="smg")
+    path = add_from_bibtex(root, write_bib(root, SMG), category=["gradient-weighting"], record_id="smg", summary="S.")
     record = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert record["venue"] == "anor"
     assert record["authors"] == ["Suyun Liu", "Luís Nunes Vicente"]
     assert record["links"] == {"paper": "https://doi.org/10.1007/s10479-021-04033-z", "doi": "10.1007/s10479-021-04033-z"}
     assert record["bibtex"]["fields"] == {"journal": "Annals of Operations Research"}
@@ -131,12 +135,13 @@ def test_refuses_duplicates_and_existing_files(root: Path) -> None:
   title = {{{record['title']}}}, author = {{A. Person}}, year = {{2020}},
   booktitle = {{Advances in Neural Information Processing Systems}}, url = {{https://example.org/other}} }}"""
     with pytest.raises(AddError, match=r"already in the catalog: catalog/papers/pcgrad.yaml \(same title\)"):
-        add_from_bibtex(root, write_bib(root, same_title), category=["gradient-manipulation"], record_id="other")
+        add_from_bibtex(root, write_bib(root, same_title), category=["gradient-manipulation"], record_id="other",
+                        summary="S.")
     same_arxiv = PSMGD.replace("2412.10961", record["links"]["arxiv"])
     with pytest.raises(AddError, match=r"pcgrad.yaml \(same arxiv\)"):
-        add_from_bibtex(root, write_bib(root, same_arxiv), category=["gradient-weighting"])
+        add_from_bibtex(root, write_bib(root, same_arxiv), category=["gradient-weighting"], summary="S.")
     with pytest.raises(AddError, match="already exists"):
-        add_from_bibtex(root, write_bib(root, MODO), category=["gradient-weighting"], record_id="pcgrad")
+        add_from_bibtex(root, write_bib(root, MODO), category=["gradient-weighting"], record_id="pcgrad", summary="S.")
     assert snapshot(root) == before
     target = root / "catalog" / "papers" / "pcgrad.yaml"
     with pytest.raises(AddError, match="already exists"):
@@ -144,12 +149,27 @@ def test_refuses_duplicates_and_existing_files(root: Path) -> None:
     assert target.read_text(encoding="utf-8") == pcgrad
 
 
-def test_rolls_back_when_the_catalog_does_not_validate(root: Path) -> None:
+def test_rolls_back_when_the_catalog_does_not_validate(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every rule that involves the new record is checked before writing, so only a change made by
+    # someone else between the checks and the write can fail the final validation: simulate one.
     before = snapshot(root)
+    real_load = modl.add.load_catalog
+    calls = []
+
+    def load_then_break(where: Path) -> object:
+        calls.append(where)
+        if len(calls) == 2:  # after the write: another record appears with the same title
+            other = root / "catalog" / "papers" / "copy.yaml"
+            text = (root / "catalog" / "papers" / "modo.yaml").read_text(encoding="utf-8")
+            other.write_text(text.replace("id: modo", "id: copy"), encoding="utf-8")
+        return real_load(where)
+
+    monkeypatch.setattr(modl.add, "load_catalog", load_then_break)
     with pytest.raises(CatalogError) as caught:
-        add_from_bibtex(root, write_bib(root, MODO), category=["no-such-section"], record_id="modo")
+        add_from_bibtex(root, write_bib(root, MODO), category=["gradient-weighting"], record_id="modo", summary="S.")
     reasons = str(caught.value)
-    assert "catalog/papers/modo.yaml" in reasons and "no-such-section" in reasons and "removed" in reasons
+    assert "catalog/papers/modo.yaml" in reasons and "removed" in reasons
+    (root / "catalog" / "papers" / "copy.yaml").unlink()
     assert snapshot(root) == before
 
 
@@ -166,7 +186,8 @@ def test_bad_input_is_one_line_error_exit_1(root: Path, text: str, message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     before = snapshot(root)
     bib = write_bib(root, text)
-    status = main(["--root", str(root), "add", "--bibtex", str(bib), "--category", "gradient-weighting", "--id", "x-y"])
+    status = main(["--root", str(root), "add", "--bibtex", str(bib), "--category", "gradient-weighting", "--id", "x-y",
+                   "--summary", "S."])
     err = capsys.readouterr().err
     assert status == 1
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
@@ -179,6 +200,7 @@ def test_cli_add_success_and_missing_file(root: Path, capsys: pytest.CaptureFixt
                  "--category", "preference-vector-free", "--id", "modo", "--summary", "S."]) == 0
     assert "catalog/papers/modo.yaml" in capsys.readouterr().out
     assert load_catalog(root).papers["modo"].categories == ["gradient-weighting", "preference-vector-free"]
-    assert main(["--root", str(root), "add", "--bibtex", str(root / "missing.bib"), "--category", "software"]) == 1
+    assert main(["--root", str(root), "add", "--bibtex", str(root / "missing.bib"), "--category", "software",
+                 "--summary", "S."]) == 1
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ except when the environment variable CI is set: then they fail, so CI cannot sil
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,7 +129,9 @@ def test_gfm_parse_of_hostile_records_has_no_extra_markup(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     got, want = json.loads(result.stdout)
     assert sorted(got["urls"]) == sorted(want["urls"]), "no extra or changed links"
-    assert set(got["html"]) <= {"<!-- -->"}, got["html"]
+    # The only raw HTML: empty comments and the empty anchors that keep a renamed section's old links working.
+    anchors = re.compile(r'^(<a id="[a-z0-9-]+">|</a>)+$')  # remark splits an inline element into its tags
+    assert all(h == "<!-- -->" or anchors.match(h) for h in got["html"]), got["html"]
     for node_type in set(got["counts"]) | set(want["counts"]):
         if node_type not in ("text", "html"):
             assert got["counts"].get(node_type) == want["counts"].get(node_type), node_type

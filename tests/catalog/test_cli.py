@@ -225,9 +225,9 @@ def test_commands_act_on_the_checkout_they_run_in(base_root: Path) -> None:
     result = _modl_of_this_install("add", "--bibtex", str(bib), "--category", "loss-balancing", "--summary", "S.",
                                    cwd=root / "docs")
     assert result.returncode == 0, result.stderr
-    assert _papers(root) == ["base-paper.yaml", "doe-2021.yaml", "other-paper.yaml"]
+    assert _papers(root) == ["base-paper.yaml", "doe-2021-weighting.yaml", "other-paper.yaml"]
     assert _papers(REPO_ROOT) == before, "modl add wrote into the checkout it was installed from"
-    assert f"wrote catalog/papers/doe-2021.yaml in {root.resolve()}" in result.stderr
+    assert f"wrote catalog/papers/doe-2021-weighting.yaml in {root.resolve()}" in result.stderr
 
     result = _modl_of_this_install("readme", cwd=root)
     assert result.returncode == 0, result.stderr

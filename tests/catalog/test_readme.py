@@ -303,7 +303,7 @@ def test_format_venue(catalog: Catalog) -> None:
     papers, venues = catalog.papers, catalog.venues
     assert format_venue(papers["mgda"], venues["neurips"]) == "NeurIPS 2018"
     assert format_venue(papers["mtl-survey-zhang-yang"], venues["tkde"]) == (
-        "IEEE Transactions on Knowledge and Data Engineering (TKDE), 2021")
+        "IEEE Transactions on Knowledge and Data Engineering (TKDE), 2022")  # print volume 34(12)
     assert format_venue(papers["db-mtl"], venues["arxiv"]) == "arXiv:2308.12029, 2023"
     assert format_venue(papers["libmoon"], venues["neurips"]) == "NeurIPS 2024 Datasets and Benchmarks Track"
     assert later_version_label(venues["aij"], 2024) == "Journal version in AIJ 2024"
@@ -395,3 +395,28 @@ def test_reference_implementation_links_point_to_files_in_this_repository(catalo
         for name, url in reference_impl_links(catalog, paper):
             assert url.startswith(prefix)
             assert (REPO_ROOT / url[len(prefix):]).is_file(), f"{paper.id}: {name} links to a missing file {url}"
+
+
+def test_former_section_titles_keep_their_anchors(catalog: Catalog) -> None:
+    # A renamed section (the upstream list renamed both finite-set subsections) keeps the GitHub anchor
+    # of each former heading, placed right under its current heading, so old links still land on it.
+    text = render_readme(catalog)
+    lines = text.splitlines()
+    renamed = [cat for _, cat in catalog.walk_categories() if cat.former_titles]
+    assert renamed, "the taxonomy records former titles (the two renamed finite-set subsections)"
+    for cat in renamed:
+        heading = next(i for i, line in enumerate(lines) if line.lstrip("#").strip() == escape_markdown_text(cat.title, html_breaks=False) and line.startswith("#"))
+        for title in cat.former_titles:
+            anchor = f'<a id="{Slugger().slug(title)}"></a>'
+            assert text.count(anchor) == 1, (cat.id, title)
+            assert anchor in lines[heading + 2], (cat.id, title, lines[heading + 2])
+
+
+def test_earlier_versions_are_listed_after_the_venue(catalog: Catalog) -> None:
+    text = render_readme(catalog)
+    papers = [p for p in catalog.papers.values() if p.earlier_versions]
+    assert papers
+    for paper in papers:
+        item = next(line for line in text.splitlines() if f"({paper.links.paper})" in line)
+        for version in paper.earlier_versions:
+            assert f"[Earlier version: {catalog.venues[version.venue].short} {version.year}]({version.url})" in item, paper.id
