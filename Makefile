@@ -38,7 +38,8 @@ CUDA_ONLY  := ^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==
 # The numerics-heavy tests that `make test` reruns under OpenBLAS's Prescott (SSE3) and Haswell (AVX2)
 # kernels, besides the machine's native one: solvers must not depend on the BLAS kernel.
 NUMERICS_TESTS := $(wildcard $(addprefix tests/reference_impls/test_,$(addsuffix .py,\
-  solvers cagrad upgrad mgda sdmgrad fairgrad nash_mtl properties degenerate db_mtl pcgrad gradvac gradnorm)))
+  solvers cagrad upgrad mgda sdmgrad fairgrad nash_mtl properties degenerate db_mtl pcgrad gradvac gradnorm \
+  aligned_mtl imtl_g bilevel_ridge auto_lambda moml forum uw stch smg psmgd mgda_gs cr_mogm modo)))
 BLAS_KERNELS ?= Prescott Haswell
 # The kernel numpy's OpenBLAS picked on this machine (empty when it cannot be told): a rerun under the
 # same kernel would repeat the main run, so it is skipped.
@@ -47,7 +48,7 @@ BLAS_NATIVE_CMD := import ctypes, glob, os, numpy; \
   name = lib.scipy_openblas_get_corename64_; name.restype = ctypes.c_char_p; print(name().decode())
 
 .PHONY: all setup validate readme site serve test test-latest lock lock-upgrade bench bench-catalog bench-site \
-        bench-aggregators bench-step bench-deps bib json lint-readme clean
+        bench-aggregators bench-step bench-toy bench-deps bib json lint-readme clean
 
 all: setup validate readme site
 
@@ -154,6 +155,10 @@ bench-aggregators: bench-deps
 # Whole training steps: our backward() against TorchJD's mtl_backward + jac_to_grad and the floor.
 bench-step: bench-deps
 	$(PY) benchmarks/training_step.py
+
+# The paper-default toy run (cagrad-toy, 35,000 steps x 5 starts) of every method: run and method time.
+bench-toy: setup
+	$(PY) benchmarks/toy_runs.py --store
 
 clean:
 	rm -rf public .pytest_cache artifacts catalog.json catalog.bib

@@ -127,6 +127,40 @@ def gramian64(M) -> tuple[np.ndarray, float]:
     return Q, eps
 
 
+_FLOAT_INFO: dict = {}  # torch dtype -> (eps, tiny)
+
+
+def float_info(dtype: torch.dtype) -> tuple[float, float]:
+    """(ε, tiny) of a floating torch dtype as Python floats (cached: torch.finfo costs ~1 µs a call)."""
+    info = _FLOAT_INFO.get(dtype)
+    if info is None:
+        finfo = torch.finfo(dtype)
+        info = _FLOAT_INFO[dtype] = (float(finfo.eps), float(finfo.tiny))
+    return info
+
+
+_FLOAT_MAX: dict = {}  # torch dtype -> largest finite number
+
+
+def float_max(dtype: torch.dtype) -> float:
+    """The largest finite number of a floating torch dtype (cached)."""
+    big = _FLOAT_MAX.get(dtype)
+    if big is None:
+        big = _FLOAT_MAX[dtype] = float(torch.finfo(dtype).max)
+    return big
+
+
+_NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
+
+def small_tensor(values, dtype: torch.dtype) -> Tensor:
+    """A CPU tensor of Python floats in ``dtype`` (rounded once, as ``torch.tensor`` does), at a third of its cost."""
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        return torch.tensor(values, dtype=dtype)
+    return torch.from_numpy(np.array(values, dtype=np_dtype))
+
+
 def rescaled_gramian(J: Tensor) -> Tensor:
     """M = J Jᵀ for scale-invariant methods: when M would underflow, J is first multiplied by a power of two.
 
@@ -135,8 +169,9 @@ def rescaled_gramian(J: Tensor) -> Tensor:
     accurate answer. The check reads the K diagonal entries; only in that rare case is J scanned.
     """
     M = gramian(J)  # (K, K); raises on NaN/inf or overflow
-    tiny, eps = float(torch.finfo(J.dtype).tiny), float(torch.finfo(J.dtype).eps)
-    top = float(M.diagonal().max())
+    eps, tiny = float_info(J.dtype)
+    rows = M.tolist()  # K² Python floats: cheaper than a torch reduction at the usual K
+    top = max(rows[i][i] for i in range(len(rows)))
     if top >= tiny / eps:
         return M
     peak = float(J.abs().max())  # O(Kn), only for vanishing Jacobians
@@ -333,6 +368,126 @@ def _affine_min_norm(B: np.ndarray, S: list[int], norms: np.ndarray) -> np.ndarr
         sol = np.linalg.lstsq(A, rhs, rcond=None)[0]
     alpha = sol[:k] / norms[S]  # α = α̂/||g_i||
     return alpha / alpha.sum()
+
+
+# ----------------------------------------------------------------------------------------------
+# K = 2 fast paths: Python floats instead of numpy/torch calls on 2×2 arrays (each costs 1-5 µs, the
+# arithmetic nanoseconds). They compute the general solvers' formulas in the same order of IEEE
+# operations, so a result they return is the general path's, bit for bit where stated; they check the
+# same per-task certificates, and return None (the caller then runs the general solver, which decides
+# and raises the defined errors) for every input they do not cover.
+# ----------------------------------------------------------------------------------------------
+
+def gramian2_entries(M) -> tuple[float, float, float, float] | None:
+    """(M_11, M_12, M_21, M_22) of a finite 2×2 floating CPU tensor as Python floats (exact), else None.
+
+    None for anything else (another shape, device or type, a NaN/inf entry): the caller's general path
+    handles those. One ``tolist`` (~0.5 µs) replaces the float64 copy and the checks of :func:`gramian64`.
+    """
+    if not isinstance(M, Tensor) or M.shape != (2, 2) or M.device.type != "cpu" or not M.is_floating_point():
+        return None
+    (a, b), (c, d) = M.tolist()
+    if not math.isfinite(a + b + c + d):  # NaN/inf, or a sum that overflows: the general path decides
+        return None
+    return a, b, c, d
+
+
+def min_norm_weights2(m11: float, m12: float, m21: float, m22: float, eps: float, tiny: float) -> tuple[float, float] | None:
+    """:func:`min_norm_weights` of a finite 2×2 Gramian given by its entries, bit for bit, or None.
+
+    The steps of :func:`gramian64` (symmetrisation, subnormal test: None, the general path raises),
+    :func:`min_norm_point` (zero-row rules, division by the top diagonal entry), :func:`_two_points`
+    and :func:`_certify_min_norm` (None if it fails: the general path raises SolverError), on Python
+    floats. ``eps``, ``tiny``: the input dtype's.
+    """
+    q11, q12, q22 = 0.5 * (m11 + m11), 0.5 * (m12 + m21), 0.5 * (m22 + m22)  # Q = ½(Q + Qᵀ)
+    top = max(q11, q22)
+    if not math.isfinite(q11 + q12 + q22) or 0.0 < top < tiny:
+        return None
+    if top <= 0.0:
+        return 0.5, 0.5  # every gradient is zero: d = 0, uniform weights
+    if q11 <= 0.0:
+        return 1.0, 0.0  # 0 ∈ conv{g_i}: all weight on the first zero gradient
+    if q22 <= 0.0:
+        return 0.0, 1.0
+    q11, q12, q22 = q11 / top, q12 / top, q22 / top  # max_i ||g_i|| = 1
+    n1, n2 = math.sqrt(q11), math.sqrt(q22)  # ||g_i||
+    denom = q11 + q22 - 2.0 * q12  # ||g_1 − g_2||²
+    if not denom > 4.0 * _EPS64 * max(q11, q22):
+        l1, l2 = 1.0, 0.0  # identical gradients (to rounding): d = g_1
+    else:
+        a, b = max(0.0, q22 - q12), max(0.0, q11 - q12)  # γ·denom, (1 − γ)·denom, clipped at 0
+        l1, l2 = a / (a + b), b / (a + b)  # γ = clip(⟨g_2 − g_1, g_2⟩/||g_1 − g_2||², 0, 1)
+    # Certificate of _certify_min_norm: ⟨d, g_j⟩ ≥ ||d||² − κ·S·(||g_j|| + S) for j = 1, 2
+    S = l1 * n1 + l2 * n2  # Σ λ_i ||g_i||
+    kappa = KAPPA * 2 * eps * S
+    d1, d2 = q11 * l1 + q12 * l2, q12 * l1 + q22 * l2  # ⟨d, g_j⟩
+    xx = l1 * d1 + l2 * d2  # ||d||²
+    if l1 >= 0.0 and l2 >= 0.0 and abs(l1 + l2 - 1.0) <= 1e-12 and d1 - xx + kappa * (n1 + S) >= 0.0 and d2 - xx + kappa * (n2 + S) >= 0.0:
+        return l1, l2
+    return None
+
+
+def dual_cone_weights2(q11: float, q12: float, q21: float, q22: float, rows, eps: float) -> list[tuple[float, float]] | None:
+    """:func:`dual_cone_weights` of a finite 2×2 float64 Gramian (entries) for rows u = (u_1, u_2), or None.
+
+    The same steps as the general solver on Python floats: symmetrisation, division by the top diagonal
+    entry, Jacobi scaling C = D Q D; each row's non-negative QP min_{z≥0} ½(û + z)ᵀC(û + z) then has at
+    most four candidate faces F ⊆ {1, 2}, tried in turn (first the face of the conflicting tasks, as the
+    general solver does, then the others): on F, C_FF z_F = −b_F in closed form (b = Cû; z_i = −b_i/C_ii on
+    one coordinate, z = −û on both), and F is accepted when its float64 KKT test holds. The answer is checked with the general solver's per-task
+    certificate (ε = max(``eps``, float64's)). For rows with one non-zero entry (UPGrad's) the face found
+    first is the general solver's, so the two agree to the rounding of one 2×2 solve (tested).
+
+    None (run the general solver) when a diagonal entry is not positive (zero rows), when C is within
+    64 ulps of singular (|C_12| ≥ 1 − 64ε: the general solver repairs a non-PSD C), or when no face or
+    the certificate fails.
+    """
+    eps = max(eps, _EPS64)
+    s11, s12, s22 = 0.5 * (q11 + q11), 0.5 * (q12 + q21), 0.5 * (q22 + q22)  # ½(Q + Qᵀ)
+    if not (s11 > 0.0 and s22 > 0.0) or not math.isfinite(s11 + s12 + s22):
+        return None
+    top = max(s11, s22)
+    s11, s12, s22 = s11 / top, s12 / top, s22 / top
+    n1, n2 = math.sqrt(s11), math.sqrt(s22)  # D⁻¹ = diag(||g_i||)
+    c11, c12, c22 = s11 / (n1 * n1), s12 / (n1 * n2), s22 / (n2 * n2)  # C = D Q D (unit diagonal to rounding)
+    if not abs(c12) < 1.0 - 64.0 * _EPS64:
+        return None
+    out = []
+    for u1, u2 in rows:
+        h1, h2 = u1 * n1, u2 * n2  # û = u/D
+        b1, b2 = h1 * c11 + h2 * c12, h1 * c12 + h2 * c22  # b = C û: the gradient at z = 0
+        scale = abs(h1) + abs(h2)
+        tol64 = KAPPA * 2 * _EPS64 * scale
+        z1 = z2 = 0.0
+        if min(b1, b2) < -tol64:  # a conflict: find the face
+            first = (b1 < 0.0, b2 < 0.0)
+            faces = [first] + [f for f in ((True, False), (False, True), (True, True)) if f != first]
+            for f1, f2 in faces:
+                if f1 and f2:  # C z = −b = −C û on both coordinates: z = −û (C is non-singular here), v = 0
+                    y1, y2 = -h1, -h2
+                elif f1:
+                    y1, y2 = -b1 / c11, 0.0
+                else:
+                    y1, y2 = 0.0, -b2 / c22
+                g1, g2 = b1 + (y1 * c11 + y2 * c12), b2 + (y1 * c12 + y2 * c22)  # C z + b
+                tol = KAPPA * 2 * _EPS64 * (scale + abs(y1) + abs(y2))
+                if (
+                    y1 >= 0.0 and y2 >= 0.0
+                    and (g1 >= -tol if not f1 else abs(g1) <= tol)
+                    and (g2 >= -tol if not f2 else abs(g2) <= tol)
+                ):  # fmt: skip
+                    z1, z2 = y1, y2
+                    break
+            else:
+                return None
+        # the general solver's certificate (_certify_nonnegative_qp_rows) at the input's ε
+        g1, g2 = b1 + (z1 * c11 + z2 * c12), b2 + (z1 * c12 + z2 * c22)
+        tol = KAPPA * 2 * eps * (scale + (z1 + z2))
+        if not (z1 >= 0.0 and z2 >= 0.0 and g1 >= -tol and g2 >= -tol and (z1 == 0.0 or abs(g1) <= tol) and (z2 == 0.0 or abs(g2) <= tol)):
+            return None
+        out.append((u1 + z1 / n1, u2 + z2 / n2))  # v = u + D z
+    return out
 
 
 def dual_cone_weights(M, U, *, eps: float | None = None, max_iter: int | None = None) -> np.ndarray:

@@ -62,12 +62,17 @@ Deviations:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import Aggregator, NonFiniteError, _as_loss_list
+from reference_impls.core.solvers import _NUMPY_DTYPES, small_tensor
+
+_SMALL_N = 64  # two rows of at most this many entries: _kept_sum runs in NumPy (per-call overhead)
 
 
 class GradDrop(Aggregator):
@@ -148,6 +153,9 @@ class GradDrop(Aggregator):
         as every ∇_i is 0 there). Equal to (masks(∇) * ∇).sum(0) up to rounding at P = U. Weights c_i
         (per-loss leaks) scale the kept contributions, not P: Σ_i c_i max(∇_i, 0) etc.
         """
+        if row_weights is None and signed.shape[0] == 2 and signed.shape[1] <= _SMALL_N and signed.device.type == "cpu":
+            if signed.dtype in _NUMPY_DTYPES and not signed.requires_grad:
+                return self._kept_sum2(signed)
         positive = signed.clamp(min=0.0).sum(0)  # Σ_i max(∇_i, 0), (n,)
         negative = signed.clamp(max=0.0).sum(0)  # Σ_i min(∇_i, 0), (n,)
         # A NaN/inf entry of J reaches these sums (clamp keeps NaN); confirm on J before blaming it.
@@ -162,6 +170,32 @@ class GradDrop(Aggregator):
             positive = (c * signed.clamp(min=0.0)).sum(0)  # Σ_i c_i max(∇_i, 0), (n,)
             negative = (c * signed.clamp(max=0.0)).sum(0)  # Σ_i c_i min(∇_i, 0), (n,)
         return positive * (S > VA) + negative * (S < VA)  # 1[P > U]·pos + 1[P < U]·neg, (n,)
+
+    def _kept_sum2(self, signed: Tensor) -> Tensor:
+        """:meth:`_kept_sum` for two rows and a small n in NumPy: the same elementwise IEEE operations in the
+        same dtype (a two-row sum has one order) and the same draw of U, so the same result; a dozen torch
+        calls on tiny tensors cost more than the arithmetic (the toy problems: n = 2)."""
+        if signed.dtype == torch.float64 and signed.shape[1] <= 16:  # the same on Python floats (NumPy calls cost µs)
+            (a, b) = signed.tolist()
+            pos = [max(x, 0.0) + max(y, 0.0) for x, y in zip(a, b)]  # Σ_i max(∇_i, 0) (NaN propagates, as in NumPy)
+            neg = [min(x, 0.0) + min(y, 0.0) for x, y in zip(a, b)]  # Σ_i min(∇_i, 0)
+            if not math.isfinite(sum(pos) + sum(neg)) and not all(math.isfinite(v) for v in a + b):
+                raise NonFiniteError("the Jacobian contains NaN or infinite entries")
+            U = torch.rand(len(a), generator=self._generator, dtype=torch.float64).tolist()  # U ~ Unif(0, 1)
+            out = []
+            for p_k, n_k, u in zip(pos, neg, U):
+                s_k, va = p_k + n_k, (u * 2.0 - 1.0) * (p_k - n_k)  # S, V·A
+                out.append(p_k * (1.0 if s_k > va else 0.0) + n_k * (1.0 if s_k < va else 0.0))
+            return small_tensor(out, torch.float64)
+        G = signed.numpy()  # (2, n)
+        positive = np.maximum(G[0], 0.0) + np.maximum(G[1], 0.0)  # Σ_i max(∇_i, 0), (n,)
+        negative = np.minimum(G[0], 0.0) + np.minimum(G[1], 0.0)  # Σ_i min(∇_i, 0), (n,)
+        if not np.isfinite(positive.sum() + negative.sum()) and not np.isfinite(G).all():
+            raise NonFiniteError("the Jacobian contains NaN or infinite entries")
+        S = positive + negative  # Σ_i ∇_i, (n,)
+        U = torch.rand(S.shape, generator=self._generator, dtype=torch.float64).numpy().astype(G.dtype)  # U ~ Unif(0, 1)
+        VA = (U * 2.0 - 1.0) * (positive - negative)  # V·A = (2U − 1)·Σ_i|∇_i|, (n,)
+        return torch.from_numpy(positive * (S > VA) + negative * (S < VA))  # 1[P > U]·pos + 1[P < U]·neg, (n,)
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
         leak = self.leaks(J.shape[0])  # (K,) or None

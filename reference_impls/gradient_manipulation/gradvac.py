@@ -57,10 +57,13 @@ Usage::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
+from reference_impls.core.solvers import gramian2_entries, small_tensor
 from reference_impls.gradient_manipulation.pcgrad import ScaleFreeGramianWeighting, draw_orders
 
 
@@ -121,7 +124,37 @@ class GradVac(ScaleFreeGramianWeighting):
             self.phi_hat = torch.zeros(K, K, dtype=torch.float64)  # φ̂ = 0 at start
         elif self.phi_hat.shape != (K, K):
             raise ValueError(f"GradVac was used with {self.phi_hat.shape[0]} tasks and now gets {K}: call reset()")
+        if K == 2 and M.dtype == torch.float64:
+            entries = gramian2_entries(M)
+            if entries is not None:
+                return small_tensor(self._weights2(*entries), torch.float64)
         orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
         C, self.phi_hat = gradvac_coefficients(M, orders, self.phi_hat, self.beta)  # in float64
         return C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
 
+    def _weights2(self, m11: float, m12: float, m21: float, m22: float) -> tuple[float, float]:
+        """gradvac_coefficients for K = 2 on Python floats (one order, no draw; the same operations, same
+        bits), updating φ̂ like the general path."""
+        if self.phi_hat is None:
+            self.phi_hat = torch.zeros(2, 2, dtype=torch.float64)  # φ̂ = 0 at start
+        elif self.phi_hat.shape != (2, 2):
+            raise ValueError(f"GradVac was used with {self.phi_hat.shape[0]} tasks and now gets 2: call reset()")
+        (h11, h12), (h21, h22) = self.phi_hat.tolist()
+        beta = self.beta
+        n1, n2 = math.sqrt(max(m11, 0.0)), math.sqrt(max(m22, 0.0))  # ||g_j||
+
+        def pull(inner: float, norm_i: float, norm_j: float, goal: float) -> tuple[float, float]:
+            """(a, new goal): g_i' ← g_i' + a g_j when cos(g_i', g_j) = φ < φ̂ (the paper's update rule)."""
+            valid = norm_i > 0.0 and norm_j > 0.0
+            phi = min(1.0, max(-1.0, inner / (norm_i * norm_j))) if valid else 0.0  # φ_ij, clamped
+            root_goal = math.sqrt(max(1.0 - goal * goal, 0.0))  # √(1 − φ̂²)
+            a = 0.0
+            if valid and phi < goal and root_goal > 0.0:
+                root_phi = math.sqrt(max(1.0 - phi * phi, 0.0))  # √(1 − φ²)
+                a = norm_i * (goal * root_phi - phi * root_goal) / (norm_j * root_goal)
+            return a, ((1.0 - beta) * goal + beta * phi if valid else goal)  # EMA of φ_ij
+
+        c12, h12 = pull(m21, n1, n2, h12)  # task 1 towards task 2: ⟨g_1, g_2⟩ = M_21 (the general path's row)
+        c21, h21 = pull(m12, n2, n1, h21)  # task 2 towards task 1
+        self.phi_hat = small_tensor(((h11, h12), (h21, h22)), torch.float64)
+        return 1.0 + c21, c12 + 1.0  # w_j = Σ_i C_ij

@@ -65,6 +65,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
+from reference_impls.core.solvers import float_info, float_max, gramian2_entries, small_tensor
 
 
 def scale_rows_by_powers_of_two(J: Tensor) -> tuple[Tensor, Tensor]:
@@ -191,17 +192,55 @@ def pcgrad_coefficients(M: Tensor, orders: Tensor) -> Tensor:
     return torch.from_numpy(C).to(dtype=M.dtype, device=M.device)
 
 
+def exact_gramian2(J: Tensor) -> tuple[float, float, float, float] | None:
+    """The entries of J Jᵀ (Python floats) for a (2, n) CPU Jacobian when :func:`gramian_up_to_scale` would keep
+    the plain product (finite, every M_ii ≥ tiny/eps of J's dtype), else None: the same M, without its
+    float64 copy and NumPy checks (per-call overhead at K = 2)."""
+    if J.device.type != "cpu":
+        return None
+    entries = gramian2_entries(J @ J.T)  # None: not a finite 2×2 CPU tensor
+    if entries is None:
+        return None
+    eps, tiny = float_info(J.dtype)
+    return entries if entries[0] >= tiny / eps and entries[3] >= tiny / eps else None
+
+
 class ScaleFreeGramianWeighting(GramianWeighting):
     """A Gramian weighting whose weights are invariant under M → c²M (PCGrad, GradVac): it may use J Jᵀ
-    when that is certified and the normalised Gramian otherwise (D5), and forms d with one pass over J."""
+    when that is certified and the normalised Gramian otherwise (D5), and forms d with one pass over J.
+
+    K = 2: subclasses give ``_weights2`` (the weights from the four float64 entries of M, Python floats,
+    the same operations as their NumPy K×K code), used when M is the certified plain product."""
 
     update_label = "the update d"  # named in the error when d overflows
 
+    def _weights2(self, m11: float, m12: float, m21: float, m22: float) -> tuple[float, float] | None:
+        return None
+
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        if J.shape[0] == 2:
+            entries = exact_gramian2(J)
+            w = None if entries is None else self._weights2(*entries)
+            if w is not None:
+                return small_tensor(w, J.dtype)
         M, _ = gramian_up_to_scale(J)  # (K, K) float64: J Jᵀ when certified, else the normalised Gramian
         return self.compute_weights_from_gramian(M, losses).to(J)
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        if J.shape[0] == 2:
+            entries = exact_gramian2(J)
+            w = None if entries is None else self._weights2(*entries)
+            if w is not None:
+                d = small_tensor(w, J.dtype) @ J  # d = Jᵀ w, (n,)
+                # combine_rows' certificate: |d_k| ≤ Σ_i |w_i| ||g_i|| below the dtype's largest number
+                eps, _ = float_info(J.dtype)
+                bound = abs(w[0]) * math.sqrt(entries[0]) + abs(w[1]) * math.sqrt(entries[3])
+                slack = 2.0 * (1.0 + J.shape[1] * eps) * (1.0 + 3 * eps)
+                if J.shape[1] * eps < 0.5 and bound * slack < float_max(J.dtype):
+                    return d
+                if not bool(torch.isfinite(d.sum())):
+                    raise NonFiniteError(f"{self.name}: {self.update_label} overflows {J.dtype}; rescale the losses or use float64")
+                return d
         M, exact = gramian_up_to_scale(J)  # (K, K) float64, = J Jᵀ when exact
         w = self.compute_weights_from_gramian(M, losses)  # (K,) float64
         return combine_rows(w, J, M if exact else None, f"{self.name}: {self.update_label}")  # d = Jᵀ w, (n,)
@@ -223,7 +262,17 @@ class PCGrad(ScaleFreeGramianWeighting):
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         K = M.shape[0]
+        if K == 2 and M.dtype == torch.float64:
+            entries = gramian2_entries(M)
+            if entries is not None:
+                return small_tensor(self._weights2(*entries), torch.float64)
         orders = draw_orders(K, self._generator, self.random_order)  # (K, K−1)
         C = pcgrad_coefficients(M, orders)  # (K, K), computed in float64
         return C.sum(dim=0)  # d = Σ_i g_i^PC = Σ_j (Σ_i C_ij) g_j
+
+    def _weights2(self, m11: float, m12: float, m21: float, m22: float) -> tuple[float, float]:
+        """pcgrad_coefficients for K = 2 on Python floats (one order, no draw; the same operations, same bits)."""
+        c21 = -(m12 / m11) if m12 < 0.0 and m11 > 0.0 else 0.0  # g_2^PC = g_2 − ⟨g_2, g_1⟩/||g_1||² g_1 on conflict
+        c12 = -(m21 / m22) if m21 < 0.0 and m22 > 0.0 else 0.0  # g_1^PC = g_1 − ⟨g_1, g_2⟩/||g_2||² g_2
+        return 1.0 + c21, c12 + 1.0  # w_j = Σ_i C_ij
 

@@ -28,7 +28,11 @@ rows → K·g, opposite rows → 0); K = 1 → d = g_1 (B = 1); rows of norms 1e
 task's eigenvalue (ratio 1e-32) is dropped and it gets weight 0.
 
 Deviations:
-    D1. ``torch.linalg.eigh`` in float64 on the CPU replaces the removed ``torch.symeig``.
+    D1. ``torch.linalg.eigh`` in float64 on the CPU replaces the removed ``torch.symeig``. K = 2 uses the
+        2×2 eigen-decomposition in closed form on Python floats (:func:`balance_weights2`), except
+        when the smaller eigenvalue lies within 1e-6 (relative) of the rank tolerance, where the rank
+        decision would depend on rounding and ``eigh`` decides; agreement with the general path
+        tested to a relative 1e-9 · max(1, condition number · 1e-7).
     D2. The rank tolerance keeps the official float32 ε (1.19e-7) whatever the input dtype.
     D3. Rank 0 (all-zero J) returns zero weights instead of failing.
     D4. The -UB variant (gradients with respect to the shared representation) is available through
@@ -44,12 +48,14 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
+from reference_impls.core.solvers import gramian2_entries, small_tensor
 
 SCALE_MODES = ("min", "median", "rmse")
 FLOAT32_EPS = torch.finfo(torch.float32).eps  # the official code's torch.finfo().eps
@@ -74,6 +80,41 @@ def balance_transformation(M: Tensor, scale_mode: str = "min") -> tuple[Tensor, 
     return B, sigma2
 
 
+def balance_weights2(m11: float, m12: float, m21: float, m22: float, p1: float, p2: float, scale_mode: str) -> tuple[float, float] | None:
+    """α = B p for a 2×2 Gramian (entries, Python floats) in closed form, or None near the rank threshold.
+
+    With M = ½(M + Mᵀ) = [[a, b], [b, d]]: λ_± = (a + d ± √((a − d)² + 4b²))/2, λ_− = det M/λ_+ (no
+    cancellation in the subtraction). Rank 2: M^{-1/2} = (adj M + s I)/(s t), s = √det M, t = √(tr M + 2s)
+    (as √M = (M + sI)/t by Cayley–Hamilton), so α = σ (adj M + s I) p/(s t); for "min"/"median" σ² = λ_−
+    and σ/s = 1/√λ_+. Rank 1: B = v vᵀ, v the unit eigenvector of λ_+. Rank 0: α = 0.
+    """
+    a, b, d = m11, 0.5 * (m12 + m21), m22  # ½(M + Mᵀ)
+    lam_hi = 0.5 * ((a + d) + math.hypot(a - d, 2.0 * b))  # λ_+ ≥ 0
+    if not lam_hi > 0.0:
+        return (0.0, 0.0) if lam_hi == 0.0 and a == 0.0 and d == 0.0 and b == 0.0 else None  # rank 0 (D3)
+    det = a * d - b * b
+    lam_lo = det / lam_hi  # λ_−
+    tol = lam_hi * 2 * FLOAT32_EPS  # the rank tolerance λ_max·K·ε
+    if abs(lam_lo - tol) <= 1e-6 * tol:
+        return None  # the rank decision depends on rounding: eigh decides
+    if lam_lo > tol:  # rank 2
+        s = math.sqrt(det)
+        t = math.sqrt((a + d) + 2.0 * s)
+        x1, x2 = (d + s) * p1 - b * p2, (a + s) * p2 - b * p1  # (adj M + s I) p
+        if scale_mode == "rmse":
+            factor = math.sqrt(0.5 * (a + d)) / (s * t)  # σ/(s t), σ² = mean(λ) = tr M / 2
+        else:
+            factor = 1.0 / (t * math.sqrt(lam_hi))  # σ/(s t) = 1/(t √λ_+), σ² = λ_− (min and lower median)
+        return factor * x1, factor * x2
+    # rank 1: v ∝ (λ_+ − d, b) or (b, λ_+ − a), the larger of the two (no cancellation)
+    u1, u2 = (lam_hi - d, b) if a >= d else (b, lam_hi - a)
+    uu = u1 * u1 + u2 * u2
+    if not uu > 0.0:
+        return None
+    c = (u1 * p1 + u2 * p2) / uu  # α = v vᵀ p = u (uᵀp)/(uᵀu)
+    return c * u1, c * u2
+
+
 class AlignedMTL(GramianWeighting):
     """d = Σ_i p_i ĝ_i with the aligned gradients Ĝ = B J (orthogonal rows of equal norm σ)."""
 
@@ -87,6 +128,12 @@ class AlignedMTL(GramianWeighting):
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         K = M.shape[0]
+        if K == 2 and (self.pref_vector is None or len(self.pref_vector) == 2):
+            entries = gramian2_entries(M)  # Python floats; None: not a finite 2×2 CPU tensor
+            p1, p2 = (1.0, 1.0) if self.pref_vector is None else self.pref_vector
+            alpha = None if entries is None else balance_weights2(*entries, p1, p2, self.scale_mode)
+            if alpha is not None:  # closed form (D1)
+                return small_tensor(alpha, M.dtype)
         if self.pref_vector is None:
             p = torch.ones(K, dtype=torch.float64)  # p = 𝟙 (official: sum of aligned gradients)
         elif len(self.pref_vector) != K:

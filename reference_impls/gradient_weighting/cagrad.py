@@ -21,7 +21,10 @@ t* is bracketed by [||g_MGDA||, max_i ||g_i||]. On the support S of the current 
 weights are affine in s = t/√φ (KKT linear system), so t = ||g_{w(t)}|| is a quadratic equation in
 s; its root is certified by the KKT conditions of the shifted min-norm problem (all i, including
 i ∉ S). A new support is taken from an exact inner solve at that root (safeguarded by bisection
-within the bracket) until the certificate holds; usually 1–3 inner solves.
+within the bracket) until the certificate holds; usually 1–3 inner solves. K = 2 (the toy problems)
+takes a closed form of the one-variable dual on Python floats (:func:`cagrad_weights2`), checked by the
+same certificate, and leaves the degenerate cases (0 ∈ conv{g_i} to rounding, collinear or zero rows) to
+the general solver; the two agree to the Gramian's resolution (tested).
 
 Numerics (certified, float64 whatever the input dtype): zero rows (M_ii = 0) are removed before any
 solve (they keep weight 1/K; g_0 keeps its 1/K factor); the Gramian is divided by max_i ||g_i||²;
@@ -71,6 +74,7 @@ Usage:
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -82,10 +86,13 @@ from reference_impls.core.solvers import (
     KAPPA,
     SolverError,
     dual_cone_weights,
+    float_info,
+    gramian2_entries,
     gramian64,
     min_norm_point,
     min_norm_tolerances,
     rescaled_gramian,
+    small_tensor,
 )
 
 
@@ -107,6 +114,12 @@ class CAGrad(GramianWeighting):
         return self.compute_weights_from_gramian(rescaled_gramian(J), losses)
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
+        if M.shape[0] == 2 and self.c > 0.0:
+            entries = gramian2_entries(M)  # Python floats; None: not a finite 2×2 CPU tensor
+            u = None if entries is None else cagrad_weights2(*entries, self.c, *float_info(M.dtype))
+            if u is not None:  # K = 2: the one-variable dual in closed form, certified
+                factor = (1.0, 1.0 / (1.0 + self.c**2), 1.0 / (1.0 + self.c))[self.rescale]
+                return small_tensor((u[0] * factor, u[1] * factor), M.dtype)
         Q, eps = gramian64(M)  # float64, symmetrised; ε of M's dtype for the tolerances
         weights = cagrad_weights(Q, self.c, eps)  # d = Gᵀ weights (Algorithm 1)
         factor = (1.0, 1.0 / (1.0 + self.c**2), 1.0 / (1.0 + self.c))[self.rescale]
@@ -191,6 +204,89 @@ def _cagrad_kept(Q: np.ndarray, a: np.ndarray, c: float, eps: float, has_zero_ro
                 return finish(a + (rho / norm) * w)
             break
     raise SolverError(f"CAGrad: no certified solution of the dual problem (K = {K})")
+
+
+def cagrad_weights2(m11: float, m12: float, m21: float, m22: float, c: float, eps: float, tiny: float) -> tuple[float, float] | None:
+    """:func:`cagrad_weights` for K = 2 (entries of a finite Gramian, Python floats), or None: then the general solver.
+
+    With w = (γ, 1 − γ) the dual is one-dimensional: F(γ) = γ m_1 + (1 − γ) m_2 + ρ √q(γ), m_i = ⟨g_i, g_0⟩,
+    ρ = c||g_0||, q(γ) = ||g_w||², convex on [0, 1]. With A = ||g_1 − g_2||², B = M_12 − M_22 and
+    s = Aγ + B = ⟨g_w, g_1 − g_2⟩: F'(γ) = −Δ + ρ s/√q, Δ = m_2 − m_1 = (M_22 − M_11)/2, and A q = s² + det M,
+    so F' = 0 gives s² (ρ²A − Δ²) = Δ² det M: s* = Δ √(det M/(ρ²A − Δ²)), γ* = (s* − B)/A, when F'(0) < 0 < F'(1)
+    (else the minimiser is the end γ = 0 or 1 where F' has the right sign: F is convex, which covers collinear
+    and opposite gradients too). g_0 = 0 to rounding (||g_0||² ≤ κ (Σ_i ||g_i||/2)²) gives u = 𝟙/2, d = g_0, the
+    general solver's rule (the average-loss stationary points CAGrad converges to for c < 1). Then u = 𝟙/2 + (ρ/||g_w||) w, and the answer passes the general solver's
+    certificate (:func:`_certify`, ported to Python floats) or None is returned. None also for the cases the
+    general solver treats apart: a zero row, identical rows, and an interior minimiser
+    with collinear rows or 0 ∈ conv{g_i} to within twice the rounding level of the Gramian (the dual-cone
+    case, D3).
+    """
+    q11, q12, q22 = 0.5 * (m11 + m11), 0.5 * (m12 + m21), 0.5 * (m22 + m22)  # ½(M + Mᵀ)
+    top = max(q11, q22)
+    if not (q11 > 0.0 and q22 > 0.0 and top >= tiny and math.isfinite(q11 + q12 + q22)):
+        return None
+    q11, q12, q22 = q11 / top, q12 / top, q22 / top  # max_i ||g_i|| = 1
+    n1, n2 = math.sqrt(q11), math.sqrt(q22)
+    kappa = KAPPA * 2 * eps
+    m1, m2 = 0.5 * (q11 + q12), 0.5 * (q12 + q22)  # m_i = ⟨g_i, g_0⟩
+    mu = 0.5 * (m1 + m2)  # ||g_0||²
+    if mu <= kappa * (0.5 * (n1 + n2)) ** 2:
+        return 0.5, 0.5  # g_0 = 0 to rounding: the ball is a point, d = g_0 (the general solver's rule)
+    rho = c * math.sqrt(mu)  # √φ = c||g_0||
+    A = q11 + q22 - 2.0 * q12  # ||g_1 − g_2||²
+    B = q12 - q22
+    if not A > 0.0:
+        return None  # identical gradients (to rounding): the general solver
+    delta = 0.5 * (q22 - q11)  # Δ = m_2 − m_1
+
+    def slope(gamma: float) -> float:  # F'(γ) = ⟨g_1 − g_2, d(γ)⟩
+        q = gamma * gamma * q11 + 2.0 * gamma * (1.0 - gamma) * q12 + (1.0 - gamma) ** 2 * q22
+        return -delta + rho * (A * gamma + B) / math.sqrt(q)
+
+    if slope(0.0) >= 0.0:  # F non-decreasing on [0, 1]: all weight on task 2
+        w1, w2 = 0.0, 1.0
+    elif slope(1.0) <= 0.0:  # F non-increasing: all weight on task 1
+        w1, w2 = 1.0, 0.0
+    else:  # an interior minimiser: F' = 0 at a γ with ||g_w|| > 0, unless 0 ∈ conv{g_i} (the kink ||g_w|| = 0)
+        det = q11 * q22 - q12 * q12
+        if not det > 0.0:
+            return None  # collinear gradients: the general solver
+        # 0 ∈ conv{g_i} to rounding (the general solver's zero level, with a factor 2 of margin): the general solver
+        g_mgda = min(1.0, max(0.0, -B / A))
+        q_mgda = det / A if 0.0 < g_mgda < 1.0 else min(q11, q22)  # ||g_MGDA||²
+        if q_mgda <= 4.0 * kappa * (g_mgda * n1 + (1.0 - g_mgda) * n2) ** 2:
+            return None
+        gap = rho * rho * A - delta * delta  # > 0 when F' changes sign
+        if not gap > 0.0:
+            return None
+        root = math.sqrt(det / gap)
+        # The smaller weight x is the variable (it keeps its relative precision, no 1 − γ): task a's weight,
+        # with b the other task, Δ_a = (M_bb − M_aa)/2 and s = A x + (M_12 − M_bb) = ⟨g_w, g_a − g_b⟩.
+        first = (delta * root - B) / A <= 0.5  # γ* = (s* − B)/A, the weight of task 1
+        da, Bs = (delta, q12 - q22) if first else (-delta, q12 - q11)
+        x = min(1.0, max(0.0, (da * root - Bs) / A))  # the smaller weight, s*_a = Δ_a √(det M/(ρ²A − Δ²))
+        w1, w2 = (x, 1.0 - x) if first else (1.0 - x, x)
+    qw = w1 * w1 * q11 + 2.0 * w1 * w2 * q12 + w2 * w2 * q22  # ||g_w||² = wᵀQw
+    if not qw > 0.0:
+        return None
+    r = rho / math.sqrt(qw)
+    u1, u2 = 0.5 + r * w1, 0.5 + r * w2  # d = g_0 + (√φ/||g_w||) g_w
+    # the certificate of _certify (K = 2): w = u − a ≥ 0, the ball, equal ⟨g_i, d⟩ on the support
+    v1, v2 = u1 - 0.5, u2 - 0.5
+    S = abs(u1) * n1 + abs(u2) * n2
+    i1, i2 = q11 * u1 + q12 * u2, q12 * u1 + q22 * u2  # ⟨g_i, d⟩
+    t1, t2 = 8.0 * kappa * (n1 + S) * S, 8.0 * kappa * (n2 + S) * S
+    ball = v1 * v1 * q11 + 2.0 * v1 * v2 * q12 + v2 * v2 * q22  # ||Gᵀw||²
+    ball_tol = 8.0 * kappa * S * S
+    wsum = abs(v1) + abs(v2)
+    if not (min(v1, v2) >= -kappa * wsum and rho * rho * (1.0 - 1e-6) - ball_tol <= ball <= rho * rho * (1.0 + kappa) + ball_tol):
+        return None
+    nu = min(i1, i2)
+    t_min = t1 if i1 <= i2 else t2
+    for v, inner, t in ((v1, i1, t1), (v2, i2, t2)):
+        if v > kappa * wsum and inner - nu > 128.0 * (t + t_min):  # w supported on the worst tasks only
+            return None
+    return u1, u2
 
 
 def _certify(Q: np.ndarray, norms: np.ndarray, a: np.ndarray, u: np.ndarray, rho: float, kappa: float) -> None:

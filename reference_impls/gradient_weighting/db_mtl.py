@@ -53,10 +53,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import (
+    _SMALL_K,
     Aggregator,
     NonFiniteError,
     _accumulate,
@@ -65,6 +67,9 @@ from reference_impls.core.aggregator import (
     jacobian,
     write_flat_grad,
 )
+from reference_impls.core.solvers import _NUMPY_DTYPES, float_info, float_max, small_tensor
+
+_TINY = 64  # K·n up to this: the EMA step of a float64 Jacobian runs in NumPy (the toy problems)
 from reference_impls.gradient_manipulation.pcgrad import scale_rows_by_powers_of_two
 
 
@@ -79,6 +84,21 @@ def balanced_direction(G: Tensor) -> Tensor:
     exact power-of-two scaling moves only exponents, so both paths round the same numbers.
     Raises NonFiniteError if G is not finite or d overflows the dtype.
     """
+    K = G.shape[0]
+    if K <= _SMALL_K and G.device.type == "cpu" and G.dtype in _NUMPY_DTYPES:
+        # the fast path below on K Python floats (per-call overhead, not arithmetic, at small K): the same
+        # IEEE operations in G's dtype (NumPy's 1/x, as torch's), so the same d bit for bit (tested)
+        eps, tiny = float_info(G.dtype)
+        values = torch.linalg.vector_norm(G, dim=1).tolist()  # ||G_i|| in G's dtype, exact as floats
+        if all(math.sqrt(tiny / eps) <= v < float_max(G.dtype) for v in values):
+            inverse = 1.0 / np.array(values, dtype=_NUMPY_DTYPES[G.dtype])  # 1/||G_i|| rounded in G's dtype, (K,)
+            top = max(values)  # max_j ||G_j||
+            d = (torch.from_numpy(inverse) @ G) * top  # d = max_j ||G_j|| Σ_i G_i/||G_i||, (n,)
+            if top * K * 2.0 * (1.0 + (K + 2) * eps) < float_max(G.dtype):  # the certificate below
+                return d
+            if not bool(torch.isfinite(d.sum())):
+                raise NonFiniteError(f"the balanced direction overflows {G.dtype}: max_j ||G_j|| = {top:.3e}")
+            return d
     finfo = torch.finfo(G.dtype)
     norms_plain = torch.linalg.vector_norm(G, dim=1)  # ||G_i|| in G's dtype, (K,)
     if bool(((norms_plain >= math.sqrt(finfo.tiny / finfo.eps)) & (norms_plain < finfo.max)).all()):  # NaN fails
@@ -127,6 +147,12 @@ class DBMTL(Aggregator):
 
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
         assert losses is not None
+        if J.dtype == torch.float64 and J.shape[0] <= _SMALL_K and J.device.type == "cpu":
+            # K Python floats (float64: the same IEEE operations as the tensor ops below, same bits)
+            shifted64 = [f + self.eps for f in losses.tolist()]  # f_i + ε
+            if not all(f > 0 for f in shifted64):
+                raise ValueError(f"db-mtl: log(f_i + eps) needs f_i + eps > 0, got losses {losses.tolist()}")
+            return self._ema_step(J, [1.0 / f for f in shifted64])
         shifted = losses.to(J.dtype) + self.eps  # f_i + ε, (K,)
         if not bool((shifted > 0).all()):
             raise ValueError(f"db-mtl: log(f_i + eps) needs f_i + eps > 0, got losses {losses.tolist()}")
@@ -138,7 +164,7 @@ class DBMTL(Aggregator):
         """One EMA step on the log-loss gradients (K, n) and the balanced direction d (n,)."""
         return self._ema_step(grad_log, torch.ones(grad_log.shape[0], dtype=grad_log.dtype, device=grad_log.device))
 
-    def _ema_step(self, G: Tensor, row_scale: Tensor) -> Tensor:
+    def _ema_step(self, G: Tensor, row_scale: Tensor | list[float]) -> Tensor:
         """EMA step with ∇f̃_i = row_scale_i · G_i, then d; the state changes only if the step is finite.
 
         The new ĝ is written into a second (K, n) buffer, the previous state's, that the two swap each
@@ -158,8 +184,31 @@ class DBMTL(Aggregator):
         spare = self._spare
         if spare is None or spare.shape != G.shape or spare.dtype != G.dtype or spare.device != G.device:
             spare = torch.empty_like(G)  # (K, n)
+        if isinstance(row_scale, list) and G.numel() <= _TINY and not G.requires_grad:
+            # A tiny float64 Jacobian (the toy problems): the step on Python floats, where torch's per-call
+            # dispatch, not the arithmetic, is the cost. The same formulas, rounded in another order (agree with
+            # the tensor path to a few ulps, tested); anything unusual (a norm outside the certified range, a
+            # non-finite d) falls through to the tensor path, which decides.
+            scales = [(1.0 - beta_t) * r for r in row_scale]  # (1 − β_t)·row_scale_i
+            new = [
+                [b * beta_t + x * c for b, x in zip(g_row, J_row)] for g_row, J_row, c in zip(g_hat.tolist(), G.tolist(), scales)
+            ]  # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n)
+            norms = [math.sqrt(sum(v * v for v in row)) for row in new]  # ||ĝ_i||
+            eps, tiny = float_info(G.dtype)
+            if all(math.sqrt(tiny / eps) <= v < float_max(G.dtype) for v in norms):  # NaN fails
+                top = max(norms)
+                inverse = [1.0 / v for v in norms]
+                d = [top * sum(w * row[k] for w, row in zip(inverse, new)) for k in range(G.shape[1])]  # d = max_j ||ĝ_j|| Σ_i ĝ_i/||ĝ_i||
+                if math.isfinite(sum(d)) or all(math.isfinite(v) for v in d):
+                    spare.numpy()[...] = new  # the new state, in the spare buffer
+                    self._spare, self._g_hat, self._t = self._g_hat, spare, t
+                    return small_tensor(d, torch.float64)
         # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n); into the spare buffer, so that an overflow leaves the state intact
-        g_hat = torch.mul(g_hat, beta_t, out=spare).addcmul_(G, ((1.0 - beta_t) * row_scale)[:, None])
+        if isinstance(row_scale, list):  # float64 Python floats from aggregate: (1 − β_t)·row_scale_i, (K, 1)
+            factor = torch.from_numpy(np.array([(1.0 - beta_t) * r for r in row_scale])[:, None])
+        else:
+            factor = ((1.0 - beta_t) * row_scale)[:, None]  # (K, 1)
+        g_hat = torch.mul(g_hat, beta_t, out=spare).addcmul_(G, factor)
         try:
             d = balanced_direction(g_hat)  # (n,); its norms pass sees a non-finite ĝ (no separate scan)
         except NonFiniteError as error:

@@ -13,7 +13,8 @@ D_i = f_i − f_i* + 1e-8 (f* = 0 by default) and one update per step:
 2. After the optimiser step, from the new losses f_i' on the same batch:
        δ_i = log D_i − log D_i'                                  (log-loss decrease of task i)
        ∇_ξ = J_zᵀ δ = z ⊙ (δ − zᵀδ)                              (J_z = ∂z/∂ξ, the softmax Jacobian)
-       ξ ← Adam(ξ, ∇_ξ + γ ξ)          (lr β = 0.025, weight decay γ; Adam as in the official code)
+       ξ ← Adam(ξ, ∇_ξ + γ ξ)          (lr β = 0.025, weight decay γ; Adam as in the official code,
+                                        torch.optim.Adam's arithmetic written out on Python floats: ListAdam)
    so the tasks that decreased most lose weight; ∇_ξ = 0 exactly when all δ_i are equal.
 
 Training loop (``backward`` does step 1, ``update`` step 2)::
@@ -50,12 +51,14 @@ Deviations:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import NonFiniteError, Weighting, _accumulate, _as_loss_list, check_losses
+from reference_impls.core.solvers import small_tensor
 
 
 class FAMO(Weighting):
@@ -83,14 +86,22 @@ class FAMO(Weighting):
         self.reset()
 
     def reset(self) -> None:
-        self._xi: Tensor | None = None  # logits ξ, (K,), float64 CPU
-        self._opt: torch.optim.Adam | None = None
-        self._prev_log_D: Tensor | None = None  # log D_i at the last step, (K,)
+        self._xi: list[float] | None = None  # logits ξ (K Python floats, float64)
+        self._grad: list[float] | None = None  # the last ∇_ξ (without the weight decay term)
+        self._opt: ListAdam | None = None
+        self._prev_log_D: list[float] | None = None  # log D_i at the last step, (K,)
 
     @property
     def xi(self) -> Tensor | None:
-        """The logits ξ (K,) (a leaf tensor stepped by Adam), None before the first step."""
-        return self._xi
+        """The logits ξ (K,) as a new float64 leaf tensor whose ``.grad`` is the last ∇_ξ; None before the first step.
+
+        ξ itself is K Python floats stepped by :class:`ListAdam` (torch.optim.Adam's arithmetic, written out)."""
+        if self._xi is None:
+            return None
+        xi = torch.tensor(self._xi, dtype=torch.float64, requires_grad=True)
+        if self._grad is not None:
+            xi.grad = torch.tensor(self._grad, dtype=torch.float64)
+        return xi
 
     # ------------------------------------------------------------------------------------------
 
@@ -98,47 +109,56 @@ class FAMO(Weighting):
         if self._xi is None:
             if self.min_losses is not None and self.min_losses.numel() != K:
                 raise ValueError(f"famo: min_losses has {self.min_losses.numel()} entries for {K} tasks")
-            self._xi = torch.zeros(K, dtype=torch.float64, requires_grad=True)  # ξ_0 = 0
-            self._opt = torch.optim.Adam([self._xi], lr=self.w_lr, weight_decay=self.gamma)
-        elif self._xi.numel() != K:
-            raise ValueError(f"famo: the number of tasks changed from {self._xi.numel()} to {K}; call reset() first")
+            self._xi = [0.0] * K  # ξ_0 = 0
+            self._opt = ListAdam(K, lr=self.w_lr, weight_decay=self.gamma)
+            self._f_star = [0.0] * K if self.min_losses is None else self.min_losses.tolist()  # f*, (K,)
+        elif len(self._xi) != K:
+            raise ValueError(f"famo: the number of tasks changed from {len(self._xi)} to {K}; call reset() first")
+
+    def _softmax(self) -> list[float]:
+        top = max(self._xi)
+        e = [math.exp(x - top) for x in self._xi]  # exp(ξ_i − max ξ)
+        total = math.fsum(e) if len(e) > 2 else sum(e)
+        return [v / total for v in e]  # z = softmax(ξ)
 
     def z(self) -> Tensor:
-        """The task weights z = softmax(ξ) (K,), detached (uniform before the first step)."""
+        """The task weights z = softmax(ξ) (K,), float64 (uniform before the first step)."""
         if self._xi is None:
             raise ValueError("famo: no step has been taken yet")
-        return torch.softmax(self._xi.detach(), dim=0)
+        return torch.tensor(self._softmax(), dtype=torch.float64)
 
-    def _log_D(self, losses: Tensor) -> Tensor:
-        f = losses.detach().to("cpu", torch.float64).reshape(-1)  # (K,)
-        f_star = self.min_losses if self.min_losses is not None else torch.zeros_like(f)
-        D = f - f_star + self.eps  # D_i = f_i − f_i* + ε, (K,)
-        if not bool((D > 0).all()):
-            raise ValueError(f"famo: log D_i needs f_i - f_i* + eps > 0, got losses {f.tolist()} and f* {f_star.tolist()}")
-        return torch.log(D)
+    def _log_D_tensor(self, losses: Tensor) -> Tensor:
+        f = losses.detach().reshape(-1).tolist()  # (K,) as float64 Python floats (exact)
+        D = [fi - si + self.eps for fi, si in zip(f, self._f_star)]  # D_i = f_i − f_i* + ε, (K,)
+        if not all(d > 0 for d in D):
+            raise ValueError(f"famo: log D_i needs f_i - f_i* + eps > 0, got losses {f} and f* {self._f_star}")
+        return torch.log(small_tensor(D, torch.float64))  # torch's log (its rounding, as before), (K,)
+
+    def _log_D(self, losses: Tensor) -> list[float]:
+        return self._log_D_tensor(losses).tolist()
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
         assert losses is not None
         self._init_state(J.shape[0])
-        log_D = self._log_D(losses)  # (K,)
-        self._prev_log_D = log_D
-        inv = self.z() * torch.exp(-log_D)  # z_i / D_i, (K,)
-        c = inv / inv.sum()  # c_i = (z_i / D_i) / Σ_j (z_j / D_j), (K,)
-        return c.to(J)
+        log_D = self._log_D_tensor(losses)  # (K,)
+        self._prev_log_D = log_D.tolist()
+        inv = [zi * e for zi, e in zip(self._softmax(), torch.exp(-log_D).tolist())]  # z_i / D_i = z_i·exp(−log D_i), (K,)
+        total = sum(inv)
+        c = [v / total for v in inv]  # c_i = (z_i / D_i) / Σ_j (z_j / D_j), (K,)
+        return small_tensor(c, J.dtype) if J.device.type == "cpu" else torch.tensor(c, dtype=J.dtype, device=J.device)
 
     def update(self, new_losses: Tensor | Sequence[Tensor]) -> Tensor:
         """The ξ step from the losses after the parameter step; returns δ (K,)."""
         if self._prev_log_D is None or self._xi is None:
             raise ValueError("famo: update() needs a preceding backward() or weights() call")
-        new = check_losses(new_losses, self._xi.numel(), required=True)
-        delta = self._prev_log_D - self._log_D(new)  # δ_i = log D_i − log D_i', (K,)
-        z = torch.softmax(self._xi.detach(), dim=0)  # (K,)
-        grad = z * (delta - z @ delta)  # ∇_ξ = J_zᵀ δ = z ⊙ (δ − zᵀδ), (K,)
-        self._opt.zero_grad(set_to_none=False)
-        self._xi.grad = grad.clone()
-        self._opt.step()  # ξ ← Adam step on ∇_ξ + γ ξ
+        new = check_losses(new_losses, len(self._xi), required=True)
+        delta = [a - b for a, b in zip(self._prev_log_D, self._log_D(new))]  # δ_i = log D_i − log D_i', (K,)
+        z = self._softmax()  # (K,)
+        mean = sum(zi * di for zi, di in zip(z, delta))  # zᵀδ
+        self._grad = [zi * (di - mean) for zi, di in zip(z, delta)]  # ∇_ξ = J_zᵀ δ = z ⊙ (δ − zᵀδ), (K,)
+        self._xi = self._opt.step(self._xi, self._grad)  # ξ ← Adam step on ∇_ξ + γ ξ
         self._prev_log_D = None
-        return delta
+        return small_tensor(delta, torch.float64)
 
     # ------------------------------------------------------------------------------------------
 
@@ -164,7 +184,7 @@ class FAMO(Weighting):
         self._prev_log_D = log_D_now
         f_star = (self.min_losses if self.min_losses is not None else torch.zeros(f.numel(), dtype=torch.float64)).to(f)
         z = self.z().to(f)  # constant, (K,)
-        c = (z * torch.exp(-log_D_now.to(f))).sum()  # c = Σ_j z_j / D_j (constant)
+        c = (z * torch.exp(-torch.tensor(log_D_now, dtype=torch.float64).to(f))).sum()  # c = Σ_j z_j / D_j (constant)
         surrogate = (z / c * torch.log(f - f_star + self.eps)).sum()  # Σ_i (z_i/c) log D_i
         params = shared_params + task_params
         grads = torch.autograd.grad(surrogate, params, allow_unused=True)  # the single backward pass
@@ -176,3 +196,41 @@ class FAMO(Weighting):
         return torch.cat(
             [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(shared_params, grads)]
         )  # d = Σ_i c_i ∇f_i (before clipping), (n,)
+
+
+class ListAdam:
+    """torch.optim.Adam on a list of Python floats: the same IEEE operations in the same order as torch's CPU
+    single-tensor step (``torch/optim/adam.py`` ``_single_tensor_adam``: L2 weight decay g + γx, m.lerp_(g, 1 − β₁),
+    v·β₂ + (1 − β₂)·g·g, bias corrections in Python floats, x + (−lr/(1 − β₁ᵗ))·m/(√v/√(1 − β₂ᵗ) + ε)); no amsgrad,
+    no maximize. A few µs a step instead of torch.optim's ~50 µs (and no import of torch._dynamo on construction).
+    Where the CPU has fused multiply-add, torch's kernels fuse lerp_ and addcmul_ (one rounding instead of two), so the
+    two can differ by an ulp per step: tested step for step against torch.optim.Adam to rtol 1e-12 over 500 steps
+    (tests/reference_impls/test_famo.py).
+    """
+
+    def __init__(self, n: int, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        self.lr, self.betas, self.eps, self.weight_decay = float(lr), betas, float(eps), float(weight_decay)
+        self.t = 0
+        self.m = [0.0] * n  # first moments
+        self.v = [0.0] * n  # second moments
+
+    def step(self, x: list[float], grad: list[float]) -> list[float]:
+        """One Adam step of the point x with gradient ``grad``; returns the new x (the moments are updated in place)."""
+        b1, b2 = self.betas
+        self.t += 1
+        step = float(self.t)
+        bias_correction1 = 1 - b1**step
+        bias_correction2_sqrt = (1 - b2**step) ** 0.5
+        step_size = self.lr / bias_correction1
+        w1, w2 = 1 - b1, 1 - b2
+        out = []
+        for i, (xi, g) in enumerate(zip(x, grad)):
+            if self.weight_decay != 0:
+                g = g + self.weight_decay * xi  # ∇ + γx (grad.add(param, alpha=γ))
+            m = self.m[i]
+            m = m + w1 * (g - m)  # m.lerp_(g, 1 − β₁): weight < ½ branch
+            v = self.v[i] * b2 + w2 * g * g  # v·β₂ + (1 − β₂)·g·g (mul_, addcmul_)
+            self.m[i], self.v[i] = m, v
+            denom = math.sqrt(v) / bias_correction2_sqrt + self.eps  # √v̂ + ε
+            out.append(xi + -step_size * m / denom)  # addcdiv_(m, denom, value=−step_size)
+        return out

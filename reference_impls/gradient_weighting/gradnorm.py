@@ -22,7 +22,8 @@ Which columns are W: the rows of J are the gradients with respect to all shared 
 shared layer's parameters last in ``shared_params``). Default ``None``: all of J (as LibMTL).
 
 Hyperparameters: α = 1.5 (paper, NYUv2; 0.12 on the paper's regression toy; LibMTL 1.5).
-The w step: Adam with lr = 1e-4 by default (``optimizer="adam"``, ``lr=1e-4``). Source: official
+The w step: Adam with lr = 1e-4 by default (``optimizer="adam"``, ``lr=1e-4``; torch.optim.Adam's
+arithmetic written out on Python floats, famo.ListAdam). Source: official
 practice — no official code exists; LibMTL makes w a parameter of the model, so the model's optimiser
 trains it (``LibMTL/config.py``: Adam, lr 1e-4, the defaults of its examples), and the widely used
 reproduction of the paper's toy, brianlan/pytorch-grad-norm ``train.py``, steps w with the network's
@@ -68,6 +69,7 @@ Deviations:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -81,7 +83,9 @@ from reference_impls.core.aggregator import (
     jacobian,
     write_flat_grad,
 )
+from reference_impls.core.solvers import float_info, float_max, small_tensor
 from reference_impls.gradient_manipulation.pcgrad import row_norms
+from reference_impls.gradient_weighting.famo import ListAdam
 
 
 class GradNorm(Weighting):
@@ -109,25 +113,25 @@ class GradNorm(Weighting):
         self.reset()
 
     def reset(self) -> None:
-        self._w: Tensor | None = None  # task weights, (K,), float64 CPU
-        self._f0: Tensor | None = None  # f_i(0), (K,)
-        self._opt: torch.optim.Optimizer | None = None
-        self._G: Tensor | None = None  # G_i at the last step, (K,)
+        self._w: list[float] | None = None  # task weights w(t + 1), (K,) Python floats (float64)
+        self._f0: list[float] | None = None  # f_i(0), (K,)
+        self._opt: ListAdam | None = None
+        self._G: list[float] | None = None  # G_i at the last step, (K,)
 
     @property
     def w(self) -> Tensor | None:
         """The weights w(t + 1) for the next step (K,), float64, detached, None before the first step."""
-        return None if self._w is None else self._w.detach()
+        return None if self._w is None else torch.tensor(self._w, dtype=torch.float64)
 
     @property
     def initial_losses(self) -> Tensor | None:
         """f_i(0) (K,), recorded at the first step."""
-        return self._f0
+        return None if self._f0 is None else torch.tensor(self._f0, dtype=torch.float64)
 
     @property
     def last_gradient_norms(self) -> Tensor | None:
         """G_i = w_i(t) ||∇_W f_i|| at the last step (K,)."""
-        return self._G
+        return None if self._G is None else torch.tensor(self._G, dtype=torch.float64)
 
     def loss_grad_gradient(self, a: Tensor, w: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         """(∇_w L_grad, G) for norms a_i = ||∇_W f_i||, weights w and inverse training rates r (all (K,))."""
@@ -136,52 +140,53 @@ class GradNorm(Weighting):
         return torch.sign(G - target) * a, G  # ∂L_grad/∂w_i = sign(G_i − target_i) ||∇_W f_i||
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        # The K-vector arithmetic runs on Python floats (each torch op on a K-vector costs µs); the formulas are those of
+        # loss_grad_gradient, and the Adam step is torch.optim.Adam's, written out (famo.ListAdam).
         assert losses is not None
         K = J.shape[0]
-        f = losses.detach().to("cpu", torch.float64)  # (K,)
+        f = losses.detach().reshape(-1).tolist()  # (K,) float64 (exact)
         negative = [i for i in range(K) if f[i] < 0]
         if negative:
             raise ValueError(
-                f"gradnorm: task(s) {negative} have negative losses {f[negative].tolist()}: the training rate "
+                f"gradnorm: task(s) {negative} have negative losses {[f[i] for i in negative]}: the training rate "
                 "L_i(t)/L_i(0) and r_i^alpha need losses >= 0 (shift each loss by a lower bound)"
             )
         if self._w is None:
-            if not bool((f > 0).all()):
-                raise ValueError(f"gradnorm: the initial losses f_i(0) must be positive, got {f.tolist()}")
-            self._f0 = f.clone()
-            self._w = torch.ones(K, dtype=torch.float64, requires_grad=self.optimizer == "adam")  # w_i(0) = 1
+            if not all(fi > 0 for fi in f):
+                raise ValueError(f"gradnorm: the initial losses f_i(0) must be positive, got {f}")
+            self._f0 = list(f)
+            self._w = [1.0] * K  # w_i(0) = 1
             if self.optimizer == "adam":
-                self._opt = torch.optim.Adam([self._w], lr=self.lr)
-        elif self._w.numel() != K:
-            raise ValueError(f"gradnorm: the number of tasks changed from {self._w.numel()} to {K}; call reset() first")
+                self._opt = ListAdam(K, lr=self.lr)
+        elif len(self._w) != K:
+            raise ValueError(f"gradnorm: the number of tasks changed from {len(self._w)} to {K}; call reset() first")
         m = self.last_layer_size
         if m is not None and m > J.shape[1]:
             raise ValueError(f"gradnorm: last_layer_size={m} exceeds the {J.shape[1]} columns of the Jacobian")
         W_cols = J if m is None else J[:, J.shape[1] - m :]  # ∇_W f_i, (K, m)
-        a = row_norms(W_cols).to("cpu")  # ||∇_W f_i|| in float64, no under/overflow (rows scaled when not certified), (K,)
-        if not bool(torch.isfinite(a).all()):
-            raise NonFiniteError(f"gradnorm: the gradient norms ||∇_W f_i|| overflow float64: {a.tolist()}")
-        L_tilde = f / self._f0  # L̃_i = f_i(t)/f_i(0), (K,)
-        mean = L_tilde.mean()
-        r = L_tilde / mean if mean > 0 else torch.ones_like(L_tilde)  # r_i = L̃_i / mean_j L̃_j
-        w_t = self._w.detach().clone()  # w(t), used for this step's direction
-        grad, G = self.loss_grad_gradient(a, w_t, r)
+        a = _row_norms(W_cols)  # ||∇_W f_i|| in float64, no under/overflow (rows scaled when not certified), (K,)
+        if not all(math.isfinite(ai) for ai in a):
+            raise NonFiniteError(f"gradnorm: the gradient norms ||∇_W f_i|| overflow float64: {a}")
+        L_tilde = [fi / f0 for fi, f0 in zip(f, self._f0)]  # L̃_i = f_i(t)/f_i(0), (K,)
+        mean = sum(L_tilde) / K
+        r = [lt / mean for lt in L_tilde] if mean > 0 else [1.0] * K  # r_i = L̃_i / mean_j L̃_j
+        w_t = self._w  # w(t), used for this step's direction
+        G = [wi * ai for wi, ai in zip(w_t, a)]  # G_i = w_i ||∇_W f_i||, (K,)
+        G_bar = sum(G) / K
+        grad = []
+        for Gi, ai, ri in zip(G, a, r):
+            gap = Gi - G_bar * ri**self.alpha  # G_i − [Ḡ r_i^α]_const
+            grad.append(((gap > 0) - (gap < 0)) * ai)  # ∂L_grad/∂w_i = sign(G_i − target_i) ||∇_W f_i|| (sign(0) = 0)
         self._G = G
-        with torch.no_grad():
-            if self._opt is not None:
-                for group in self._opt.param_groups:
-                    group["lr"] = self.lr  # follows a schedule set through ``self.lr``
-                self._w.grad = grad
-                self._opt.step()  # Adam step on ∇_w L_grad
-            else:
-                self._w.sub_(self.lr * grad)  # w ← w − lr ∇_w L_grad
-            self._w.clamp_(min=0.0)  # D1
-            total = self._w.sum()
-            if total > 0:
-                self._w.mul_(K / total)  # renormalise Σ_i w_i = K
-            else:
-                self._w.fill_(1.0)
-        return w_t.to(J)
+        if self._opt is not None:
+            self._opt.lr = self.lr  # follows a schedule set through ``self.lr``
+            w = self._opt.step(w_t, grad)  # Adam step on ∇_w L_grad
+        else:
+            w = [wi - self.lr * gi for wi, gi in zip(w_t, grad)]  # w ← w − lr ∇_w L_grad
+        w = [wi if wi > 0.0 else 0.0 for wi in w]  # D1
+        total = sum(w)
+        self._w = [wi * (K / total) for wi in w] if total > 0 else [1.0] * K  # renormalise Σ_i w_i = K
+        return small_tensor(w_t, J.dtype) if J.device.type == "cpu" else torch.tensor(w_t, dtype=J.dtype, device=J.device)
 
     def backward(
         self,
@@ -210,3 +215,15 @@ class GradNorm(Weighting):
             _accumulate(p, d_all[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         return d_all[:n]
+
+
+def _row_norms(W: Tensor) -> list[float]:
+    """pcgrad.row_norms(W) as Python floats; on CPU its fast path (the plain norms, kept when every one lies in
+    [√(tiny/ε), max) of W's dtype) is taken here without the tensor comparisons."""
+    if W.device.type == "cpu":
+        norms = torch.linalg.vector_norm(W, dim=1).tolist()  # ||W_i|| in W's dtype, exactly as float64
+        eps, tiny = float_info(W.dtype)
+        low, high = math.sqrt(tiny / eps), float_max(W.dtype)
+        if all(low <= x < high for x in norms):  # NaN fails too
+            return norms
+    return row_norms(W).tolist()

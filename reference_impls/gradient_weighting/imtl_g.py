@@ -52,11 +52,14 @@ Usage::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
+from reference_impls.core.solvers import gramian2_entries, small_tensor
 
 
 def imtl_g_weights(M: np.ndarray, eps: float) -> np.ndarray:
@@ -114,6 +117,12 @@ class IMTLG(GramianWeighting):
     name = "imtl-g"
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
+        if M.shape[0] == 2:
+            entries = gramian2_entries(M)  # Python floats; None: not a finite 2×2 CPU tensor
+            if entries is not None and entries[0] > 0.0 and entries[3] > 0.0:
+                n1, n2 = math.sqrt(entries[0]), math.sqrt(entries[3])  # 𝔫_i = ||g_i||
+                # the K = 2 closed form of imtl_g_weights on Python floats (same operations, same bits)
+                return small_tensor((n2 / (n1 + n2), n1 / (n1 + n2)), M.dtype)  # α = (𝔫_2, 𝔫_1)/(𝔫_1 + 𝔫_2)
         eps = torch.finfo(M.dtype).eps
         alpha = imtl_g_weights(M.detach().to("cpu", torch.float64).numpy(), eps)  # (K,)
         return torch.from_numpy(alpha).to(device=M.device, dtype=M.dtype)

@@ -24,7 +24,8 @@ authors' own defaults are β = 0.1, γ = 0.1 (their δ), β_σ = γ_σ = 0.5 (``
 ``--beta_track 0.1 --delta 0.1 --sigma2 0.5 --sigma3 0.5``; the same argparse defaults in
 ``CAGrad/model_segnet_mt.py``); pass ``beta=0.1`` to use them. Their Cityscapes run script uses
 β = 0.05, γ = 0.1; the NYUv2 script (β = 0.99, σ's 0) runs a trainer that never calls ``tracking``. Stateful (Y, λ, t): :meth:`reset` forgets them. The projection is
-:func:`reference_impls.core.solvers.project_simplex`; λ is kept in float64 on the CPU.
+:func:`reference_impls.core.solvers.project_simplex`; λ is kept in float64 on the CPU (K = 2: the λ step on
+Python floats, the same operations and projection formula, bit for bit, tested).
 
 Degenerate inputs: all-zero gradients keep λ and give d = 0; K = 1 gives λ = (1) and d = Y_1.
 Huge scales make the λ step land on a vertex of Δ (finite); tiny ones leave λ ≈ 𝟙/K.
@@ -59,11 +60,13 @@ Deviations:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import Aggregator
-from reference_impls.core.solvers import project_simplex
+from reference_impls.core.solvers import project_simplex, small_tensor
 
 
 class MoCo(Aggregator):
@@ -124,8 +127,30 @@ class MoCo(Aggregator):
         Y = self._Y if self._Y.dtype == J.dtype else self._Y.to(J)
         Y.mul_(1.0 - beta_t).add_(J, alpha=beta_t)  # Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i}), in place, (K, n)
         self._Y = Y
+        if K == 2 and Y.device.type == "cpu":
+            lam = self._step2(Y, gamma_t)
+            if lam is not None:
+                return small_tensor(lam, Y.dtype) @ Y  # d = Yᵀ λ_{t+1}, (n,)
         M = (Y @ Y.T).to("cpu", torch.float64)  # Y Yᵀ, (K, K)
         M = M + self.rho * torch.eye(K, dtype=torch.float64)  # Y Yᵀ + ρ I
         v = self._lambd - gamma_t * (M @ self._lambd)  # λ_t − γ_t(YYᵀ + ρI)λ_t, (K,)
         self._lambd = project_simplex(v - v.max())  # λ_{t+1} = Π_Δ(v); Π_Δ(v − c𝟙) = Π_Δ(v) (exact for huge v)
         return self._lambd.to(J) @ Y  # d = Yᵀ λ_{t+1}, (n,)
+
+    def _step2(self, Y: Tensor, gamma_t: float) -> tuple[float, float] | None:
+        """K = 2: the λ step on Python floats (the general path's operations in the same order; the projection is
+        project_simplex's sort-based formula for two entries), or None for a non-finite v (the general path raises)."""
+        (m11, m12), (m21, m22) = (Y @ Y.T).tolist()  # Y Yᵀ in Y's dtype, exactly as float64
+        m11, m22 = m11 + self.rho, m22 + self.rho  # Y Yᵀ + ρ I
+        l1, l2 = self._lambd.tolist()
+        v1, v2 = l1 - gamma_t * (m11 * l1 + m12 * l2), l2 - gamma_t * (m21 * l1 + m22 * l2)  # λ_t − γ_t(YYᵀ + ρI)λ_t
+        if not math.isfinite(v1 + v2):
+            return None
+        # Π_Δ of (v_1, v_2) − max: sorted u = (0, a), a = v_min − v_max ≤ 0; cumsum − 1 = (−1, a − 1); the second
+        # entry is in the support iff a − (a − 1)/2 > 0, and then τ = (a − 1)/2, else τ = −1; λ = max(v − max − τ, 0)
+        a = v2 - v1 if v1 >= v2 else v1 - v2
+        tau = (a - 1.0) / 2.0 if a - (a - 1.0) / 2.0 > 0.0 else -1.0
+        top, low = max(0.0 - tau, 0.0), max(a - tau, 0.0)
+        lam = (top, low) if v1 >= v2 else (low, top)
+        self._lambd = small_tensor(lam, torch.float64)  # λ_{t+1} = Π_Δ(v)
+        return lam

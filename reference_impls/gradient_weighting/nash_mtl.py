@@ -17,7 +17,9 @@ The equation is FairGrad's with α_fair = 1, so the solver is
 :func:`reference_impls.gradient_weighting.fairgrad.solve_fair_weights` (damped Newton on the
 strictly convex ½αᵀMα − Σ log α_i, relative residual 1e-12, warm-started from the previous
 step's solution, which the official code also does). The solve works on the Gramian of the
-normalised gradients g_i/||g_i||, so it is exactly invariant to the task scales.
+normalised gradients g_i/||g_i||, so it is exactly invariant to the task scales. K = 2 has a closed
+form: α_i = 1/(||g_i||·√(1 + cos(g_1, g_2))) (both equations give α_1||g_1|| = α_2||g_2||), used
+whenever 0 ∉ conv{g_1, g_2} and certified like the general solve.
 
 Hyperparameters (official defaults): max_norm = 1.0 (after back-propagating Σ α_i f_i the official
 code clips the shared gradient's norm to 1.0; since ||d|| = √K > 1 at the exact solution, the clip
@@ -60,7 +62,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.gradient_weighting.fairgrad import clip_weights, solve_fair_weights
+from reference_impls.gradient_weighting.fairgrad import clip_weights, fair_weights2, solve_fair_weights
 
 
 class NashMTL(GramianWeighting):
@@ -79,5 +81,9 @@ class NashMTL(GramianWeighting):
         self._beta = None
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
-        alpha, self._beta = solve_fair_weights(M, 1.0, self._beta)  # (Mα)_i = 1/α_i
+        fast = fair_weights2(M, 1.0, self._beta, self.max_norm)  # K = 2: α_i = 1/(||g_i||·√(1 + cos)), certified; else None
+        if fast is not None:
+            alpha, self._beta = fast
+            return alpha
+        alpha, self._beta = solve_fair_weights(M, 1.0, self._beta, fast=False)  # (Mα)_i = 1/α_i
         return clip_weights(torch.from_numpy(alpha).to(M), M, self.max_norm)  # d = Gᵀα, ||d|| ≤ max_norm

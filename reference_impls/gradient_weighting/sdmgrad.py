@@ -11,7 +11,8 @@ g_0 = (1/K) Σ_i g_i, solved in its dual):
 
 Because Σ w_i = 1 on Δ, Gᵀw + λg_0 = Σ_i w_i (g_i + λ g_0): w* is the min-norm point of the shifted
 gradients, computed exactly from M = G Gᵀ by :func:`~reference_impls.core.solvers.shifted_gramian`
-and :func:`~reference_impls.core.solvers.min_norm_weights`. The returned weights are
+and :func:`~reference_impls.core.solvers.min_norm_weights` (K = 2: the same steps on Python floats, the
+closed-form min-norm point with its certificate, equal to the general path bit for bit, tested). The returned weights are
 (w* + λ/K)/(1 + λ), so that d = Gᵀ weights. λ = 0 is MGDA; λ → ∞ tends to the mean gradient g_0.
 
 Hyperparameters:
@@ -52,11 +53,24 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import dtype_eps, min_norm_weights, rescaled_gramian, shifted_gramian
+from reference_impls.core.solvers import (
+    dtype_eps,
+    float_info,
+    gramian2_entries,
+    min_norm_weights,
+    min_norm_weights2,
+    rescaled_gramian,
+    shifted_gramian,
+    small_tensor,
+)
+
+_EPS64 = float(np.finfo(np.float64).eps)
+_TINY64 = float(np.finfo(np.float64).tiny)
 
 
 class SDMGrad(GramianWeighting):
@@ -74,8 +88,30 @@ class SDMGrad(GramianWeighting):
         return self.compute_weights_from_gramian(rescaled_gramian(J), losses)
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
+        entries = gramian2_entries(M)  # K = 2 on a CPU tensor: Python floats, else None
+        if entries is not None:
+            weights = self._weights2(*entries, float_info(M.dtype)[0])
+            if weights is not None:
+                return small_tensor(weights, M.dtype)
         K = M.shape[0]
         M64 = M.detach().to("cpu", torch.float64)  # shift in float64; the certificate uses M's own ε
         w_star = min_norm_weights(shifted_gramian(M64, self.lamda), eps=dtype_eps(M))  # w* = argmin_Δ ½||Gᵀw + λg_0||², (K,)
         weights = (w_star + self.lamda / K) / (1.0 + self.lamda)  # d = (Gᵀw* + λ g_0)/(1 + λ)
         return weights.to(device=M.device, dtype=M.dtype)
+
+    def _weights2(self, m11: float, m12: float, m21: float, m22: float, eps: float) -> tuple[float, float] | None:
+        """K = 2: the steps of the general path on Python floats (shifted_gramian's formula, then
+        solvers.min_norm_weights2: the closed-form min-norm point with its per-task certificate), or None (the
+        general path then decides, e.g. raises SolverError). Equal to the general path up to the order of two
+        float64 additions in the shifted Gramian (tested)."""
+        s = self.lamda
+        r1, r2 = (m11 + m12) / 2, (m21 + m22) / 2  # m = M𝟙/K
+        mu = (m11 + m12 + m21 + m22) / 4  # μ = 𝟙ᵀM𝟙/K²
+        s2mu = (s * s) * mu
+        # ⟨p_i, p_j⟩ = M_ij + s(m_i + m_j) + s²μ, p_i = g_i + s ḡ (shifted_gramian)
+        q11, q12 = m11 + s * (r1 + r1) + s2mu, m12 + s * (r1 + r2) + s2mu
+        q21, q22 = m21 + s * (r2 + r1) + s2mu, m22 + s * (r2 + r2) + s2mu
+        lam = min_norm_weights2(q11, q12, q21, q22, max(eps, _EPS64), _TINY64)  # w* (certified), float64 Gramian
+        if lam is None:
+            return None
+        return (lam[0] + s / 2) / (1.0 + s), (lam[1] + s / 2) / (1.0 + s)  # d = (Gᵀw* + λ g_0)/(1 + λ)

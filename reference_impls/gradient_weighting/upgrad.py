@@ -44,7 +44,10 @@ O(reg_eps), otherwise); K = 1 → d = g_1; ||J||_F < 0.01 → d = Jᵀp with the
 Deviations:
     D1. Solver: certified batched block pivoting / active set on the Jacobi-scaled Gramian (KKT
         residual at float64 rounding, per task) instead of the official quadprog dense QP, one call
-        per row; the solution is the same (tests compare it with scipy's NNLS on Gᵀ, row by row).
+        per row; the solution is the same (tests compare it with scipy's NNLS on Gᵀ, row by row). K = 2
+        runs the same steps on Python floats, each row's QP by enumerating its at most four faces
+        (``solvers.dual_cone_weights2``, certified by the same per-task KKT test; agreement with the
+        general path tested to 1e-12 relative), falling back to the general solver when it declines.
     D2. The official normalisation threshold ``norm_eps`` = 1e-4 applies to tr(M) = ||J||_F² in
         absolute terms: when ||J||_F < 0.01 the official code (and this one, by default) replaces
         M̃ by reg_eps·I, so the weights become p and d = Jᵀp (mean of the g_i, which may conflict).
@@ -70,7 +73,14 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import dtype_eps, dual_cone_weights
+from reference_impls.core.solvers import (
+    dtype_eps,
+    dual_cone_weights,
+    dual_cone_weights2,
+    float_info,
+    gramian2_entries,
+    small_tensor,
+)
 
 __all__ = ["UPGrad", "dual_cone_weights"]  # dual_cone_weights: the certified solver of core.solvers
 
@@ -96,6 +106,10 @@ class UPGrad(GramianWeighting):
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         K = M.shape[0]
+        if K == 2:
+            w = self._weights2(M)
+            if w is not None:
+                return w
         M64 = M.detach().to("cpu", torch.float64).numpy()  # (K, K)
         if self.pref_vector is None:
             p = np.full(K, 1.0 / K)  # p = 𝟙/K
@@ -109,3 +123,27 @@ class UPGrad(GramianWeighting):
         V = dual_cone_weights(M_tilde, np.diag(p), eps=dtype_eps(M))  # (K, K): row i is v^(i), v^(i) ≥ p_i e_i
         w = V.sum(axis=0)  # w = Σ_i v^(i)
         return torch.from_numpy(w).to(device=M.device, dtype=M.dtype)
+
+    def _weights2(self, M: Tensor) -> Tensor | None:
+        """K = 2 on Python floats (D1): the steps below on the entries, then the dual-cone projections of the
+        two rows by :func:`~reference_impls.core.solvers.dual_cone_weights2` (at most four faces each, closed
+        form, certified). None when that solver declines: the general path then runs."""
+        entries = gramian2_entries(M)  # Python floats; None: not a finite 2×2 CPU tensor
+        if entries is None:
+            return None
+        m11, m12, m21, m22 = entries
+        if self.pref_vector is None:
+            p1 = p2 = 0.5  # p = 𝟙/K
+        elif len(self.pref_vector) != 2:
+            return None  # the general path raises the error
+        else:
+            p1, p2 = self.pref_vector
+        trace = m11 + m22
+        if trace < self.norm_eps or trace == 0.0:
+            return None  # M̃ = reg_eps·I (D2): the general path
+        reg = self.reg_eps
+        V = dual_cone_weights2(m11 / trace + reg, m12 / trace, m21 / trace, m22 / trace + reg, ((p1, 0.0), (0.0, p2)), float_info(M.dtype)[0])
+        if V is None:
+            return None
+        (v11, v12), (v21, v22) = V  # v^(i) ≥ p_i e_i
+        return small_tensor((v11 + v21, v12 + v22), M.dtype)  # w = Σ_i v^(i)

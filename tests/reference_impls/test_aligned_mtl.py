@@ -156,3 +156,40 @@ def test_toy_converges_to_the_preference_weighted_optimum(p):
 
 def test_backward_in_a_training_loop_matches_the_explicit_jacobian():
     asserts.assert_backward_matches_explicit_jacobian(AlignedMTL())
+
+
+@pytest.mark.parametrize("scale_mode", ["min", "median", "rmse"])
+def test_two_task_closed_form_equals_the_eigendecomposition(scale_mode, monkeypatch):
+    """K = 2 uses the 2×2 eigen-decomposition in closed form (balance_weights2). On 100 Jacobians of each two-task
+    family (tests/reference_impls/two_task_inputs.py), float64 and float32, and preferences 𝟙 and (0.3, 2),
+    the weights α = B p equal the general path's (torch.linalg.eigh, forced by disabling the fast path) to
+    1e3·ε₆₄·cond(M_r)·||B||·||p|| (cond and ||B|| = σ/√λ_min of the retained eigenvalues; measured ≤ 7e-16·||B||·||p||):
+    α is a matrix of norm ||B|| applied to p, and the eigen-solver itself is accurate to ε·cond."""
+    import reference_impls.gradient_weighting.aligned_mtl as module
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    eps64 = float(torch.finfo(torch.float64).eps)
+    for pref in (None, (0.3, 2.0)):
+        p_norm = float(torch.tensor(pref or (1.0, 1.0)).norm())
+        for dtype in (torch.float64, torch.float32):
+            for family, J in all_two_task_jacobians(100, dtype):
+                M = J @ J.T
+                if not bool(torch.isfinite(M).all()):
+                    continue
+                method = AlignedMTL(scale_mode=scale_mode, pref_vector=pref)
+                fast = method.weights(J)
+                with monkeypatch.context() as m:
+                    m.setattr(module, "gramian2_entries", lambda M: None)
+                    general = method.weights(J)
+                lam = torch.linalg.eigvalsh(M.double())
+                kept = lam[lam > lam.max() * 2 * FLOAT32_EPS]
+                if kept.numel() == 0:
+                    assert torch.equal(fast, general)  # rank 0: α = 0
+                    continue
+                sigma2 = kept.mean() if scale_mode == "rmse" else kept.min()
+                norm_B = float((sigma2 / kept.min()).sqrt())
+                cond = float(kept.max() / kept.min())
+                tol = 1e3 * eps64 * cond * norm_B * p_norm
+                if dtype == torch.float32:
+                    tol = max(tol, 2.0 * float(torch.finfo(torch.float32).eps) * float(general.abs().max()))  # rounding to float32
+                assert float((fast.double() - general.double()).norm()) <= tol, (family, dtype, fast, general)

@@ -99,3 +99,29 @@ def test_registry_is_importable_without_torch_and_lists_methods():
 def test_create_rejects_unknown_names():
     with pytest.raises(KeyError, match="unknown method"):
         reference_impls.create("no-such-method")
+
+
+@pytest.mark.parametrize("K", [1, 2, 8, 9])
+def test_gramian_and_loss_checks_at_small_and_large_k(K):
+    """gramian() and check_losses() check K ≤ 8 on Python floats (a finite sum proves finiteness) and larger K with a
+    torch reduction: both ways, NaN and inf in J or the losses raise NonFiniteError, a finite J whose Gramian
+    overflows says so, and entries whose sum overflows although each is finite are accepted."""
+    from reference_impls.core.aggregator import check_losses, gramian
+
+    J = torch.randn(K, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(K))
+    assert torch.equal(gramian(J), J @ J.T)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        J_bad = J.clone()
+        J_bad[K - 1, 1] = bad
+        with pytest.raises(NonFiniteError, match="Jacobian contains NaN"):
+            gramian(J_bad)
+        losses = torch.ones(K, dtype=torch.float64)
+        losses[K - 1] = bad
+        with pytest.raises(NonFiniteError, match="losses contain NaN"):
+            check_losses(losses, K, required=True)
+    with pytest.raises(NonFiniteError, match="overflows"):
+        gramian(J * 1e160)  # entries ~1e320: inf in float64
+    big = torch.zeros(K, 1, dtype=torch.float64)
+    big[:, 0] = 1.3e154  # every M_ij = 1.69e308 is finite; their sum is not
+    assert torch.equal(gramian(big), big @ big.T)
+    assert torch.equal(check_losses(torch.full((K,), 1e308, dtype=torch.float64), K, required=True), torch.full((K,), 1e308, dtype=torch.float64))

@@ -274,3 +274,36 @@ def test_backward_matches_the_explicit_jacobian_and_heads_get_log_gradients():
                 p -= 0.01 * p.grad
     with pytest.raises(TypeError, match="representation"):
         method.backward(losses(), shared, task, representation=torch.zeros(1))
+
+
+def test_small_k_fast_path_is_the_tensor_path(monkeypatch):
+    """At small K on the CPU, the per-row scalars (losses, norms) are Python floats / NumPy in the Jacobian's
+    dtype, and a tiny float64 Jacobian (K·n ≤ 64) takes the whole EMA step in NumPy: over a sequence of 100
+    Jacobians of each two-task family (tests/reference_impls/two_task_inputs.py; the EMA carries over), with
+    random positive losses, d equals that of the tensor path (forced by setting the small-K threshold to 0) bit
+    for bit in float32 and to 8·K·ε·max_j ||ĝ_j|| per entry in float64 (NumPy's norms and sums round differently
+    from torch's; |d_k| ≤ K·max_j ||ĝ_j||), and both raise the same error where one does."""
+    import reference_impls.gradient_weighting.db_mtl as module
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        fast, general = DBMTL(), DBMTL()
+        for family, J in all_two_task_jacobians(100, dtype):
+            losses = torch.rand(2, generator=gen, dtype=dtype) * 10.0 ** float(torch.randint(-3, 4, (1,), generator=gen))
+            out = []
+            for method, small in ((fast, module._SMALL_K), (general, 0)):
+                with monkeypatch.context() as m:
+                    m.setattr(module, "_SMALL_K", small)
+                    try:
+                        out.append(method(J, losses))
+                    except Exception as error:  # noqa: BLE001 - compared below
+                        out.append(type(error))
+            if isinstance(out[0], type) or isinstance(out[1], type):
+                assert out[0] == out[1], family
+                fast.reset(), general.reset()
+            elif dtype == torch.float32:
+                assert torch.equal(out[0], out[1]), (family, dtype)
+            else:
+                top = float(general._g_hat.norm(dim=1).max())  # max_j ||ĝ_j||
+                assert float((out[0] - out[1]).abs().max()) <= 8 * 2 * float(torch.finfo(dtype).eps) * top, family

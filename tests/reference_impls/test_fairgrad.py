@@ -6,7 +6,7 @@ import scipy.optimize
 import torch
 
 from reference_impls.core.aggregator import NonFiniteError
-from reference_impls.gradient_weighting.fairgrad import FairGrad, solve_fair_weights
+from reference_impls.gradient_weighting.fairgrad import FairGrad, clip_weights, solve_fair_weights
 from reference_impls.gradient_weighting.nash_mtl import NashMTL
 from reference_impls.metrics import pareto_stationarity
 from reference_impls.problems import get_problem
@@ -240,3 +240,88 @@ def test_pareto_stationary_inputs_give_the_defined_answer(method, dtype):
             assert int(free.sum()) >= 1, (name, seed)
             if name == "g,-2g,h":
                 assert bool(free[2]) and float(ip[:2].abs().max()) <= float(tol.max()), (name, seed)
+
+
+def _k2_gramians(seed, count=400):
+    """Seeded 2×2 Gramians with 0 ∉ conv{g_1, g_2}: generic, task scales up to e^±8 apart, nearly identical and nearly
+    opposite directions (1 + cos down to ~1e-9), float64 and (generic ones) float32."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for trial in range(count):
+        J = torch.randn(2, 3, generator=gen, dtype=torch.float64) * torch.exp(8 * torch.rand(2, 1, generator=gen) - 4) ** 2
+        kind = trial % 4
+        if kind in (1, 2):  # nearly opposite / nearly identical direction
+            sign = -1.0 if kind == 1 else 1.0
+            u = torch.randn(3, generator=gen, dtype=torch.float64)
+            J[1] = sign * J[0] * float(torch.rand(1, generator=gen) + 0.5) + u * J[0].norm() * 10 ** float(-4 * torch.rand(1, generator=gen) - 1)
+        dtype = torch.float32 if kind in (0, 3) and trial % 5 == 4 else torch.float64  # float32 only where 0 ∉ conv to its ε
+        out.append((trial, (J @ J.T).to(dtype)))
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 5.0])
+def test_k2_fast_path_equals_the_general_newton_solve(alpha):
+    """K = 2 (fairgrad._solve2: the scalar equation for ρ = β_2/β_1 by bracketed Newton, certified as the general path)
+    against the general damped Newton solve (fast=False) on 400 seeded Gramians (_k2_gramians), α = 0.5, 2, 5. Relative
+    difference ≤ 1e-9 where 1 + cos ≥ 1e-3 (float64) and ≤ 1e3·ε/(1 + cos) otherwise (the Gramian's conditioning;
+    measured over α = 0.5, 1, 2, 5: max 4e-11 and 1.1·ε/(1 + cos)); the fast path declined none and certifies every one.
+    The general solve used to raise SolverError on one of them (α = 5, 1 + cos = 3e-10: Armijo on Φ below Φ's
+    rounding, now a backtracking on the residual there); now none. The class takes the fast path and clips as
+    clip_weights does."""
+    from reference_impls.core.solvers import SolverError
+    from reference_impls.gradient_weighting import fairgrad
+
+    general_failures = 0
+    for trial, M in _k2_gramians(9):
+        eps = torch.finfo(M.dtype).eps
+        M64 = M.double().numpy()
+        m11, m12, m22 = float(M64[0, 0]), float(M64[0, 1]), float(M64[1, 1])
+        assert fairgrad._solve2(m11, m12, m22, 1.0 / alpha, eps, None) is not None, trial
+        w_fast, beta = solve_fair_weights(M, alpha)
+        delta = 1.0 + m12 / np.sqrt(m11 * m22)
+        try:
+            w_gen, _ = solve_fair_weights(M, alpha, fast=False)
+        except SolverError:
+            general_failures += 1
+            assert delta < 1e-6, trial
+        else:
+            rel = float(np.max(np.abs(w_fast - w_gen) / w_gen))
+            assert rel <= (1e-9 if delta >= 1e-3 and M.dtype == torch.float64 else 1e3 * eps / delta), (trial, delta, rel)
+        # the α-fair equations (Mw)_i = w_i^{−1/α} per task, to the certificate's tolerance
+        Mw = M64 @ w_fast
+        allowed = np.maximum(1e-6, 64 * eps * (np.abs(M64) @ w_fast) * w_fast ** (1 / alpha))
+        assert bool((np.abs(Mw * w_fast ** (1 / alpha) - 1.0) <= allowed).all()), trial
+        # the class takes the fast path and clips as clip_weights does
+        w_cls = FairGrad(alpha).weights_from_gramian(M).double().numpy()
+        w_ref = clip_weights(torch.from_numpy(w_fast).to(M), M, 1.0).double().numpy()
+        assert np.allclose(w_cls, w_ref, rtol=64 * eps, atol=0), trial  # w_ref clipped in M's dtype, w_cls in float64
+        # warm start from the previous solution: the same answer
+        w_warm, _ = solve_fair_weights(M, alpha, beta)
+        assert np.allclose(w_warm, w_fast, rtol=1e-12 if M.dtype == torch.float64 else 1e-6, atol=0), trial
+    assert general_failures == 0
+
+
+def test_paper_default_toy_run_crash_regression():
+    """Regression (issue 8): `modl run fairgrad --problem cagrad-toy` (α = 2, paper defaults) raised SolverError at step
+    7462 on this Gramian (captured with its warm start; 1 + cos(g_1, g_2) = 1.6e-13, 0 ∉ conv to the tolerance): the
+    damped Newton's Armijo test on Φ cannot see a decrease under Φ's rounding (terms βᵀCβ ~ 1e17, Φ ~ 6e4) near the
+    solution, the step shrank to 1e-14 and no iterate was certified. Now the K = 2 path solves the scalar equation
+    (certified weights, ⟨ĝ_i, d⟩ = κ_i β_i^{−1/α} per task; the same answer from a cold start) and the general solve
+    backtracks on the residual where Φ cannot resolve the decrease: it certifies the same weights (to the Gramian's
+    conditioning, 1e3·ε/(1 + cos))."""
+    M = np.array([[4.823955223536693, -1.3230209931212258], [-1.3230209931212258, 0.3628525695470165]])
+    beta0 = np.array([14956883.430728102, 14956883.430813193])
+    w, beta = solve_fair_weights(M, 2.0, beta0)
+    assert beta is not None and bool((w > 0).all())
+    eps = float(np.finfo(np.float64).eps)
+    Mw = M @ w
+    allowed = np.maximum(1e-6, 64 * eps * (np.abs(M) @ w) * np.sqrt(w))  # the certificate's per-task tolerance
+    assert bool((np.abs(Mw * np.sqrt(w) - 1.0) <= allowed).all())
+    w_cold, _ = solve_fair_weights(M, 2.0)
+    assert np.allclose(w_cold, w, rtol=1e-9, atol=0)
+    A = FairGrad(2.0)
+    A._beta = beta0
+    assert torch.isfinite(A.weights_from_gramian(torch.from_numpy(M))).all()
+    w_general, beta_general = solve_fair_weights(M, 2.0, beta0, fast=False)
+    assert beta_general is not None
+    assert np.allclose(w_general, w, rtol=1e3 * eps / (1.0 + M[0, 1] / np.sqrt(M[0, 0] * M[1, 1])), atol=0)

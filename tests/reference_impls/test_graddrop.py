@@ -190,3 +190,29 @@ def test_backward_on_parameters_matches_the_aggregator_and_refuses_the_represent
     Z, losses = _forward(encoder, heads, x, y)
     with pytest.raises(TypeError, match="not a weighting"):
         GradDrop().backward(losses, shared, task, representation=Z)
+
+
+def test_two_row_numpy_path_is_the_tensor_path_bit_for_bit(monkeypatch):
+    """Two rows of at most 64 entries run the masked sum in NumPy, float64 rows of at most 16 on Python floats
+    (GradDrop._kept_sum2): over 100 Jacobians of each
+    two-task family (tests/reference_impls/two_task_inputs.py), float64 and float32, with the same seed (the same
+    random stream U), d equals that of the tensor path (forced by setting the size threshold to 0) bit for bit,
+    and both raise the same error where one does (NaN/inf)."""
+    import reference_impls.gradient_manipulation.graddrop as module
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    for dtype in (torch.float64, torch.float32):
+        fast, general = GradDrop(seed=3), GradDrop(seed=3)
+        for family, J in all_two_task_jacobians(100, dtype) + [("nan", torch.tensor([[1.0, float("nan")], [0.0, 1.0]], dtype=dtype))]:
+            out = []
+            for method, small in ((fast, module._SMALL_N), (general, 0)):
+                with monkeypatch.context() as m:
+                    m.setattr(module, "_SMALL_N", small)
+                    try:
+                        out.append(method(J))
+                    except Exception as error:  # noqa: BLE001 - compared below
+                        out.append(type(error))
+            if isinstance(out[0], type) or isinstance(out[1], type):
+                assert out[0] == out[1] == NonFiniteError, family
+            else:
+                assert torch.equal(out[0], out[1]), (family, dtype)

@@ -183,3 +183,21 @@ def test_rank_deficient_and_wide_jacobians_still_have_equal_projections():
         assert abs(float(w.sum()) - 1.0) < 1e-10, name
         proj = (J / J.norm(dim=1, keepdim=True)) @ d
         assert float(proj.max() - proj.min()) <= 1e-12 * float(J.norm()) * float(w.abs().sum()), name
+
+
+def test_two_task_fast_path_is_the_general_closed_form_bit_for_bit(monkeypatch):
+    """K = 2 runs the closed form α = (𝔫_2, 𝔫_1)/(𝔫_1 + 𝔫_2) on Python floats: on 100 Jacobians of each two-task
+    family (tests/reference_impls/two_task_inputs.py), float64 and float32, the weights are those of the NumPy
+    path (forced by disabling the fast path) bit for bit."""
+    import reference_impls.gradient_weighting.imtl_g as module
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    for dtype in (torch.float64, torch.float32):
+        for family, J in all_two_task_jacobians(100, dtype):
+            if not bool(torch.isfinite(J @ J.T).all()):
+                continue
+            fast = IMTLG().weights(J)
+            with monkeypatch.context() as m:
+                m.setattr(module, "gramian2_entries", lambda M: None)
+                general = IMTLG().weights(J)
+            assert torch.equal(fast, general), (family, dtype)

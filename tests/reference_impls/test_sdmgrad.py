@@ -123,3 +123,33 @@ def test_vanishing_jacobian():
     # issue 7 item 3: J · 1e-155 raised numpy's "SVD did not converge"; now the same weights as J
     J = torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert torch.allclose(SDMGrad(0.3).weights(J * 1e-155), SDMGrad(0.3).weights(J), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("lamda", [0.0, 0.3, 0.6])
+def test_k2_float_path_equals_the_general_path(lamda, monkeypatch):
+    """K = 2 runs on Python floats (SDMGrad._weights2: shifted_gramian's formula, then solvers.min_norm_weights2 with its
+    per-task certificate). Against the general path (the float path switched off) on 300 seeded 2×2 Jacobians:
+    generic, scales 1e-12..1e12 apart, identical, opposite, collinear, one zero row, float64 and float32. Weights equal
+    to 1e-13 relative (the two paths add the four Gramian entries in possibly different orders; measured: bit for bit)."""
+    from reference_impls.gradient_weighting import sdmgrad
+
+    gen = torch.Generator().manual_seed(11)
+    cases = []
+    for trial in range(300):
+        J = torch.randn(2, 4, generator=gen, dtype=torch.float64) * 10 ** (24 * torch.rand(2, 1, generator=gen) - 12)
+        kind = trial % 6
+        if kind == 1:
+            J[1] = J[0]
+        elif kind == 2:
+            J[1] = -J[0]
+        elif kind == 3:
+            J[1] = -3.0 * J[0]
+        elif kind == 4:
+            J[1] = 0.0
+        cases.append(J.to(torch.float32) if trial % 5 == 0 else J)
+    fast = [SDMGrad(lamda).weights_from_gramian(J @ J.T) for J in cases]
+    monkeypatch.setattr(sdmgrad, "gramian2_entries", lambda M: None)
+    for J, w in zip(cases, fast):
+        w_general = SDMGrad(lamda).weights_from_gramian(J @ J.T)
+        assert w.dtype == w_general.dtype
+        torch.testing.assert_close(w, w_general, rtol=1e-13, atol=0)

@@ -296,3 +296,86 @@ def test_dual_cone_weights_batched_path_solves_typical_inputs_without_the_fallba
         J = torch.randn(K, 3 * K + 20, generator=gen, dtype=torch.float64) * torch.logspace(-1, 1, K, dtype=torch.float64)[:, None]
         V = dual_cone_weights(J @ J.T + 1e-4 * torch.eye(K, dtype=torch.float64), np.eye(K))
         assert (V >= np.eye(K)).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# K = 2 fast paths (Python floats) against the general solvers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_min_norm_weights2_is_the_general_solver_bit_for_bit():
+    """min_norm_weights2 (the K = 2 closed form on Python floats, certified) returns exactly min_norm_weights'
+    λ on 200 Jacobians of each two-task family (generic, nearly opposite/collinear to 1e-9/1e-12, identical,
+    opposite, orthogonal, a zero row, row scales 1e±8, global scales 1e±30, the CAGrad toy), float64 and
+    float32; where it returns None the general solver raises (subnormal or uncertified Gramians), so the
+    fast path never replaces an error by an answer. It declines only there: on every other input it answers."""
+    from reference_impls.core.solvers import float_info, gramian2_entries, min_norm_weights2
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    answered = 0
+    for dtype in (torch.float64, torch.float32):
+        for family, J in all_two_task_jacobians(200, dtype):
+            M = J @ J.T
+            entries = gramian2_entries(M)
+            if entries is None:  # not finite (float32 overflow of 1e30² scales): the general path raises
+                with pytest.raises(NonFiniteError):
+                    min_norm_weights(M)
+                continue
+            fast = min_norm_weights2(*entries, *float_info(M.dtype))
+            if fast is None:
+                with pytest.raises(SolverError):
+                    min_norm_weights(M)
+                continue
+            answered += 1
+            assert torch.equal(torch.tensor(fast, dtype=M.dtype), min_norm_weights(M)), (family, dtype)
+    assert answered >= 0.95 * 2 * 10 * 200
+
+
+def _dual_cone_case(J: torch.Tensor, reg: float = 1e-4):
+    """UPGrad's scaled Gramian M/tr(M) + reg·I of J, as float64 entries and array."""
+    M = (J @ J.T).double()
+    M = M / float(M.trace()) + reg * torch.eye(2, dtype=torch.float64)
+    (a, b), (c, d) = M.tolist()
+    return (a, b, c, d), M.numpy()
+
+
+def test_dual_cone_weights2_matches_the_general_solver_on_all_four_faces():
+    """dual_cone_weights2 (each row's QP by enumerating its at most four faces, certified) against
+    dual_cone_weights on 200 Jacobians of each two-task family, float64, with UPGrad's rows u = e_i/2 and
+    with random-sign rows u (so every face {}, {1}, {2}, {1, 2} occurs, counted): per task
+    |⟨g_i, Gᵀ(v_fast − v_general)⟩| ≤ 1e-12·||g_i||·S (S = Σ_j (|u_j| + |v_j|)·||g_j||), i.e. the same
+    projection to rounding, and v ≥ u exactly. UPGrad's rows are answered on every input with a positive
+    diagonal and C_12 more than 64 ulps from ±1 (reg = 1e-4 makes that every input)."""
+    from reference_impls.core.solvers import dual_cone_weights2
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    gen = np.random.default_rng(3)
+    faces = set()
+    for family, J in all_two_task_jacobians(200, torch.float64):
+        if not float((J @ J.T).trace()) > 0.0:
+            continue
+        entries, M = _dual_cone_case(J)
+        norms = np.sqrt(np.diag(M))
+        for U in (np.diag([0.5, 0.5]), gen.standard_normal((2, 2))):
+            fast = dual_cone_weights2(*entries, [tuple(u) for u in U], float(np.finfo(np.float64).eps))
+            assert fast is not None, family
+            general = dual_cone_weights(M, U)
+            for r in range(2):
+                v = np.array(fast[r])
+                assert (v >= U[r]).all()
+                faces.add(tuple(v > U[r]))
+                S = float((np.abs(U[r]) + np.abs(general[r])) @ norms)
+                gap = M @ (v - general[r])  # ⟨g_i, Gᵀ(v − v_ref)⟩ in the scaled Gramian
+                assert (np.abs(gap) <= 1e-12 * norms * S).all(), (family, r, gap)
+    assert faces == {(False, False), (True, False), (False, True), (True, True)}
+
+
+def test_dual_cone_weights2_declines_where_the_general_solver_repairs_or_drops():
+    """Zero rows (dropped by the general solver) and a singular C (|C_12| within 64 ulps of 1: the general solver's
+    PSD repair) are left to the general solver: None."""
+    from reference_impls.core.solvers import dual_cone_weights2
+
+    eps = float(np.finfo(np.float64).eps)
+    assert dual_cone_weights2(0.0, 0.0, 0.0, 1.0, [(0.5, 0.0)], eps) is None  # zero row
+    assert dual_cone_weights2(1.0, -1.0, -1.0, 1.0, [(0.5, 0.0)], eps) is None  # opposite rows, no regularisation
+    assert dual_cone_weights2(4.0, 2.0, 2.0, 1.0, [(0.5, 0.0)], eps) is None  # collinear rows (C_12 = 1)

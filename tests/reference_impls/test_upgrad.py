@@ -242,3 +242,33 @@ def test_stress_inputs_are_certified():
         norms = J64.norm(dim=1)
         rtol = 1e-9 if J.dtype == torch.float64 else 1e-3
         assert bool((J64 @ (w @ J64) >= -rtol * norms * float(w.abs() @ norms)).all()), name
+
+
+def test_two_task_fast_path_equals_the_general_solver(monkeypatch):
+    """K = 2 runs on Python floats (UPGrad._weights2: the dual-cone projections of the two rows by enumerating
+    faces, solvers.dual_cone_weights2, certified). On 100 Jacobians of each two-task family
+    (tests/reference_impls/two_task_inputs.py), float64 and float32, with the defaults and with
+    norm_eps = reg_eps = 0 (the exact operator), the weights equal the general path's (forced by disabling the
+    fast path) to 1e-12 relative to max |w| (measured: bit for bit on all of them), and both paths raise the
+    same error where one does."""
+    import reference_impls.gradient_weighting.upgrad as module
+    from tests.reference_impls.two_task_inputs import all_two_task_jacobians
+
+    for kwargs in ({}, {"norm_eps": 0.0, "reg_eps": 0.0}):
+        for dtype in (torch.float64, torch.float32):
+            for family, J in all_two_task_jacobians(100, dtype):
+                out = []
+                for fast in (True, False):
+                    with monkeypatch.context() as m:
+                        if not fast:
+                            m.setattr(module, "gramian2_entries", lambda M: None)
+                        try:
+                            out.append(UPGrad(**kwargs).weights(J))
+                        except Exception as error:  # noqa: BLE001 - compared below
+                            out.append(type(error))
+                fast, general = out
+                if isinstance(fast, type) or isinstance(general, type):
+                    assert fast == general, (family, kwargs)
+                    continue
+                scale = float(general.abs().max().clamp_min(1e-300))
+                assert float((fast - general).abs().max()) <= 1e-12 * scale, (family, kwargs, dtype, fast, general)
