@@ -209,6 +209,15 @@ TABLE: dict[str, dict[str, Entry]] = {
         "nonzero_off_strong_stationarity": _F("equal projections on all u_i force d = 0 at every weakly stationary J without zero rows"),
     },
     "imtl-l": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "ew": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "uw": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "dwa": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "rlw": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "stch": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "stch-mtl": {p: _NA("loss-level method: its weights come from the losses alone and it takes no Jacobian") for p in PROPERTIES},
+    "auto-lambda": {p: _NA("bi-level loss weighting: its weights come from a meta-gradient on validation losses and it takes no Jacobian") for p in PROPERTIES},
+    "moml": {p: _NA("bi-level loss weighting: its weights come from MGDA on hypergradients of validation losses and it takes no Jacobian") for p in PROPERTIES},
+    "forum": {p: _NA("bi-level loss weighting: its weights and model step come from a value-function constrained QP on validation gradients; it takes no Jacobian of the task losses") for p in PROPERTIES},
     "mgda": {
         "expected_structure": _STRUCT,
         "weighted": _WEIGHTED,
@@ -221,6 +230,49 @@ TABLE: dict[str, dict[str, Entry]] = {
         "zero_at_weak_stationarity": _H("0 ∈ conv{g_i} for any w ≥ 0, w ≠ 0 with Jᵀw = 0"),
         "nonzero_off_strong_stationarity": _F("stops at every weakly stationary point (the reason UPGrad was proposed)"),
     },
+    # SMG on one (stochastic) Jacobian is MGDA on it: the same properties, for the same reasons.
+    "smg": {
+        "expected_structure": _STRUCT,
+        "weighted": _WEIGHTED,
+        "non_conflicting": _H("MGDA on the sampled J: ⟨ĝ_i, d⟩ ≥ ||d||² for the SAMPLED gradients (not for the true ones)"),
+        "permutation_invariant": _H(),
+        "linear_under_scaling": _F("MGDA's min-norm point moves non-linearly with the task scales"),
+        "scale_equivariant": _H(),
+        "task_scale_invariant": _F("the min-norm point favours the smallest gradients"),
+        "zero_at_strong_stationarity": _H("0 ∈ conv{ĝ_i}"),
+        "zero_at_weak_stationarity": _H("0 ∈ conv{ĝ_i} for any w ≥ 0, w ≠ 0 with Ĵᵀw = 0"),
+        "nonzero_off_strong_stationarity": _F("MGDA's rule: stops at every weakly stationary sampled J"),
+    },
+    # PSMGD read on a repeated input (the table's protocol for stateful methods): its reused weights
+    # are MGDA's weights of that same J. Across steps with a changing J the reused λ is an older J's,
+    # so non-conflict and the zero-at-stationarity rules hold on recompute steps only.
+    "psmgd": {
+        "expected_structure": _STRUCT,
+        "weighted": _WEIGHTED,
+        "non_conflicting": _H("recompute steps: MGDA's KKT ⟨g_i, d⟩ ≥ ||d||²; reuse steps on a changed J carry no guarantee"),
+        "permutation_invariant": _H(),
+        "linear_under_scaling": _F("MGDA's min-norm point moves non-linearly with the task scales"),
+        "scale_equivariant": _H(),
+        "task_scale_invariant": _F("the min-norm point favours the smallest gradients"),
+        "zero_at_strong_stationarity": _H("0 ∈ conv{g_i} on the J the weights were computed from"),
+        "zero_at_weak_stationarity": _H("0 ∈ conv{g_i} on the J the weights were computed from"),
+        "nonzero_off_strong_stationarity": _F("MGDA's rule on recompute steps: stops at every weakly stationary J"),
+    },
+    # MGDA-GS read at its second step on a repeated input, after its warm start (20 + 2 projected-gradient
+    # steps on the ρ-regularised subproblem with β = 0.1): an approximation of argmin wᵀ(M + ρI)w, not MGDA's λ.
+    "mgda-gs": {
+        "expected_structure": _STRUCT,
+        "weighted": _WEIGHTED,
+        "non_conflicting": _F("22 projected-gradient steps with a fixed β and ρ = 0.1 do not reach MGDA's min-norm point"),
+        "permutation_invariant": _H("the projected-gradient step and the simplex projection commute with relabelling"),
+        "linear_under_scaling": _F("the weights' step β(M + ρI)w mixes the task scales"),
+        "scale_equivariant": _F("the step β(M + ρI)w has a fixed β and ρ: the weights depend on the gradient scale"),
+        "task_scale_invariant": _F("as scale equivariance, task by task"),
+        "zero_at_strong_stationarity": _F("ρ > 0 and finitely many steps: w is not the stationarity certificate"),
+        "zero_at_weak_stationarity": _F("as for strong stationarity"),
+        "nonzero_off_strong_stationarity": _H("at the table's second step: a step from a vertex re-spreads βρ/K onto every task; "
+                                              "transiently (e.g. the FIRST call on J = [100, 0; 0, 0]) w can sit on a vertex with d = 0 (test_mgda_gs.py)"),
+    },
     "moco": {
         "expected_structure": _STRUCT,
         "weighted": _H("d = Yᵀλ and, on a repeated input, each tracked Y_i is a multiple of g_i"),
@@ -232,6 +284,33 @@ TABLE: dict[str, dict[str, Entry]] = {
         "zero_at_strong_stationarity": _F("λ after one projected step is not the stationarity certificate"),
         "zero_at_weak_stationarity": _F("as for strong stationarity"),
         "nonzero_off_strong_stationarity": _F("the projection can put λ on a vertex: J = [g; 0] with large ||g|| gives λ = (0, 1), d = 0"),
+    },
+    "cr-mogm": {  # base MGDA; the table's protocol repeats the input, so λ_2 = (1 − α)λ̂ + αλ̂ = MGDA's λ̂
+        "expected_structure": _STRUCT,
+        "weighted": _WEIGHTED,
+        "non_conflicting": _H("on a repeated input the average of MGDA's weights is MGDA's: ⟨g_i, d⟩ ≥ ||d||² (KKT); "
+                              "on changing inputs the averaged weights are not the current min-norm point"),
+        "permutation_invariant": _H(),
+        "linear_under_scaling": _F("MGDA's min-norm point moves non-linearly with the task scales"),
+        "scale_equivariant": _H(),
+        "task_scale_invariant": _F("the min-norm point favours the smallest gradients"),
+        "zero_at_strong_stationarity": _H("0 ∈ conv{g_i} (MGDA's weights, repeated input)"),
+        "zero_at_weak_stationarity": _H("0 ∈ conv{g_i} for any w ≥ 0, w ≠ 0 with Jᵀw = 0 (MGDA's weights, repeated input)"),
+        "nonzero_off_strong_stationarity": _F("stops at every weakly stationary point, as its base MGDA"),
+    },
+    "modo": {
+        "expected_structure": _STRUCT,
+        "weighted": _WEIGHTED,
+        "non_conflicting": _F("one projected-gradient step on the (regularised) MGDA dual per iteration, not its solution"),
+        "permutation_invariant": _H(),
+        "linear_under_scaling": _F("λ − γ(JJᵀ + ρI)λ mixes the task scales"),
+        "scale_equivariant": _F("the step γ(JJᵀ + ρI)λ has a fixed γ: the weights depend on the gradient scale"),
+        "task_scale_invariant": _F("as scale equivariance, task by task"),
+        "zero_at_strong_stationarity": _F("λ after two projected steps from 𝟙/K is not the stationarity certificate"),
+        "zero_at_weak_stationarity": _F("as for strong stationarity"),
+        "nonzero_off_strong_stationarity": _H("ρ = 0.1 > 0: a step from a vertex shrinks it to (1 − γρ)e_j and the projection re-centres "
+                                              "it, so for J = [g; 0] the second λ keeps weight on g for every ||g|| (d ≠ 0; "
+                                              "test_modo.py); checked on every sample, not proven for every J (MoCo, ρ = 0, fails)"),
     },
     "nash-mtl": {
         "expected_structure": _STRUCT,

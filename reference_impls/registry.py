@@ -46,12 +46,26 @@ _ENTRIES: list[tuple[str, str, str, str, str, str]] = [
     ("db-mtl", "db-mtl", "gradient-weighting", "gradient_weighting.db_mtl", "DBMTL", "aggregator"),
     ("fairgrad", "fairgrad", "gradient-weighting", "gradient_weighting.fairgrad", "FairGrad", "gramian-weighting"),
     ("upgrad", "upgrad", "gradient-weighting", "gradient_weighting.upgrad", "UPGrad", "gramian-weighting"),
+    ("smg", "smg", "gradient-weighting", "gradient_weighting.smg", "SMG", "gramian-weighting"),
+    ("psmgd", "psmgd", "gradient-weighting", "gradient_weighting.psmgd", "PSMGD", "gramian-weighting"),
+    ("mgda-gs", "mgda-gs", "gradient-weighting", "gradient_weighting.mgda_gs", "MGDAGS", "gramian-weighting"),
+    ("cr-mogm", "cr-mogm", "gradient-weighting", "gradient_weighting.cr_mogm", "CRMOGM", "weighting"),
+    ("modo", "modo", "gradient-weighting", "gradient_weighting.modo", "MoDo", "weighting"),
     # Gradient manipulation
     ("graddrop", "graddrop", "gradient-manipulation", "gradient_manipulation.graddrop", "GradDrop", "aggregator"),
     ("pcgrad", "pcgrad", "gradient-manipulation", "gradient_manipulation.pcgrad", "PCGrad", "gramian-weighting"),
     ("gradvac", "gradvac", "gradient-manipulation", "gradient_manipulation.gradvac", "GradVac", "gramian-weighting"),
     # Loss balancing
     ("imtl-l", "imtl", "loss-balancing", "loss_balancing.imtl_l", "IMTLL", "loss-weighting"),
+    ("ew", "rlw", "loss-balancing", "loss_balancing.ew", "EW", "loss-weighting"),
+    ("uw", "uw", "loss-balancing", "loss_balancing.uw", "UW", "loss-weighting"),
+    ("dwa", "mtan", "loss-balancing", "loss_balancing.dwa", "DWA", "loss-weighting"),
+    ("rlw", "rlw", "loss-balancing", "loss_balancing.rlw", "RLW", "loss-weighting"),
+    ("stch", "stch", "loss-balancing", "loss_balancing.stch", "STCH", "loss-weighting"),
+    ("stch-mtl", "stch", "loss-balancing", "loss_balancing.stch", "STCHMTL", "loss-weighting"),
+    ("auto-lambda", "auto-lambda", "loss-balancing", "loss_balancing.auto_lambda", "AutoLambda", "loss-weighting"),
+    ("moml", "moml", "loss-balancing", "loss_balancing.moml", "MOML", "loss-weighting"),
+    ("forum", "forum", "loss-balancing", "loss_balancing.forum", "FORUM", "loss-weighting"),
 ]
 
 REGISTRY: dict[str, MethodInfo] = {

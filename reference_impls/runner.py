@@ -16,6 +16,10 @@ How each kind of method is driven (decided from the object's class):
   same kind; bi-level methods are not supported on point problems (no validation split).
 * set methods (:class:`~reference_impls.core.sets.SetMethod`): the B starting points form one set,
   D = method.step(X, F, J, preferences).
+* ``bilevel-ridge`` (a model ω with training and validation losses): loss weightings only; every step
+  is :func:`reference_impls.core.hooks.bilevel_step` (a bi-level method's ``outer_step`` every
+  ``outer_every`` steps, then the inner step on Σ w_i f_i^tr + ½·ridge·‖ω‖² unless the method moves
+  the model itself), the step the documented training loop uses; ``f`` holds the validation losses.
 * ``mtl-regression`` (a network): one model initialised from ``seed``, trained step by step with
   :func:`reference_impls.core.hooks.train_step` (``method.backward(losses, shared, task)`` for
   aggregators, Σ w_i f_i for loss weightings), the same function the documented training loop uses.
@@ -61,11 +65,13 @@ from torch import Tensor
 
 from reference_impls import metrics
 from reference_impls.core.aggregator import Aggregator, GramianWeighting, Weighting
-from reference_impls.core.hooks import defined_hooks, end_epoch, learnable_parameters, train_step
+from reference_impls.core.hooks import bilevel_step, defined_hooks, end_epoch, learnable_parameters, train_step
 from reference_impls.core.loss_weighting import LossWeighting
 from reference_impls.core.sets import ParetoModel, SetMethod
 from reference_impls.problems import Problem, get_problem
+from reference_impls.problems.bilevel_ridge import BilevelRidge
 from reference_impls.problems.mtl_regression import MTLRegression
+from reference_impls.problems.noisy import NoisyProblem
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -111,6 +117,12 @@ class RunResult:
             lines.append(f"hypervolume of the final points: {self.hv:.6g} (reference {self.extra.get('hv_reference')})")
         if self.igd is not None:
             lines.append(f"IGD of the final points: {self.igd:.6g}")
+        if self.extra.get("losses") == "validation":  # bilevel-ridge: f are validation losses
+            train = ", ".join(f"{float(v):.6g}" for v in self.extra["train_losses"][-1, 0])
+            line = f"f_k are validation losses; final training losses: {train}"
+            if self.extra.get("weights") is not None:
+                line += "; final weights w: " + ", ".join(f"{float(v):.6g}" for v in self.extra["weights"][-1])
+            lines.append(line)
         return "\n".join(lines) + "\n"
 
 
@@ -361,13 +373,17 @@ def run(
         try:
             if isinstance(problem, MTLRegression):
                 return _run_model(probe, problem, representation=representation, **settings)
+            if isinstance(problem, BilevelRidge):
+                return _run_bilevel(probe, problem, **settings)
             if not isinstance(problem, Problem):
                 raise ValueError(f"not a toy problem: {problem!r}")
             if isinstance(probe, SetMethod):
+                if isinstance(problem, NoisyProblem):
+                    raise ValueError(f"{name} is a set method: the runner has no stochastic oracle for set methods (use the exact problem {problem.base.id!r})")
                 return _run_set(probe, problem, fast=fast, **settings)
             if isinstance(probe, LossWeighting):
                 if probe.bilevel:
-                    raise ValueError(f"{name} is a bi-level method: it needs train/validation losses, not a point problem")
+                    raise ValueError(f"{name} is a bi-level method: it needs train/validation losses, not a point problem (use --problem bilevel-ridge)")
                 methods = [probe] + [factory() for _ in range(problem.initial_points(seed).shape[0] - 1)]
                 return _run_points(methods, problem, loss_weighting=True, fast=fast, **settings)
             if not callable(probe):
@@ -533,7 +549,13 @@ def _run_points(
     method_opts = [_optimizer(optimizer, learnable_parameters([m]), lr) if "parameters" in hooks else None for m in methods]
     method_opts = [o if o is not None and o.params else None for o in method_opts]
     needs_losses = bool(getattr(methods[0], "needs_losses", False))
-    batched = not loss_weighting and _batched_gramian_weighting(methods[0])
+    # Stochastic oracle (problems/noisy.py): S = the method's jacobian_samples independent samples per
+    # step from a seeded stream; methods see J (K, n) when S = 1, else (S, K, n); metrics use exact F, J.
+    samples = int(getattr(methods[0], "jacobian_samples", 1))
+    if samples < 1 or (loss_weighting and samples != 1):
+        raise ValueError(f"{method}: jacobian_samples must be 1 for a loss weighting and >= 1 otherwise, got {samples}")
+    noise = problem.noise_generator(seed) if isinstance(problem, NoisyProblem) else None
+    batched = not loss_weighting and samples == 1 and _batched_gramian_weighting(methods[0])
 
     # Methods that read loss values see f − ℓ* where the problem declares lower bounds ℓ*.
     offset = None if problem.loss_lower_bound is None else torch.tensor(problem.loss_lower_bound, dtype=x0.dtype)
@@ -562,6 +584,11 @@ def _run_points(
         return torch.stack(D)  # (B, n)
 
     def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
+        if noise is not None:
+            F_s, J_s = problem.perturb(F, J, noise, samples)  # F_s = F + σζ_s (S, B, K), J_s = J + σξ_s (S, B, K, n)
+            F, J = F_s[0], (J_s[0] if samples == 1 else J_s.transpose(0, 1))  # (B, K), (B, K, n) or (B, S, K, n)
+        elif samples > 1:
+            J = J.unsqueeze(1).expand(-1, samples, -1, -1)  # an exact oracle's S samples are all J, (B, S, K, n)
         F = shifted(F)
         if batched and method_opts[0] is None:
             # M_b = J_b J_bᵀ with the same product as gramian(J_b) (a batched matmul rounds differently for
@@ -578,6 +605,8 @@ def _run_points(
         update, epoch_end = "update" in hooks, "on_epoch_end" in hooks
 
         def after_step(t: int, F_new: Tensor) -> None:
+            if noise is not None:  # the stochastic oracle's losses at the new iterate: F + σζ
+                F_new = F_new + problem.sigma * torch.randn(F_new.shape, generator=noise, dtype=F_new.dtype)
             F_new = shifted(F_new)
             for b, m in enumerate(methods):
                 if update:
@@ -652,7 +681,7 @@ def _run_model(
     if isinstance(m, SetMethod):
         raise ValueError(f"{method} is a set method: mtl-regression trains a single network")
     if isinstance(m, LossWeighting) and m.bilevel:
-        raise ValueError(f"{method} is a bi-level method: it needs a validation split, which mtl-regression does not define")
+        raise ValueError(f"{method} is a bi-level method: it needs a validation split, which mtl-regression does not define (use --problem bilevel-ridge)")
     if representation and not (isinstance(m, Weighting) or "attach" in defined_hooks(m)):
         raise ValueError(f"{method}: the representation (-UB) mode needs a weighting or a method with an activation hook")
     if not isinstance(m, LossWeighting) and not callable(m):
@@ -680,6 +709,66 @@ def _run_model(
     return RunResult(
         method=method, problem=problem.id, optimizer=optimizer, steps=steps, lr=lr, seed=seed,
         x=None, f=F, x_final=None, f_final=F[-1], ps_measure=ps, extra={"hv_reference": None, "methods": [m]},
+    )  # fmt: skip
+
+
+def _run_bilevel(
+    m: Any, problem: BilevelRidge, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int,
+    report: Callable[[int], None] | None = None,
+) -> RunResult:  # fmt: skip
+    """Train the model ω of ``bilevel-ridge`` with a loss weighting, calling every hook.
+
+    Each step is :func:`reference_impls.core.hooks.bilevel_step` (the documented loop's step): the
+    outer step of a bi-level method every ``outer_every`` steps (with the validation losses), then the
+    inner step on Σ w_i f_i^tr + ½·ridge·‖ω‖² with the run's optimiser (skipped on outer steps of a
+    method that moves the model, FORUM); ``observe`` and ``on_epoch_end`` after every step (full batch).
+    Plain loss weightings (no outer step) train the same lower level, as baselines.
+
+    The recorded losses ``f`` are the VALIDATION losses (the upper-level objectives); the training
+    losses, and for bi-level methods the weights w at each recorded step and ‖ω − ω*(w)‖ (the distance
+    of the final model to the lower-level solution for the final weights; None where ω*(w) does not
+    exist or for single-level weightings, whose weights() may draw or update state) are in ``extra``.
+    """
+    if not isinstance(m, LossWeighting):
+        raise ValueError(f"{method} is not a loss weighting: bilevel-ridge trains one model ω on weighted training losses (loss weightings and bi-level methods only)")
+    omega = problem.reset(seed)  # (n,)
+    params = [omega]
+    opt = _optimizer(optimizer, params + learnable_parameters([m]), lr)
+    xs, fs, ftr, ws = [], [], [], []
+    for t in range(steps + 1):
+        if t % record_every == 0 or t == steps:
+            with torch.no_grad():
+                losses_tr = problem.train_losses(omega)  # (K,)
+                xs.append(omega.detach().clone()[None])  # (1, n)
+                fs.append(problem.val_losses(omega)[None])  # (1, K)
+                ftr.append(losses_tr[None])
+                if m.bilevel:  # λ is the learned state (reading it has no side effect; RLW's weights() would draw)
+                    ws.append(m.weights(losses_tr, t).detach().clone().to(losses_tr))  # (K,) the weights at step t
+        if t == steps:
+            break
+        if report is not None:
+            report(t)
+        bilevel_step(m, params, problem.train_losses_at, problem.val_losses_at, opt, lr=lr, step=t, weight_decay=problem.ridge)
+        if not bool(torch.isfinite(omega.detach()).all()):
+            raise ValueError(f"{method}: the model became non-finite at step {t} (lower the learning rate)")
+        end_epoch(m, t)  # full batch: every step is an epoch
+    x_final = omega.detach().clone()
+    with torch.no_grad():
+        J_val = problem.val_gradients(x_final)[None]  # (1, K, n)
+    gap = None
+    if ws:
+        try:
+            gap = float((x_final - problem.lower_solution(ws[-1])).norm())
+        except ValueError:  # ω*(w) does not exist (Σ w_i f_i^tr + ½·ridge·‖ω‖² not strongly convex)
+            gap = None
+    F = torch.stack(fs)  # (T'+1, 1, K)
+    return RunResult(
+        method=method, problem=problem.id, optimizer=optimizer, steps=steps, lr=lr, seed=seed,
+        x=torch.stack(xs), f=F, x_final=x_final[None], f_final=F[-1], ps_measure=metrics.pareto_stationarity(J_val),
+        extra={
+            "hv_reference": None, "methods": [m], "losses": "validation",
+            "train_losses": torch.stack(ftr), "weights": torch.stack(ws) if ws else None, "lower_level_gap": gap,
+        },
     )  # fmt: skip
 
 

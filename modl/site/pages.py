@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,41 @@ def _front(title: str, tags: list[str] | None = None, extra: dict[str, object] |
         lines.append(f"{key}: {json.dumps(value)}")
     lines.append("---")
     return "\n".join(lines) + "\n\n"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of "What is new": a record added after the catalog started, or changed since."""
+
+    date: _dt.date
+    kind: str  # "added" or "updated"
+    paper: Paper
+
+
+@dataclass(frozen=True)
+class WhatsNew:
+    started: _dt.date | None  # the first 'added' date: the initial import
+    started_with: int  # records added on that date
+    changes: list[Change]  # newest first
+
+
+def whats_new(papers: Iterable[Paper]) -> WhatsNew:
+    """Records by their latest date (``updated``, else ``added``), newest first, labelled "added" or
+    "updated"; records whose only date is the initial import (the earliest ``added``) are left out,
+    since that date says when the catalog was built, not when the paper became news."""
+    papers = list(papers)
+    if not papers:
+        return WhatsNew(None, 0, [])
+    started = min(p.added for p in papers)
+    changes = []
+    for paper in papers:
+        if paper.updated is not None and paper.updated != paper.added:
+            changes.append(Change(paper.updated, "updated", paper))
+        elif paper.added != started:
+            changes.append(Change(paper.added, "added", paper))
+    # Same day: additions before updates, then the sections' entry order.
+    changes.sort(key=lambda c: (-c.date.toordinal(), c.kind != "added", entry_order(c.paper)))
+    return WhatsNew(started, sum(1 for p in papers if p.added == started), changes)
 
 
 def _pct(part: int, whole: int) -> str:
@@ -188,20 +224,24 @@ class SiteModel:
         return "\n".join(lines) + "\n"
 
     def home_whats_new(self) -> str:
-        papers = sorted(self.catalog.papers.values(), key=lambda p: (-p.added.toordinal(), entry_order(p)))
-        if not papers:
+        news = whats_new(self.catalog.papers.values())
+        if news.started is None:
             return "No records yet.\n"
         lines = []
-        for paper in papers[:WHATS_NEW]:
-            venue = self.venue_tag(paper)
+        for change in news.changes[:WHATS_NEW]:
+            paper = change.paper
             lines.append(
-                f"- {paper.added.isoformat()}: [{E.md(paper.title)}]({paper_uri(paper.id)})"
-                f" ({E.md(venue)} {paper.year})"
+                f"- {change.date.isoformat()}, {change.kind}: [{E.md(paper.title)}]({paper_uri(paper.id)})"
+                f" ({E.md(self.venue_tag(paper))} {paper.year})"
             )
-        more = len(papers) - WHATS_NEW
+        more = len(news.changes) - WHATS_NEW
         if more > 0:
-            lines.append(f"- … and {more} more: see the [papers by year](years.md).")
-        return "\n".join(lines) + "\n"
+            lines.append(f"- … and {more} more changes (each paper's page gives its dates).")
+        noun = "paper" if news.started_with == 1 else "papers"
+        started = f"{news.started.isoformat()} with {news.started_with} {noun}"
+        if not news.changes:
+            return f"No records added or changed since the catalog started on {started}.\n"
+        return "\n".join(lines) + f"\n\nThe catalog started on {started}.\n"
 
     def home_cite(self) -> str:
         """The survey the catalog follows (catalog/project.yaml), with its BibTeX entry."""
@@ -305,6 +345,7 @@ class SiteModel:
             ("Sections", "; ".join(cats)),
             ("Reference implementation", STATUS_TEXT[self.paper_status(paper)]),
             ("Added to the catalog", paper.added.isoformat()),
+            *([("Last changed", paper.updated.isoformat())] if paper.updated else []),
             ("Record", E.link(f"catalog/papers/{paper.id}.yaml", self.repo_file_url(f"catalog/papers/{paper.id}.yaml"))),
         ]
         out.append("\n".join(f"- **{label}:** {value}" for label, value in facts) + "\n")

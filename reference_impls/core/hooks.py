@@ -3,7 +3,7 @@
 Every interface lists the hooks it offers in its ``hook_names`` class attribute and gives each a
 no-op default marked with :func:`default_hook`; a method *defines* a hook when it overrides that
 default (:func:`defined_hooks`). The runner (:mod:`reference_impls.runner`) and the documented
-training loop (:func:`train_step` and :func:`end_epoch`, shown in ``site/implementations/design.md``)
+training loop (:func:`train_step`, :func:`bilevel_step` and :func:`end_epoch`, shown in ``site/implementations/design.md``)
 call every defined hook; ``tests/reference_impls/test_hooks.py`` checks that they do, for every
 registered method.
 
@@ -19,6 +19,8 @@ hook                   interfaces                   called                      
                        SetMethod                    step on full-batch problems)                        weights
 ``attach(losses, Z)``  Aggregator                   in representation mode, instead of ``backward``:    GradDrop
                                                     hooks the shared activations Z
+``outer_step(...)``    BilevelLossWeighting         every ``outer_every`` steps, before the inner step, Auto-Lambda's
+                                                    with the validation losses (:func:`bilevel_step`)   meta step
 =====================  ===========================  ==================================================  ==========
 """
 
@@ -142,6 +144,68 @@ def train_step(
     return losses.detach()
 
 
+def bilevel_step(
+    method: Any,
+    params: Sequence[Tensor],
+    train_losses_at: Callable[[Sequence[Tensor]], Tensor],
+    val_losses_at: Callable[[Sequence[Tensor]], Tensor],
+    optimizer: Any,
+    *,
+    lr: float,
+    step: int = 0,
+    weight_decay: float = 0.0,
+) -> Tensor:
+    """One training step of a bi-level loss weighting (Auto-Lambda, MOML, FORUM), calling every hook.
+
+    Every ``method.outer_every`` steps (at step 0 first) the outer step updates the weights from the
+    validation losses; then the plain inner step minimises Σ w_i f_i^tr (+ ½·weight_decay·‖θ‖²) with
+    ``optimizer`` — skipped on outer steps of a method with ``moves_model`` (FORUM moves θ itself).
+
+    Args:
+        method: a :class:`~reference_impls.core.loss_weighting.BilevelLossWeighting` (any other
+            :class:`~reference_impls.core.loss_weighting.LossWeighting` takes the inner step only).
+        params: the model tensors θ (leaves, stepped by ``optimizer``).
+        train_losses_at, val_losses_at: map a list of tensors shaped like ``params`` to the (K,)
+            training / validation losses there (on the current batches), with a graph.
+        optimizer: steps ``params`` (and ``method.parameters()``, checked, if the method has any).
+        lr: the inner learning rate (the optimiser's), used by virtual/unrolled steps.
+        step: the 0-based step counter.
+        weight_decay: L2 weight decay of the inner step (the lower level's ridge term on ``bilevel-ridge``).
+
+    Returns:
+        The detached (K,) training losses before the step.
+    """
+    from reference_impls.core.loss_weighting import LossWeighting
+
+    if not isinstance(method, LossWeighting):
+        raise ValueError(f"{getattr(method, 'name', '') or type(method).__name__} is not a loss weighting: bilevel_step trains Σ w_i f_i^tr")
+    check_optimised(method, optimizer)
+    params = list(params)
+    outer = method.bilevel and step % method.outer_every == 0  # a plain loss weighting only takes the inner step
+    moved = outer and method.moves_model
+    before = None
+    if moved:
+        with torch.no_grad():
+            before = train_losses_at(params).detach()  # (K,) the losses at the step's start
+    if outer:
+        method.outer_step(
+            params, lambda: train_losses_at(params), lambda: val_losses_at(params), lr,
+            train_losses_at=train_losses_at, val_losses_at=val_losses_at,
+            weight_decay=weight_decay, optimizer=optimizer, step=step,
+        )  # fmt: skip
+    if not moved:
+        optimizer.zero_grad(set_to_none=True)
+        losses = train_losses_at(params)  # (K,)
+        objective = method.objective(losses, step)  # Σ w_i f_i^tr
+        if weight_decay:
+            objective = objective + 0.5 * weight_decay * sum(p.pow(2).sum() for p in params)  # + ½·wd·‖θ‖²
+        objective.backward()
+        optimizer.step()
+        before = losses.detach()
+    method.observe(before, step)
+    return before
+
+
 def end_epoch(method: Any, epoch: int) -> None:
     """Call ``method.on_epoch_end(epoch)`` if the method defines it (after each pass over the data)."""
     if "on_epoch_end" in defined_hooks(method):
@@ -153,4 +217,4 @@ def learnable_parameters(methods: Iterable[Any]) -> list[Tensor]:
     return [p for m in methods if "parameters" in defined_hooks(m) for p in m.parameters()]
 
 
-__all__ = ["check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors", "train_step"]
+__all__ = ["bilevel_step", "check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors", "train_step"]

@@ -17,14 +17,16 @@ Protocol of one training step (what :func:`reference_impls.runner.run` does)::
 :func:`reference_impls.core.hooks.train_step` does exactly this (and checks that the optimiser
 holds ``method.parameters()``).
 
-and, for a :class:`BilevelLossWeighting`, every ``outer_every`` steps ``method.outer_step(...)``.
+and, for a :class:`BilevelLossWeighting`, every ``outer_every`` steps ``method.outer_step(...)`` before
+the inner step (:func:`reference_impls.core.hooks.bilevel_step`; the signature is in
+:meth:`BilevelLossWeighting.outer_step` and in the docstring of ``reference_impls/problems/bilevel_ridge.py``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -75,11 +77,30 @@ class LossWeighting(ABC):
 
 
 class BilevelLossWeighting(LossWeighting):
-    """A loss weighting whose weights are updated by an outer (hypergradient or meta) step."""
+    """A loss weighting whose weights are updated by an outer (hypergradient or meta) step.
+
+    One training step of a bi-level method (:func:`reference_impls.core.hooks.bilevel_step`, and the
+    runner on ``bilevel-ridge``, do exactly this)::
+
+        if step % method.outer_every == 0:
+            method.outer_step(params, train_losses, val_losses, lr, train_losses_at=..., val_losses_at=...,
+                              weight_decay=..., optimizer=..., step=step)   # updates the weights
+        if not (that outer step happened and method.moves_model):
+            L = method.objective(train_losses(), step) (+ weight decay)     # plain inner step on Σ w_i f_i^tr
+            L.backward(); optimizer.step()
+        method.observe(losses_before_the_step, step); method.on_epoch_end(epoch)
+
+    The outer step comes first, as in Auto-Lambda's and MOML's official training loops (meta update,
+    then the model update with the new weights).
+    """
 
     bilevel: ClassVar[bool] = True
     stateful: ClassVar[bool] = True
-    outer_every: ClassVar[int] = 1  # outer steps happen every ``outer_every`` inner steps
+    outer_every: ClassVar[int] = 1  # outer steps happen every ``outer_every`` inner steps (at steps 0, k, 2k, ...)
+    #: True when outer_step also updates the model params in place (FORUM's joint (α, ω) step): the
+    #: loop then takes no plain inner step Σ w_i f_i^tr on the steps that have an outer step.
+    moves_model: ClassVar[bool] = False
+    hook_names: ClassVar[tuple[str, ...]] = (*LossWeighting.hook_names, "outer_step")
 
     @abstractmethod
     def outer_step(
@@ -88,15 +109,32 @@ class BilevelLossWeighting(LossWeighting):
         train_losses: Callable[[], Tensor],
         val_losses: Callable[[], Tensor],
         lr: float,
+        *,
+        train_losses_at: Callable[[Sequence[Tensor]], Tensor],
+        val_losses_at: Callable[[Sequence[Tensor]], Tensor],
+        weight_decay: float = 0.0,
+        optimizer: Any = None,
+        step: int = 0,
     ) -> None:
-        """Update the weights from the validation objective.
+        """Update the weights (and, when ``moves_model``, the params) from the validation objective.
 
         Args:
-            params: the model parameters θ of the inner problem (read, not modified: methods that
-                unroll a virtual step θ' = θ − lr·∇(Σ w_i f_i^train) work on copies).
-            train_losses: recomputes the (K,) training losses at the current θ, with a graph.
-            val_losses: recomputes the (K,) validation losses, with a graph.
-            lr: the inner learning rate (for the virtual step).
+            params: the model tensors θ of the inner problem (leaves with requires_grad). Read, not
+                modified, unless ``moves_model`` (then updated in place under ``torch.no_grad()``);
+                methods that unroll a virtual step θ' = θ − lr·∇(Σ w_i f_i^tr) build θ' as new tensors
+                and evaluate the losses there with ``train_losses_at``/``val_losses_at``.
+            train_losses: recomputes the (K,) training losses at the current params, with a graph
+                (equal to ``train_losses_at(params)``).
+            val_losses: recomputes the (K,) validation losses at the current params, with a graph.
+            lr: the inner (model) learning rate α, for virtual or unrolled steps.
+            train_losses_at: a list of tensors shaped like ``params`` -> the (K,) training losses
+                there, differentiable in those tensors (the same batch as ``train_losses``).
+            val_losses_at: the same for the validation losses.
+            weight_decay: the L2 weight decay of the inner step (gradient weight_decay·θ, i.e. of
+                ½·weight_decay·‖θ‖²); on ``bilevel-ridge`` it is the lower level's ridge term.
+            optimizer: the model optimiser, read-only (Auto-Lambda folds its SGD momentum buffer into
+                the virtual step); None when unknown.
+            step: the 0-based inner step counter.
         """
 
 

@@ -6,8 +6,10 @@
     >>> F, J = problem.losses(x), problem.jacobian(x)  # (B, K), (B, K, n)
 
 Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1``, ``zdt2``, ``dtlz2``,
-``cagrad-toy``, ``mtl-linear``. Model problem: ``mtl-regression`` (a network; used through
-``aggregator.backward``).
+``cagrad-toy``, ``mtl-linear``; with a stochastic oracle (``noisy.py``): ``noisy-biquad``,
+``noisy-cagrad-toy``. Model problem: ``mtl-regression`` (a network; used through
+``aggregator.backward``). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
+with a closed-form lower level; for Auto-Lambda, MOML, FORUM).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
     "cagrad-toy": ("cagrad_toy", "CAGradToy"),
     "mtl-linear": ("mtl_regression", "MTLLinear"),
     "mtl-regression": ("mtl_regression", "MTLRegression"),
+    "bilevel-ridge": ("bilevel_ridge", "BilevelRidge"),
+    "noisy-biquad": ("noisy", "NoisyBiQuad"),
+    "noisy-cagrad-toy": ("noisy", "NoisyCAGradToy"),
 }
 
 

@@ -74,6 +74,18 @@ CORRECTIONS: dict[str, dict[str, object]] = {
                     "Shu Liu", "Ivor W. Tsang", "James T. Kwok")},
 }
 
+# Papers the upstream list added after the seed (issue 10), imported with `modl import-awesome`:
+# title -> section. They are records but not seed entries.
+ADDED_AFTER_SEED = {
+    "The stochastic multi-gradient algorithm for multi-objective optimization and its application to supervised "
+    "machine learning": "Gradient Weighting Methods",
+    "On the Convergence of Stochastic Multi-Objective Gradient Manipulation and Beyond": "Gradient Weighting Methods",
+    "Three-Way Trade-Off in Multi-Objective Learning: Optimization, Generalization and Conflict-Avoidance":
+        "Gradient Weighting Methods",
+    "PSMGD: Periodic Stochastic Multi-Gradient Descent for Fast Multi-Objective Optimization": "Gradient Weighting Methods",
+    "MGDA Converges under Generalized Smoothness, Provably": "Gradient Weighting Methods",
+}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -204,7 +216,7 @@ def readme_sections(catalog: Catalog) -> list[tuple[str, int]]:
 
 def test_section_counts_and_order_of_sections(items: list[Item], catalog: Catalog) -> None:
     sections = list(dict.fromkeys(item.section for item in items))
-    expected = readme_sections(catalog)
+    expected = [(s, n + list(ADDED_AFTER_SEED.values()).count(s)) for s, n in readme_sections(catalog)]
     assert sections == [s for s, _ in expected]
     assert [(s, sum(1 for i in items if i.section == s)) for s, _ in expected] == expected
 
@@ -268,8 +280,8 @@ def test_order_within_sections_is_year_then_title(items: list[Item], catalog: Ca
 
 def test_every_record_is_a_seed_entry(seed: list[Entry], catalog: Catalog) -> None:
     titles = {e.title for e in corrected(seed, catalog)}
-    assert len(catalog.papers) == len(titles) == 61
-    assert sorted(p.title for p in catalog.papers.values()) == sorted(titles)
+    assert len(titles) == 61 and not titles & set(ADDED_AFTER_SEED)
+    assert sorted(p.title for p in catalog.papers.values()) == sorted(titles | set(ADDED_AFTER_SEED))
 
 
 def test_readme_on_disk_is_fresh(catalog: Catalog) -> None:

@@ -1,8 +1,13 @@
-"""`modl run` works for every registered method on the bi-quadratic and the CAGrad toy.
+"""`modl run` works for every registered method on a suitable toy.
 
 Short runs (a few hundred steps): they check that each method drives the shared runner, returns
 finite results, and on the bi-quadratic moves every starting point towards the Pareto set
 conv{a_1, a_2}. Each method's own file tests where it converges and why.
+
+Gradient methods and single-level loss weightings run on the bi-quadratic and the CAGrad toy.
+Bi-level methods (Auto-Lambda, MOML, FORUM: ``bilevel = True``) need validation losses: they run on
+``bilevel-ridge`` and refuse point problems and the ``mtl-regression`` network with a one-line error
+that names the bi-level toy.
 """
 
 import pytest
@@ -12,7 +17,19 @@ import reference_impls
 from modl.cli import main
 from reference_impls.runner import run
 
-NAMES = [n for n in reference_impls.names() if reference_impls.info(n).family in ("gradient-weighting", "gradient-manipulation")]
+FAMILIES = ("gradient-weighting", "gradient-manipulation", "loss-balancing")
+
+
+def _bilevel(name: str) -> bool:
+    """Whether ``name`` is a bi-level method (a module that fails to import fails in its own tests, not here)."""
+    try:
+        return bool(getattr(reference_impls.load_class(name), "bilevel", False))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+BILEVEL = [n for n in reference_impls.names() if _bilevel(n)]
+NAMES = [n for n in reference_impls.names() if reference_impls.info(n).family in FAMILIES and n not in BILEVEL]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -41,3 +58,25 @@ def test_cli_reports_unknown_method_and_problem_in_one_line(capsys):
     assert main(["run", "mgda", "--problem", "no-such-problem"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "problem" in err[0]
+
+
+@pytest.mark.parametrize("name", BILEVEL)
+def test_bilevel_method_runs_on_the_bilevel_toy_from_the_cli(name, capsys):
+    code = main(["run", name, "--problem", "bilevel-ridge", "--steps", "40"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "validation losses" in out and "final weights" in out and "nan" not in out.lower()
+
+
+@pytest.mark.parametrize("problem", ["biquad", "cagrad-toy", "mtl-regression"])
+@pytest.mark.parametrize("name", BILEVEL)
+def test_bilevel_method_refuses_problems_without_a_validation_split(name, problem, capsys):
+    assert main(["run", name, "--problem", problem, "--steps", "5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bi-level" in err[0] and "bilevel-ridge" in err[0], err
+
+
+def test_gradient_methods_refuse_the_bilevel_toy(capsys):
+    assert main(["run", "mgda", "--problem", "bilevel-ridge", "--steps", "5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a loss weighting" in err[0], err

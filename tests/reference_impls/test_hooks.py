@@ -12,6 +12,11 @@ it is called:
   128 out of 512 rows, i.e. 2 epochs): ``update``, ``observe`` and ``attach`` once per step,
   ``on_epoch_end`` once per epoch; ``attach`` (the activation path) in representation mode;
 * in the training loop of ``site/implementations/design.md``, executed from the page itself.
+
+Bi-level methods (``bilevel = True``: Auto-Lambda, MOML, FORUM) need validation losses, so they run on
+``bilevel-ridge`` instead (the runner, then the page's ``train_bilevel`` loop, 6 steps each):
+``outer_step`` once every ``outer_every`` steps, ``observe`` and ``on_epoch_end`` once per step (full
+batch), ``parameters`` at least once.
 """
 
 from __future__ import annotations
@@ -26,14 +31,27 @@ import torch
 import reference_impls
 from reference_impls.core.aggregator import Aggregator
 from reference_impls.core.hooks import check_optimised, defined_hooks, train_step
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import BilevelLossWeighting, LossWeighting
 from reference_impls.loss_balancing.imtl_l import IMTLL, UnoptimisedParameterWarning
 from reference_impls.problems import get_problem
 from reference_impls.runner import Adam, run
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = reference_impls.names()
+
+
+def _bilevel(name: str) -> bool:
+    """Whether ``name`` is a bi-level method (a module that fails to import fails in its own tests, not here)."""
+    try:
+        return bool(getattr(reference_impls.load_class(name), "bilevel", False))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+BILEVEL = [n for n in reference_impls.names() if _bilevel(n)]
+SINGLE_LEVEL = [n for n in NAMES if n not in BILEVEL]
 STEPS, NET_STEPS, BATCHES_PER_EPOCH = 3, 8, 4  # mtl-regression: N = 512 rows, batch_size 128
+BILEVEL_STEPS = 6
 
 
 def _doc_training_loop() -> str:
@@ -46,11 +64,22 @@ def _doc_training_loop() -> str:
 
 
 @pytest.fixture(scope="module")
-def doc_train():
+def doc_namespace():
     namespace: dict = {}
-    exec(compile(_doc_training_loop(), "design.md", "exec"), namespace)  # runs the page's own example (FAMO) too
+    exec(compile(_doc_training_loop(), "design.md", "exec"), namespace)  # runs the page's own examples (FAMO, Auto-Lambda) too
     assert torch.isfinite(namespace["final_losses"]).all()
-    return namespace["train"]
+    assert torch.isfinite(namespace["final_val_losses"]).all()
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def doc_train(doc_namespace):
+    return doc_namespace["train"]
+
+
+@pytest.fixture(scope="module")
+def doc_train_bilevel(doc_namespace):
+    return doc_namespace["train_bilevel"]
 
 
 def _spy(monkeypatch, cls: type, hooks: tuple[str, ...]) -> Counter:
@@ -92,7 +121,7 @@ def test_the_hooks_are_discovered_from_the_interfaces():
     assert "attach" in defined_hooks(reference_impls.create("graddrop"))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SINGLE_LEVEL)
 def test_runner_calls_every_hook_on_point_problems(name, monkeypatch):
     cls = reference_impls.load_class(name)
     hooks = tuple(h for h in defined_hooks(reference_impls.create(name)) if h != "attach")  # attach: networks only
@@ -108,7 +137,7 @@ def test_runner_calls_every_hook_on_point_problems(name, monkeypatch):
             assert counts == [STEPS] * B, (hook, counts)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SINGLE_LEVEL)
 def test_runner_and_documented_loop_call_every_hook_on_the_network(name, monkeypatch, doc_train):
     cls = reference_impls.load_class(name)
     hooks = defined_hooks(reference_impls.create(name))
@@ -132,6 +161,90 @@ def test_runner_and_documented_loop_call_every_hook_on_the_network(name, monkeyp
                 assert counts and min(counts) >= 1, (where, hook, counts)
             else:
                 assert counts == expected, (where, hook, counts)
+
+
+def test_every_registered_bilevel_method_is_covered():
+    # the bi-level methods are found from their class, so MOML and FORUM join once registered
+    assert "auto-lambda" in BILEVEL
+    for name in BILEVEL:
+        assert "outer_step" in defined_hooks(reference_impls.create(name))
+
+
+@pytest.mark.parametrize("name", BILEVEL)
+def test_runner_and_documented_loop_call_every_hook_of_bilevel_methods(name, monkeypatch, doc_train_bilevel):
+    cls = reference_impls.load_class(name)
+    hooks = defined_hooks(reference_impls.create(name))
+    assert "outer_step" in hooks
+    calls = _spy(monkeypatch, cls, hooks)
+    run(name, "bilevel-ridge", steps=BILEVEL_STEPS)
+    runner_calls = Counter(calls)
+    calls.clear()
+    doc_train_bilevel(reference_impls.create(name), steps=BILEVEL_STEPS)
+    outer = len(range(0, BILEVEL_STEPS, cls.outer_every))  # steps 0, k, 2k, ...
+    for where, seen in (("runner", runner_calls), ("design.md loop", calls)):
+        for hook in hooks:
+            counts = _per_instance(seen, hook)
+            if hook == "parameters":
+                assert counts and min(counts) >= 1, (where, hook, counts)
+            else:
+                assert counts == [outer if hook == "outer_step" else BILEVEL_STEPS], (where, hook, counts)
+
+
+class _Recorder(BilevelLossWeighting):
+    """A bi-level stand-in recording when each hook runs (outer every 2nd step; optionally moving ω)."""
+
+    outer_every = 2
+
+    def __init__(self, moves: bool = False):
+        self.moves, self.outer_at, self.inner_at, self.observed, self.epochs = moves, [], [], [], []
+
+    @property
+    def moves_model(self):  # the runner reads it from the instance
+        return self.moves
+
+    def weights(self, losses, step):
+        return torch.ones_like(losses)
+
+    def objective(self, losses, step):
+        self.inner_at.append(step)
+        return super().objective(losses, step)
+
+    def outer_step(self, params, train_losses, val_losses, lr, *, train_losses_at, val_losses_at, weight_decay=0.0, optimizer=None, step=0):
+        assert torch.equal(train_losses(), train_losses_at(params)) and val_losses().shape == train_losses().shape
+        self.outer_at.append((step, params[0].detach().clone(), weight_decay))
+        if self.moves:
+            with torch.no_grad():
+                params[0].mul_(0.5)
+
+    def observe(self, losses, step):
+        self.observed.append((step, losses.clone()))
+
+    def on_epoch_end(self, epoch):
+        self.epochs.append(epoch)
+
+
+@pytest.mark.parametrize("moves", [False, True])
+def test_bilevel_outer_step_comes_first_and_a_moving_outer_step_replaces_the_inner_step(moves, doc_train_bilevel):
+    # outer_step at steps 0, 2, 4 sees the model at the step's start (before the inner step) and the
+    # lower level's weight decay (the ridge); the inner step Σ w_i f_i^tr runs at every step, except on
+    # the outer steps of a method that moves the model (FORUM): then the model after step 0 is exactly
+    # the outer step's move (½ω), and observe still gets the losses at the step's start.
+    problem = get_problem("bilevel-ridge")
+    result = run(_Recorder(moves), problem, steps=5, lr=0.1)
+    m = result.extra["methods"][0]
+    assert [s for s, _, _ in m.outer_at] == [0, 2, 4]
+    for s, omega, wd in m.outer_at:
+        assert torch.equal(omega, result.x[s, 0]) and wd == problem.ridge
+    assert m.inner_at == ([1, 3] if moves else [0, 1, 2, 3, 4])
+    if moves:
+        assert torch.equal(result.x[1, 0], 0.5 * result.x[0, 0])
+    assert [s for s, _ in m.observed] == [0, 1, 2, 3, 4] and m.epochs == [0, 1, 2, 3, 4]
+    for s, losses in m.observed:
+        torch.testing.assert_close(losses, result.extra["train_losses"][s, 0], rtol=0, atol=0)
+    # the documented loop does the same
+    doc = _Recorder(moves)
+    doc_train_bilevel(doc, steps=5)
+    assert [s for s, _, _ in doc.outer_at] == [0, 2, 4] and doc.inner_at == m.inner_at and doc.epochs == [0, 1, 2, 3, 4]
 
 
 def test_on_epoch_end_follows_each_pass_over_the_data(doc_train):

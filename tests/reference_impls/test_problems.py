@@ -23,8 +23,8 @@ def _ps(problem: Problem, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_lists_every_problem_and_rejects_unknown_ids_and_knobs():
-    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression"])
-    with pytest.raises(ValueError, match="unknown problem 'nope'; known: biquad"):
+    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy"])
+    with pytest.raises(ValueError, match="unknown problem 'nope'; known: bilevel-ridge, biquad"):
         get_problem("nope")
     with pytest.raises(ValueError, match="bad knob"):
         get_problem("zdt1", colour="red")

@@ -375,8 +375,8 @@ def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
         ("graddrop", "vlmop2", "adam"),  # randomness
         ("sdmgrad", "dtlz2", "adam"),  # K = 3, box problem
     ]
-    + [(name, "cagrad-toy", "adam") for name in registry.names()]  # every method: the fast (numpy) loop
-    + [(name, "biquad", "sgd") for name in registry.names()],
+    + [(name, "cagrad-toy", "adam") for name in registry.names() if not getattr(registry.load_class(name), "bilevel", False)]  # every method: the fast (numpy) loop
+    + [(name, "biquad", "sgd") for name in registry.names() if not getattr(registry.load_class(name), "bilevel", False)],  # bi-level methods: bilevel-ridge only
 )
 def test_runner_loop_equals_the_plain_reference_loop_bit_for_bit(name, problem, optimizer):
     steps = 60

@@ -1,0 +1,144 @@
+"""CR-MOGM: correlation-reduced stochastic multi-objective gradient manipulation (a moving average of the weights).
+
+Paper: S. Zhou, W. Zhang, J. Jiang, W. Zhong, J. Gu and W. Zhu, "On the Convergence of Stochastic
+Multi-Objective Gradient Manipulation and Beyond", NeurIPS 2022, OpenReview ScwfQ7hdwyP. No official
+code is public (none is linked from the paper or OpenReview). Cross-checked against TorchJD's
+``CRMOGMWeighting`` (``src/torchjd/aggregation/_cr_mogm.py``, PR #669); the paper's PDF was not
+reachable from this workplace, so the equation below is stated as the paper's abstract and TorchJD
+describe it (see D1).
+
+The paper's unified framework: MGDA, PCGrad, CAGrad and similar methods all step along a composite
+d_t = Σ_i λ_t^i g_i(x_t; ξ_t) whose weights λ̂_t = W(J_{ξ_t}) are computed from the same stochastic
+gradients; the correlation between λ̂_t and the noise of J_{ξ_t} biases d_t, and the paper builds a
+convex two-objective instance on which these stochastic methods do not converge to a Pareto optimum.
+CR-MOGM ("exponentially averages the past calculated weights", abstract) replaces λ̂_t by
+
+    λ̂_t = W(J_t)                              (the base method's weights on this step's Jacobian)
+    λ_t = (1 − α_t) λ_{t−1} + α_t λ̂_t,        λ_1 = λ̂_1
+    d   = J_tᵀ λ_t                              (the base method's direction with the averaged weights)
+
+so λ_t depends on the current sample only through α_t λ̂_t. With constant α and i.i.d. λ̂_t the
+stationary variance of λ_t is α/(2 − α) times that of λ̂_t (measured in the tests).
+
+Hyperparameters:
+    base: registry id of the wrapped weighting (default "mgda", the brief's and the paper's main
+        instance; any registered :class:`~reference_impls.core.aggregator.Weighting` works, e.g.
+        "pcgrad", "cagrad", "upgrad"); ``base_options``: its hyperparameters as a dict.
+    alpha: α, the weight of the new estimate (default 0.1, i.e. TorchJD's default 0.9 on the previous
+        weights; TorchJD writes λ_k = α'λ_{k−1} + (1 − α')λ̂_k with α' = 1 − α).
+    alpha_power: p in α_t = α·t^{−p} (default 0: constant). TorchJD reports that the paper's
+        Corollary 1 lets the averaging weight follow the learning-rate decay (α_t ∝ η_t, vanishing);
+        with the runner's constant learning rate a constant α is used unless p > 0.
+
+Deviations:
+  D1. Notation: the paper's symbol for the averaging weight (and whether it multiplies λ_{t−1} or
+      λ̂_t) could not be checked against the PDF here; α is the weight of the NEW weights λ̂_t. The
+      first step returns λ̂_1 (TorchJD's default initialisation); ``initial`` = "uniform" starts from
+      λ_0 = 𝟙/K instead (λ_1 = (1 − α)𝟙/K + αλ̂_1).
+  D2. The averaged λ_t is kept in float64 on the CPU and returned in J's dtype.
+  D3. Degenerate inputs follow the base method (MGDA: all-zero J gives λ̂ = 𝟙/K and d = 0; K = 1
+      gives λ = (1,), d = g_1); the average of points of Δ stays in Δ. NaN or infinite input raises
+      NonFiniteError (the base's input check); a change of K raises until :meth:`reset`.
+  D4. Task-specific parameters receive their raw gradients (the base-class ``backward``).
+
+Usage:
+    >>> cr = CRMOGM()                    # MGDA weights, averaged with α = 0.1
+    >>> d = cr(J)                        # J: (K, n) stochastic Jacobian -> d = Jᵀλ_t (n,)
+    >>> cr.lambd, cr.base_weights        # λ_t and this step's λ̂_t (float64)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import Weighting
+from reference_impls.core.hooks import defined_hooks
+
+INITIALS = ("base", "uniform")
+
+
+class CRMOGM(Weighting):
+    """d = Jᵀλ_t with λ_t = (1 − α_t)λ_{t−1} + α_t W(J): the base weighting's weights, averaged over steps."""
+
+    name: ClassVar[str] = "cr-mogm"
+    stateful: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        base: str = "mgda",
+        alpha: float = 0.1,
+        alpha_power: float = 0.0,
+        initial: str = "base",
+        base_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from reference_impls.registry import create, load_class
+
+        if not (0.0 < alpha <= 1.0):
+            raise ValueError(f"cr-mogm: alpha must lie in (0, 1], got {alpha!r}")
+        if not (alpha_power >= 0.0 and alpha_power < float("inf")):
+            raise ValueError(f"cr-mogm: alpha_power must be a finite number >= 0, got {alpha_power!r}")
+        if initial not in INITIALS:
+            raise ValueError(f"cr-mogm: initial must be one of {INITIALS}, got {initial!r}")
+        if base == self.name:
+            raise ValueError("cr-mogm: the base weighting cannot be cr-mogm itself")
+        cls = load_class(base)  # KeyError names the known ids
+        if not issubclass(cls, Weighting):
+            raise ValueError(f"cr-mogm: the base must be a weighting (d = Jᵀw), got {base!r} ({cls.__name__})")
+        self.base = base
+        self.alpha = float(alpha)
+        self.alpha_power = float(alpha_power)
+        self.initial = initial
+        self.base_options = dict(base_options or {})
+        self._base = create(base, **self.base_options)
+        hooks = defined_hooks(self._base)
+        if hooks:  # FAMO's update, GradNorm's parameters: the wrapper would have to forward them
+            raise ValueError(f"cr-mogm: the base {base!r} uses training-loop hooks ({', '.join(sorted(hooks))}), which the average does not forward")
+        # the input contract is the base's: its loss needs and where it checks finiteness
+        self.needs_losses = bool(self._base.needs_losses)
+        self.scans_jacobian = bool(self._base.scans_jacobian)
+        self.reset()
+
+    def reset(self) -> None:
+        self._base.reset()
+        self._lambd: Tensor | None = None  # λ_t, (K,), float64 CPU
+        self._base_weights: Tensor | None = None  # λ̂_t, (K,), float64 CPU
+        self._t = 0
+
+    @property
+    def lambd(self) -> Tensor | None:
+        """The averaged weights λ_t (K,), float64, None before the first step."""
+        return self._lambd
+
+    @property
+    def base_weights(self) -> Tensor | None:
+        """The base method's weights λ̂_t of the last step (K,), float64, None before the first step."""
+        return self._base_weights
+
+    @property
+    def t(self) -> int:
+        return self._t
+
+    def alpha_at(self, t: int) -> float:
+        """α_t = α·t^{−p} (t = 1, 2, ...)."""
+        return self.alpha / t**self.alpha_power
+
+    def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
+        K = J.shape[0]
+        if self._lambd is not None and self._lambd.shape[0] != K:
+            raise ValueError(f"cr-mogm: the number of tasks changed from {self._lambd.shape[0]} to {K}; call reset() first")
+        lam_hat = self._base.compute_weights(J, losses).detach().to("cpu", torch.float64).clone()  # λ̂_t = W(J_t), (K,)
+        self._t += 1
+        if self._lambd is None:
+            if self.initial == "base":
+                self._lambd = lam_hat.clone()  # λ_1 = λ̂_1 (D1)
+                self._base_weights = lam_hat
+                return self._lambd.to(J)
+            self._lambd = torch.full((K,), 1.0 / K, dtype=torch.float64)  # λ_0 = 𝟙/K
+        alpha_t = self.alpha_at(self._t)
+        self._lambd = (1.0 - alpha_t) * self._lambd + alpha_t * lam_hat  # λ_t = (1 − α_t)λ_{t−1} + α_t λ̂_t
+        self._base_weights = lam_hat
+        return self._lambd.to(J)

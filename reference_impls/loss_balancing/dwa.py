@@ -1,0 +1,142 @@
+"""DWA — Dynamic Weight Average: per-epoch loss weights from the rate at which each loss falls.
+
+Paper: S. Liu, E. Johns, A. J. Davison, "End-To-End Multi-Task Learning With Attention", CVPR 2019
+(arXiv 1803.10704), Sec. 3.3 (DWA is proposed there together with MTAN). Official code:
+lorenmt/mtan ``im2im_pred/utils.py`` (``multi_task_trainer``, ``--weight dwa``, ``--temp 2.0``);
+re-implementation: LibMTL ``weighting/DWA.py`` (``T = 2.0`` in ``config.py``, the epoch averages in
+``trainer.py``'s ``train_loss_buffer``).
+
+What is implemented (Eq. 1 of the paper): at epoch e (0-based), the weights are
+
+    w_k(e) = K · exp(r_k(e−1)/T) / Σ_i exp(r_i(e−1)/T),     r_k(e−1) = L̄_k(e−1) / L̄_k(e−2),
+
+where L̄_k(e) is the average of task k's training loss over the steps of epoch e (official code:
+``avg_cost[index, :] += cost / train_batch``), and w = 𝟙 for the first two epochs (e = 0, 1). The
+objective of every step of epoch e is Σ_k w_k(e) f_k; no gradient flows through w. Hence Σ_k w_k = K
+exactly, w_k rises with r_k (the task whose loss falls slowest gets the most weight), and T → ∞ gives 𝟙.
+
+How the hooks carry it: ``observe(losses, step)`` adds each step's losses to the running sum of the
+current epoch; ``on_epoch_end(epoch)`` closes the epoch (L̄ = sum / number of steps), keeps the last two
+averages and fixes the weights of the next epoch; ``weights`` returns them. The runner and
+:func:`reference_impls.core.hooks.train_step`/``end_epoch`` drive these hooks; on the full-batch point
+problems the runner calls ``on_epoch_end`` after every step, so there an epoch is a step and
+r_k(t−1) = f_k(t−1)/f_k(t−2).
+
+Hyperparameters (defaults and source):
+    temperature: T = 2 (paper Sec. 3.3 "T = 2"; mtan ``--temp 2.0``; LibMTL ``--T 2.0``). Must be > 0.
+    num_tasks: K, or None (default) to take K from the first losses seen.
+
+Degenerate inputs: the ratios need positive epoch averages. ``observe`` raises a NonFiniteError for a
+non-finite loss and a ValueError for a negative one; ``on_epoch_end`` raises a ValueError when a ratio
+would divide by a zero epoch average (a task whose loss averaged exactly 0 over the epoch before, e.g.
+DTLZ2's f_i on the box boundary) or when no step was observed in the epoch; each error names ``dwa``,
+the task and the epoch. Zero batch losses, and a zero average in the last epoch, are fine. Ratios that overflow
+(e.g. 1e300/1e-300 = inf) give those tasks the whole weight K, shared equally (the limit of the
+softmax). K = 1 gives w = 1.
+
+Deviations:
+    D1. Errors instead of NaN/inf weights for non-positive or non-finite losses, or an epoch without steps.
+    D2. Overflowing ratios are resolved by their limit (above); the official code would produce NaN.
+    D3. The weights are a function of the hooks, so they depend on the caller driving ``observe`` and
+        ``on_epoch_end``; the official code computes them inside its own training loop. nash-mtl's
+        ``DynamicWeightAverage`` differs from the paper (a sliding window of 25 iterations instead of
+        epochs, and the mean Σ w f / K instead of the sum); that variant is not offered here.
+
+Usage (a loop over epochs and batches; ``f1``, ``f2`` are the batch losses)::
+
+    method = DWA()                                # T = 2
+    for epoch in range(epochs):
+        for step, batch in ...:
+            losses = torch.stack([f1, f2])
+            method.objective(losses, step).backward(); optimiser.step()   # Σ_k w_k(epoch) f_k
+            method.observe(losses.detach(), step)
+        method.on_epoch_end(epoch)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.loss_balancing.ew import check_losses
+
+
+class DWA(LossWeighting):
+    """w(e) = K softmax(r(e−1)/T), r_k(e−1) = L̄_k(e−1)/L̄_k(e−2) on epoch-averaged losses; 𝟙 in epochs 0 and 1."""
+
+    name: ClassVar[str] = "dwa"
+    stateful: ClassVar[bool] = True
+
+    def __init__(self, temperature: float = 2.0, num_tasks: int | None = None) -> None:
+        if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+            raise ValueError(f"dwa: temperature must be a positive number, got {temperature}")
+        if num_tasks is not None and int(num_tasks) < 1:
+            raise ValueError(f"dwa: num_tasks must be >= 1, got {num_tasks}")
+        self.temperature = float(temperature)
+        self.num_tasks = None if num_tasks is None else int(num_tasks)
+        self.reset()
+
+    def reset(self) -> None:
+        self._sum: Tensor | None = None  # (K,) float64: Σ of the losses observed in the current epoch
+        self._count = 0  # steps observed in the current epoch
+        self.epoch_averages: list[Tensor] = []  # L̄(e) (K,) float64 of the last two closed epochs, oldest first
+        self.epochs_closed = 0
+        self._weights: Tensor | None = None  # (K,) float64 weights of the current epoch; None = 𝟙
+
+    def _check(self, losses: Tensor) -> Tensor:
+        f = check_losses("dwa", losses, self.num_tasks)  # (K,)
+        if self.num_tasks is None:
+            self.num_tasks = f.numel()
+        return f
+
+    def weights(self, losses: Tensor, step: int = 0) -> Tensor:
+        f = self._check(losses)  # (K,)
+        if self._weights is None:
+            return torch.ones_like(f.detach())  # w = 𝟙 in the first two epochs
+        return self._weights.to(f)
+
+    def observe(self, losses: Tensor, step: int) -> None:
+        f = self._check(losses).detach().to(dtype=torch.float64, device="cpu")  # (K,)
+        negative = f < 0  # (K,)
+        if bool(negative.any()):
+            i = int(negative.nonzero()[0, 0])
+            raise ValueError(
+                f"dwa: the loss of task {i} is {float(f[i])} (epoch {self.epochs_closed}): DWA takes ratios of "
+                "epoch-averaged losses and needs non-negative losses; shift the loss by a lower bound"
+            )
+        self._sum = f.clone() if self._sum is None else self._sum + f  # Σ_steps f
+        self._count += 1
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if self._count == 0 or self._sum is None:
+            raise ValueError(f"dwa: on_epoch_end({epoch}) with no step observed in the epoch: call observe(losses, step) after every step")
+        average = self._sum / self._count  # L̄(e) = (1/steps) Σ_steps f, (K,)
+        self.epoch_averages = [*self.epoch_averages, average][-2:]  # keep L̄(e−1), L̄(e)
+        self.epochs_closed += 1
+        self._sum, self._count = None, 0
+        if len(self.epoch_averages) == 2:
+            previous, last = self.epoch_averages
+            zero = previous == 0  # (K,)
+            if bool(zero.any()):
+                i = int(zero.nonzero()[0, 0])
+                raise ValueError(
+                    f"dwa: the epoch-averaged loss of task {i} was 0 in epoch {epoch - 1}: the ratio "
+                    f"L̄(epoch {epoch})/L̄(epoch {epoch - 1}) of DWA divides by it; shift the loss by a lower bound"
+                )
+            self._weights = self.weights_from_ratios(last / previous)  # r = L̄(e)/L̄(e−1) for epoch e+1
+
+    def weights_from_ratios(self, r: Tensor) -> Tensor:
+        """K softmax(r/T) (K,), float64, for ratios r (K,) in [0, inf]; infinite ratios share the weight K."""
+        r = r.to(torch.float64)  # (K,)
+        K = r.numel()
+        if bool(torch.isinf(r).any()):
+            top = torch.isinf(r).to(torch.float64)  # (K,): the limit of the softmax as those r → ∞
+            return K * top / top.sum()
+        return K * torch.softmax(r / self.temperature, dim=0)  # w = K exp(r/T) / Σ exp(r/T)
+
+
+__all__ = ["DWA"]

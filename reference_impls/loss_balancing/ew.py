@@ -1,0 +1,110 @@
+"""EW — equal weighting: the plain sum (or mean) of the task losses, the baseline of every comparison.
+
+Paper: there is no paper of its own; the multi-task literature reports it as "EW", "Equal Weighting" or
+"linear scalarisation with equal weights". It is registered with the RLW paper, B. Lin, F. Ye, Y. Zhang,
+I. W. Tsang, "Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task Learning",
+TMLR 2022 (arXiv 2111.10603), which is built around the comparison of random weights with EW and
+reports EW as the reference row of every table. Reference code: LibMTL ``weighting/EW.py``.
+
+What is implemented:
+
+    L = Σ_i f_i            (reduction="sum", the default: LibMTL ``EW``, weights 𝟙)
+    L = (1/K) Σ_i f_i      (reduction="mean": weights 𝟙/K on the simplex, the LS(1/K) point of the
+                            method notes; nash-mtl's ``LinearScalarization`` is the sum)
+
+so the gradient with respect to the model is Σ_i ∇f_i (or its K-th part): one backward pass, no state.
+
+Interface: a :class:`~reference_impls.core.loss_weighting.LossWeighting`: ``weights(losses, step)``
+returns 𝟙 or 𝟙/K, ``objective(losses, step)`` the sum or the mean. No hooks.
+
+Hyperparameters (defaults and source):
+    reduction: "sum" (LibMTL ``EW.backward`` multiplies by ``ones`` and sums; its docstring's "1/T"
+        does not match its code) or "mean".
+    num_tasks: K, or None (default) to take K from the first losses seen; a later call with another K
+        raises.
+
+Degenerate inputs: EW takes neither logs nor ratios, so any finite losses work, negative and zero
+included, and K = 1 gives L = f_1. Non-finite losses raise a
+:class:`~reference_impls.core.aggregator.NonFiniteError` (a ValueError) naming the task, instead of
+returning a NaN objective.
+
+Deviations:
+    D1. Non-finite losses raise (LibMTL and nash-mtl back-propagate the NaN).
+    D2. ``reduction="mean"`` is an option; LibMTL's EW is the sum. The two differ by the constant
+        factor 1/K, i.e. a learning-rate change for SGD and nothing at all for Adam (up to its ε).
+
+Usage::
+
+    method = EW()                              # or EW(reduction="mean")
+    loss = method.objective(torch.stack([f1, f2]), step)  # f1 + f2
+    loss.backward(); optimiser.step()
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from reference_impls.core.aggregator import NonFiniteError
+from reference_impls.core.loss_weighting import LossWeighting
+
+_REDUCTIONS = ("sum", "mean")
+
+
+def check_losses(name: str, losses: Tensor, num_tasks: int | None) -> Tensor:
+    """The losses as a flat (K,) tensor; ValueError naming ``name`` on a wrong K or a non-finite loss.
+
+    Shared by the loss weightings of this package (EW, UW, DWA, RLW): every error names the method
+    and the task index.
+    """
+    if not isinstance(losses, Tensor):
+        losses = torch.stack([torch.as_tensor(f) for f in losses])
+    losses = losses.reshape(-1)  # (K,)
+    if losses.numel() == 0:
+        raise ValueError(f"{name}: got no losses (K = 0)")
+    if num_tasks is not None and losses.numel() != num_tasks:
+        raise ValueError(f"{name} was built for {num_tasks} tasks but got {losses.numel()} losses (build it with num_tasks={losses.numel()})")
+    if not math.isfinite(float(losses.detach().sum())):  # one reduction on the happy path (a nan or inf makes the sum non-finite)
+        bad = ~torch.isfinite(losses.detach())  # (K,)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise NonFiniteError(f"{name}: the loss of task {i} is {float(losses.detach()[i])} (not finite)")
+    return losses
+
+
+class EW(LossWeighting):
+    """Equal weighting: L = Σ_i f_i (or the mean)."""
+
+    name: ClassVar[str] = "ew"
+
+    def __init__(self, reduction: str = "sum", num_tasks: int | None = None) -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"ew: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        if num_tasks is not None and int(num_tasks) < 1:
+            raise ValueError(f"ew: num_tasks must be >= 1, got {num_tasks}")
+        self.reduction = reduction
+        self.num_tasks = None if num_tasks is None else int(num_tasks)
+
+    def _check(self, losses: Tensor) -> Tensor:
+        f = check_losses("ew", losses, self.num_tasks)  # (K,)
+        if self.num_tasks is None:
+            self.num_tasks = f.numel()  # fixed from the first call on
+        return f
+
+    def weights(self, losses: Tensor, step: int = 0) -> Tensor:
+        f = self._check(losses)  # (K,)
+        w = torch.ones_like(f.detach())  # w = 𝟙 (sum)
+        return w / f.numel() if self.reduction == "mean" else w  # w = 𝟙/K (mean)
+
+    def objective(self, losses: Tensor, step: int = 0) -> Tensor:
+        f = self._check(losses)  # (K,)
+        return f.sum() if self.reduction == "sum" else f.mean()  # Σ_i f_i or (1/K) Σ_i f_i
+
+    def reset(self) -> None:
+        """EW has no state (K, once fixed, stays)."""
+
+
+__all__ = ["EW", "check_losses"]
