@@ -5,47 +5,19 @@ file, real dates). Every test works on a temporary copy of the catalog."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 import modl.add
-import modl.validate
 from modl.add import AddError, add_from_bibtex, check_bibtex_syntax, default_ids, load_venues, venue_for_text
 from modl.catalog import REPO_ROOT, CatalogError, load_catalog
 from modl.cli import main
 from modl.render.readme import render_readme
 from modl.schema import Paper, VenueFile
-from reference_impls.registry import REGISTRY
-
-
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = tmp_path / "repo"
-    shutil.copytree(REPO_ROOT / "catalog", repo / "catalog")
-    # The example entries are papers the upstream list added after the seed (now records): the copy
-    # leaves them and their registry entries out, so that adding them is adding new papers.
-    left_out = {"smg", "cr-mogm", "modo", "psmgd", "mgda-gs"}
-    for record_id in left_out:
-        (repo / "catalog" / "papers" / f"{record_id}.yaml").unlink(missing_ok=True)
-    registry = {name: entry for name, entry in REGISTRY.items() if entry.paper not in left_out}
-    monkeypatch.setattr(modl.validate, "default_registry", lambda _root: registry)
-    return repo
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def write_bib(root: Path, text: str, name: str = "entry.bib") -> Path:
-    path = root.parent / name
-    path.write_text(text, encoding="utf-8")
-    return path
+from tests.catalog.test_add import root, snapshot, write_bib  # noqa: F401  (root is the shared fixture)
 
 
 def entry(title: str = "A Paper on Something", booktitle: str = "International Conference on Machine Learning",
