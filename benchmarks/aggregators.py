@@ -16,7 +16,8 @@ Each method is called on the same J (with losses where it needs them) on this ma
 (2 by default, as CI) and timed as the best of interleaved rounds (floor, ours, TorchJD in turn).
 Two references in the same run:
 
-* floor: the work no Gram-based method can avoid, M = J Jᵀ plus one weighted sum of rows wᵀJ;
+* floor: the work no Gram-based method can avoid, M = J Jᵀ (formed as our methods form it,
+  ``reference_impls.core.aggregator.gram_product``) plus one weighted sum of rows wᵀJ;
 * TorchJD (PyPI ``torchjd``, its aggregators with matching hyperparameters), where it has the method.
 
 Printed: milliseconds per call and the ratios ours/TorchJD and ours/floor, and the worst ratio to
@@ -47,6 +48,7 @@ from common import (  # noqa: E402
 import torch  # noqa: E402
 
 import reference_impls  # noqa: E402
+from reference_impls.core.aggregator import gram_product  # noqa: E402
 
 GRADIENT_BALANCING = ("gradient-weighting", "gradient-manipulation")
 JACOBIANS = ("gaussian", "mlp-init", "mlp-trained", "cnn-init", "cnn-trained")
@@ -81,16 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jacobians", nargs="*", default=list(JACOBIANS), choices=JACOBIANS)
     parser.add_argument("--methods", nargs="*", default=None, help="registry ids (default: all gradient-balancing methods)")
     parser.add_argument("--quick", action="store_true", help="smoke run: K = 2 and 4, tiny networks, two rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds at least (more: steadier minima on a busy machine)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "aggregators.json"))
     args = parser.parse_args(argv)
     Ks = args.K or ([2, 4] if args.quick else [2, 8, 32])
     ns = args.n or ([1000] if args.quick else [10_000, 1_000_000])
-    timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": 5, "min_seconds": 0.15}
+    timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": args.rounds, "min_seconds": 0.15, "max_rounds": max(50, args.rounds)}
     timing["clock"] = args.clock
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    env = environment(args.threads, args.clock)
+    env = {**environment(args.threads, args.clock), "rounds": timing["rounds"]}
     methods = args.methods or [
         name for name in reference_impls.names() if reference_impls.info(name).family in GRADIENT_BALANCING
     ]
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         w = torch.full((K,), 1.0 / K)
 
         def floor():
-            M = J @ J.T  # (K, K)
+            M = gram_product(J)  # (K, K), J Jᵀ as our methods form it (column blocks for short, very wide J)
             return w @ J + 0 * M[0, 0]  # (n,)
 
         theirs = torchjd_counterparts(K)

@@ -13,9 +13,10 @@ method TorchJD also has, one step is: zero the gradients, forward pass, then
 * floor: ``sum(losses).backward()``, the one backward pass that plain summed-loss training needs.
 
 The Jacobian alone is also timed (forward pass + J), both ways that ``reference_impls.core.aggregator
-.jacobian`` can compute it: K one-row backward passes (``batched=False``) and one vectorised pass
-(``batched=True``), against TorchJD's ``mtl_backward`` alone; rows ``jacobian-loop`` and
-``jacobian-batched``.
+.jacobian`` can compute it, each against TorchJD's ``mtl_backward`` alone computing it the same way:
+K one-row backward passes (``batched=False`` against ``parallel_chunk_size=1``; row ``jacobian-loop``)
+and one vectorised pass (``batched=True`` against TorchJD's default, all rows under ``torch.vmap``;
+row ``jacobian-batched``).
 
 Times are the best of interleaved rounds (floor, ours, TorchJD in turn) on ``--threads`` CPU threads.
 Printed: milliseconds per step and the ratios ours/TorchJD and ours/floor, and the worst ratio to
@@ -69,15 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", nargs="*", default=list(NETWORKS), choices=NETWORKS)
     parser.add_argument("--methods", nargs="*", default=list(TORCHJD_METHODS), help="registry ids (default: those TorchJD has)")
     parser.add_argument("--quick", action="store_true", help="smoke run: K = 2 and 4, tiny networks, two rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds at least (more: steadier minima on a busy machine)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "training_step.json"))
     args = parser.parse_args(argv)
     Ks = args.K or ([2, 4] if args.quick else [2, 8, 32])
-    timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": 5, "min_seconds": 0.3, "max_rounds": 20}
+    timing = {"rounds": 2, "min_seconds": 0.0} if args.quick else {"rounds": args.rounds, "min_seconds": 0.3, "max_rounds": max(20, args.rounds)}
     timing["clock"] = args.clock
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    env = environment(args.threads, args.clock)
+    env = {**environment(args.threads, args.clock), "rounds": timing["rounds"]}
     autojac = torchjd_autojac()
     rows = []
     header = f"{'network':8s} {'method':17s} {'K':>3s} {'ours ms':>9s} {'torchjd ms':>11s} {'ours/tjd':>9s} {'ours/floor':>10s}"
@@ -112,17 +114,17 @@ def main(argv: list[str] | None = None) -> int:
                 _, losses = net.forward()
                 sum(losses).backward()
 
-            def tjd_jacobian():
+            def tjd_jacobian(chunk=None):
                 net.zero_grad()
                 Z, losses = net.forward()
-                autojac[0](losses, features=Z)  # .jac of the shared parameters, .grad of the heads
+                autojac[0](losses, features=Z, parallel_chunk_size=chunk)  # .jac of the shared parameters, .grad of the heads
                 for p in shared:
                     del p.jac
 
             for mode in ("loop", "batched"):
                 fns = {"floor": floor, "ours": lambda b=mode == "batched": jacobian(net.forward()[1], shared, heads, batched=b)}
-                if autojac:
-                    fns["torchjd"] = tjd_jacobian
+                if autojac:  # like for like: K one-row passes against TorchJD's (parallel_chunk_size=1), vmap against vmap
+                    fns["torchjd"] = (lambda: tjd_jacobian(1)) if mode == "loop" else tjd_jacobian
                 report(network, f"jacobian-{mode}", K, net.n, time_interleaved(fns, **timing))
 
             theirs = torchjd_counterparts(K, tuple(args.methods))

@@ -293,6 +293,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     lines.append(f"  site         {base if base.endswith('/') else base + '/'}papers/{paper.id}/")
     impl = paper.implementation
     lines.append(f"implementation: {impl.status}" + (f" ({impl.reason})" if impl.reason else ""))
+    if impl.reconstructed:
+        lines.append(f"reconstructed: {impl.reconstructed}")
     registry = _registry(root) if impl.methods else {}
     for name in impl.methods:
         entry = registry.get(name)
@@ -419,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the problem's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the problem's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plot", default=None, help="PNG file for the trajectories / objective space")
+    p.add_argument("--solutions", type=int, default=None, help="set methods: the number P of solutions found jointly (default: the problem's starting points)")
+    p.add_argument("--plot", default=None, help="PNG file for the trajectories / objective space (set methods: the found set against the front)")
     p.add_argument(
         "--param",
         "-p",

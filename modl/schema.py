@@ -228,6 +228,11 @@ class Implementation(_Strict):
         description="Registry ids in reference_impls (implemented: those that exist; planned: those intended).",
     )
     reason: Line | None = Field(default=None, description="Required when status is not-applicable.")
+    reconstructed: Line | None = Field(
+        default=None,
+        description="What the implementation had to reconstruct because the paper leaves it open and no "
+        "official code exists (shown with the implementation); omit when everything follows the paper or its code.",
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> Implementation:

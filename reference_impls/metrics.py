@@ -12,7 +12,11 @@ computed in float64 numpy and returned as Python floats, per-point metrics as (B
 * :func:`projected_pareto_stationarity` — for box problems, min_{λ∈Δ} ||x − Π_box(x − Σ_i λ_i g_i)||.
 * :func:`preference_cosine_error`, :func:`epo_non_uniformity` — preference errors (1 − cos to a ray;
   EPO's KL non-uniformity of r ⊙ F).
-* :func:`uniformity` — l_min, the smallest pairwise distance of a solution set.
+* :func:`preference_distance`, :func:`preference_angle` — distance and angle of F − z from each
+  solution's target ray (set methods' ``target_rays``).
+* :func:`uniformity` — l_min, the smallest pairwise distance of a solution set (the "spread").
+* :func:`coverage`, :func:`covering_radius` — how much of a front sample lies within δ of the set,
+  and the largest distance of a front sample point to the set.
 """
 
 from __future__ import annotations
@@ -258,6 +262,72 @@ def epo_non_uniformity(F: Tensor, r: Tensor | Sequence[float], z: Tensor | Seque
     return mu if F.ndim == 2 else mu[0]
 
 
+def _ray_offsets(F: Any, rays: Any, z: Any | None) -> tuple[np.ndarray, np.ndarray]:
+    """(F − z (N, K), unit rays (N, K)); one ray (K,) is shared by every point."""
+    D = _points(F)
+    V = _points(rays, "rays")
+    if V.shape[0] == 1 and D.shape[0] > 1:
+        V = np.repeat(V, D.shape[0], axis=0)
+    if V.shape != D.shape:
+        raise ValueError(f"rays: expected one ray per point, shape {D.shape}, got {V.shape}")
+    if z is not None:
+        D = D - _points(z, "z")[0]
+    norms = np.linalg.norm(V, axis=1, keepdims=True)  # (N, 1)
+    if not (norms > 0).all():
+        raise ValueError("rays: a ray is the zero vector")
+    return D, V / norms
+
+
+def preference_distance(F: Any, rays: Any, z: Any | None = None) -> np.ndarray:
+    """Distance of each F_p − z from the ray {t·v_p : t ≥ 0} (N,): ||d − max(d·v̂, 0)·v̂||.
+
+    0 exactly when F_p lies on its target ray from the ideal point z (rays (N, K) or one ray (K,)).
+    """
+    D, V = _ray_offsets(F, rays, z)
+    t = np.maximum((D * V).sum(1), 0.0)  # projection onto the half-line, (N,)
+    return np.linalg.norm(D - t[:, None] * V, axis=1)
+
+
+def preference_angle(F: Any, rays: Any, z: Any | None = None) -> np.ndarray:
+    """Angle (radians, in [0, π]) between each F_p − z and its ray v_p (N,); 0 on the ray.
+
+    A point at z itself (F_p − z = 0) has no direction: its angle is 0 (it lies on every ray).
+    """
+    D, V = _ray_offsets(F, rays, z)
+    along = (D * V).sum(1)  # d·v̂, (N,)
+    across = np.linalg.norm(D - along[:, None] * V, axis=1)  # ||d − (d·v̂)v̂||, (N,)
+    return np.arctan2(across, along)  # atan2 is accurate near 0, where arccos(cos) loses half the digits
+
+
+def covering_radius(F: Any, front: Any) -> float:
+    """max_{p ∈ P*} min_{a ∈ F} ||p − a||: how far the worst-covered front sample point is from the set.
+
+    The set covers the front sample within this radius (the directed Hausdorff distance from the
+    front to the set); P points evenly spaced along a front curve of length L reach ≈ L/(2P).
+    """
+    A, P = _points(F), _points(front, "front")
+    d = np.sqrt(((P[:, None, :] - A[None, :, :]) ** 2).sum(axis=2))  # (M, N)
+    return float(d.min(axis=1).max())
+
+
+def coverage(F: Any, front: Any, delta: float | None = None) -> float:
+    """The fraction of the front sample P* (M, K) within distance δ of some point of F (N, K), in [0, 1].
+
+    ``delta`` defaults to 5 % of the front's extent, δ = 0.05·||max P* − min P*|| (the diagonal of
+    its bounding box). For a front sample uniform in arc length (every 2-objective front here) this is
+    the fraction of the front's length that the set covers within δ.
+    """
+    A, P = _points(F), _points(front, "front")
+    if delta is None:
+        delta = 0.05 * float(np.linalg.norm(P.max(0) - P.min(0)))
+        if not delta > 0:
+            raise ValueError("coverage: the front sample is a single point (no extent for the default δ); pass delta")
+    if not delta > 0:
+        raise ValueError(f"coverage needs delta > 0, got {delta}")
+    d = np.sqrt(((P[:, None, :] - A[None, :, :]) ** 2).sum(axis=2))  # (M, N)
+    return float((d.min(axis=1) <= delta).mean())
+
+
 def uniformity(F: Any) -> float:
     """l_min: the smallest pairwise Euclidean distance among the points F (N, K), N ≥ 2."""
     A = _points(F)
@@ -269,13 +339,17 @@ def uniformity(F: Any) -> float:
 
 
 __all__ = [
+    "coverage",
+    "covering_radius",
     "epo_non_uniformity",
     "hypervolume",
     "igd",
     "igd_plus",
     "nondominated",
     "pareto_stationarity",
+    "preference_angle",
     "preference_cosine_error",
+    "preference_distance",
     "projected_pareto_stationarity",
     "uniformity",
 ]

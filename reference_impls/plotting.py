@@ -5,6 +5,8 @@
   right panel, the objective space.
 * otherwise: the objective space only: the analytic front (a curve for K = 2, a point cloud for
   K = 3) and the loss trajectories of every starting point.
+* set methods (``modl run METHOD --solutions N``): the same panels, plus the found set (filled
+  markers) and the method's target rays from the ideal point where it has them.
 
 The PNG is written atomically (temporary file in the same folder, then a rename).
 """
@@ -48,6 +50,34 @@ def _decision_window(problem: Any, X: np.ndarray) -> tuple[tuple[float, float], 
     lo, hi = pts.min(0), pts.max(0)
     pad = 0.1 * np.maximum(hi - lo, 1e-3)
     return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+
+
+def _draw_set(ax: Any, result: Any, K: int) -> None:
+    """The final set (filled markers) and, where the method has target rays and the problem an ideal
+    point z, the rays z + t·v_p up to the farthest solution (dashed)."""
+    Ff = result.f_final.detach().cpu().numpy()  # (P, K)
+    if K == 3:
+        ax.scatter(Ff[:, 0], Ff[:, 1], Ff[:, 2], s=40, color="crimson", depthshade=False, label="found set", zorder=6)
+    elif K == 2:
+        ax.scatter(Ff[:, 0], Ff[:, 1], s=50, color="crimson", zorder=6, label="found set")
+    rays, z = result.extra.get("target_rays"), result.extra.get("ideal")
+    if K == 2:  # zoom on the front and the found set (the trajectories may start far away)
+        pts = [Ff] + [line.get_xydata() for line in ax.get_lines() if line.get_label() == "Pareto front"]
+        pts = np.concatenate(pts)
+        lo, hi = pts.min(0), pts.max(0)
+        pad = 0.08 * np.maximum(hi - lo, 1e-6)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    if rays is None or z is None or K not in (2, 3):
+        return
+    V = np.asarray(torch.as_tensor(rays).detach().cpu(), dtype=np.float64)  # (P, K)
+    z = np.asarray(torch.as_tensor(z).detach().cpu(), dtype=np.float64)  # (K,)
+    length = 1.1 * float(np.linalg.norm(Ff - z, axis=1).max())
+    for p, v in enumerate(V):
+        end = z + length * v / max(float(np.linalg.norm(v)), 1e-300)
+        seg = np.stack([z, end])  # (2, K)
+        kw = dict(color="0.3", linestyle="--", linewidth=0.8, label="target rays" if p == 0 else None)
+        ax.plot(*(seg[:, k] for k in range(K)), **kw)
 
 
 def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
@@ -110,12 +140,17 @@ def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
             ax.plot(F[:, b, 0], F[:, b, 1], color=c, linewidth=1.5)
             ax.plot(F[0, b, 0], F[0, b, 1], "o", color=c)
             ax.plot(F[-1, b, 0], F[-1, b, 1], "x", color="k", markersize=8)
+    if "metrics" in result.extra:  # a set method: the found set, and the target rays where the method has them
+        _draw_set(ax, result, K)
     ax.set_xlabel("$f_1$")
     ax.set_ylabel("$f_2$")
     if K == 3:
         ax.set_zlabel("$f_3$")
-    ax.set_title(f"{result.method} on {result.problem}: objective space")
-    if problem.has_pareto_front and K in (2, 3):
+    title = f"{result.method} on {result.problem}: objective space"
+    if "metrics" in result.extra:
+        title = f"{result.method} on {result.problem}: {F.shape[1]} solutions"
+    ax.set_title(title)
+    if (problem.has_pareto_front and K in (2, 3)) or "metrics" in result.extra:
         ax.legend(loc="upper right", fontsize=8)
 
     fig.tight_layout()

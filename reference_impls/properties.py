@@ -258,12 +258,12 @@ TABLE: dict[str, dict[str, Entry]] = {
         "zero_at_weak_stationarity": _H("0 ∈ conv{g_i} on the J the weights were computed from"),
         "nonzero_off_strong_stationarity": _F("MGDA's rule on recompute steps: stops at every weakly stationary J"),
     },
-    # MGDA-GS read at its second step on a repeated input, after its warm start (20 + 2 projected-gradient
-    # steps on the ρ-regularised subproblem with β = 0.1): an approximation of argmin wᵀ(M + ρI)w, not MGDA's λ.
+    # MGDA-GS read at its second step on a repeated input, after its warm start (40 + 2 projected-gradient
+    # steps on the ρ-regularised subproblem with β = ρ = 0.5): an approximation of argmin wᵀ(M + ρI)w, not MGDA's λ.
     "mgda-gs": {
         "expected_structure": _STRUCT,
         "weighted": _WEIGHTED,
-        "non_conflicting": _F("22 projected-gradient steps with a fixed β and ρ = 0.1 do not reach MGDA's min-norm point"),
+        "non_conflicting": _F("42 projected-gradient steps with a fixed β and ρ = 0.5 do not reach MGDA's min-norm point"),
         "permutation_invariant": _H("the projected-gradient step and the simplex projection commute with relabelling"),
         "linear_under_scaling": _F("the weights' step β(M + ρI)w mixes the task scales"),
         "scale_equivariant": _F("the step β(M + ρI)w has a fixed β and ρ: the weights depend on the gradient scale"),
@@ -361,6 +361,20 @@ TABLE: dict[str, dict[str, Entry]] = {
         "nonzero_off_strong_stationarity": _H("Jacobian-descent paper, Prop. on UPGrad (TorchJD: ✓)"),
     },
 }
+
+
+def _set_method_rows() -> None:
+    """Set methods (registry interface "set") move P solutions from (X, F, J (P, K, n), preferences):
+    they are not aggregators d = A(J) of one Jacobian, so no aggregator property applies."""
+    from reference_impls.registry import REGISTRY
+
+    reason = "set method: it moves P solutions jointly from their Jacobians and preferences, it is not an aggregator d = A(J) of one Jacobian"
+    for name, entry in REGISTRY.items():
+        if entry.interface == "set":
+            TABLE.setdefault(name, {p: _NA(reason) for p in PROPERTIES})
+
+
+_set_method_rows()
 
 
 def status(method: str, prop: str) -> Entry:

@@ -66,6 +66,17 @@ _ENTRIES: list[tuple[str, str, str, str, str, str]] = [
     ("auto-lambda", "auto-lambda", "loss-balancing", "loss_balancing.auto_lambda", "AutoLambda", "loss-weighting"),
     ("moml", "moml", "loss-balancing", "loss_balancing.moml", "MOML", "loss-weighting"),
     ("forum", "forum", "loss-balancing", "loss_balancing.forum", "FORUM", "loss-weighting"),
+    ("pareto-mtl", "pareto-mtl", "preference-vector-based", "finite_set.pareto_mtl", "ParetoMTL", "set"),
+    ("epo", "epo", "preference-vector-based", "finite_set.epo", "EPO", "set"),
+    ("epo-search", "epo-search", "preference-vector-based", "finite_set.epo_search", "EPOSearch", "set"),
+    ("xwc-mgda", "xwc-mgda", "preference-vector-based", "finite_set.xwc_mgda", "XWCMGDA", "set"),
+    ("pmgda", "pmgda", "preference-vector-based", "finite_set.pmgda", "PMGDA", "set"),
+    ("ferero", "ferero", "preference-vector-based", "finite_set.ferero", "FERERO", "set"),
+    ("adaptive-reference-vectors", "adaptive-reference-vectors", "preference-vector-based", "finite_set.adaptive_reference_vectors", "AdaptiveReferenceVectors", "set"),
+    ("umod", "umod", "preference-vector-based", "finite_set.umod", "UMOD", "set"),
+    # the baselines of every preference-vector paper (recorded with Pareto MTL, which compares with LS first)
+    ("ls", "pareto-mtl", "preference-vector-based", "finite_set.ls", "LS", "set"),
+    ("tch", "pareto-mtl", "preference-vector-based", "finite_set.tch", "TCH", "set"),
 ]
 
 REGISTRY: dict[str, MethodInfo] = {

@@ -14,8 +14,8 @@ How each kind of method is driven (decided from the object's class):
 * loss weightings (:class:`~reference_impls.core.loss_weighting.LossWeighting`): d_b = J_bᵀ w_b with
   w_b = method_b.weights(F_b, t); the method's own parameters (if any) get their own optimiser of the
   same kind; bi-level methods are not supported on point problems (no validation split).
-* set methods (:class:`~reference_impls.core.sets.SetMethod`): the B starting points form one set,
-  D = method.step(X, F, J, preferences).
+* set methods (:class:`~reference_impls.core.sets.SetMethod`): handed to
+  :func:`reference_impls.set_runner.run_set` (P = ``solutions`` points moved as one set).
 * ``bilevel-ridge`` (a model ω with training and validation losses): loss weightings only; every step
   is :func:`reference_impls.core.hooks.bilevel_step` (a bi-level method's ``outer_step`` every
   ``outer_every`` steps, then the inner step on Σ w_i f_i^tr + ½·ridge·‖ω‖² unless the method moves
@@ -42,7 +42,14 @@ point problems with a closed form (every one but ``mtl-linear``) the loop takes 
 ``problem.value_and_jacobian`` in numpy/Python floats instead of torch autograd or torch formulas
 (~30 µs instead of ~1 ms per step on cagrad-toy); ``run(..., fast=False)`` keeps the torch loop, and
 ``tests/reference_impls/test_runner_speed_paths.py`` compares the two with an autograd reference
-loop for every method. What remains of a long run is the methods' own per-start calls.
+loop for every method. Method classes that offer a
+:class:`~reference_impls.core.loss_weighting.StartBatch` (``cls.start_batch``: UW, IMTL-L, DWA, STCH,
+STCH-MTL, RLW, EW, FAMO, GradNorm) have their B starts stepped as one (B, K) computation: the per-start
+arithmetic row by row (closed-form parameter gradients with autograd's products instead of B autograd
+graphs, one optimiser over the (B, K) parameters, the input checks once per step), equal to the
+per-start path bit for bit (``tests/reference_impls/test_start_batches.py``, which also checks the
+final state of every instance). The runner's :class:`Adam` steps CPU tensors in numpy (element-wise,
+so a batch row moves as a per-start tensor; ~20 µs instead of ~60 µs per step).
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ from torch import Tensor
 from reference_impls import metrics
 from reference_impls.core.aggregator import Aggregator, GramianWeighting, Weighting
 from reference_impls.core.hooks import bilevel_step, defined_hooks, end_epoch, learnable_parameters, train_step
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 from reference_impls.core.sets import ParetoModel, SetMethod
 from reference_impls.problems import Problem, get_problem
 from reference_impls.problems.bilevel_ridge import BilevelRidge
@@ -265,7 +272,15 @@ class Adam(SGD):
     """Adam with torch.optim.Adam's defaults (β = (0.9, 0.999), ε = 1e-8, bias correction, no weight decay).
 
     Written out here because constructing a torch.optim optimiser imports torch._dynamo (seconds of
-    start-up); the tests check it matches torch.optim.Adam step for step.
+    start-up); the tests check it matches torch.optim.Adam step for step (relative 1e-13).
+
+    On CPU float32/float64 parameters the step runs in numpy on the tensors' own memory (a few µs
+    instead of ~60 µs of torch calls per step): separately rounded IEEE operations, element by
+    element, so a row of a (B, K) parameter provably moves exactly as a (K,) parameter with the same
+    gradients would (torch's kernels run vectorised bodies and scalar tails, which may round a
+    multiply-add differently depending on the tensor's size; no difference was seen on this machine).
+    That is what lets the runner step the parameters of B starts as one tensor
+    (:func:`_batch_optimizer`). Other parameters (GPU, half precision) take the same formulas in torch.
     """
 
     def __init__(self, params: Sequence[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
@@ -273,19 +288,56 @@ class Adam(SGD):
         self.betas, self.eps, self.t = betas, eps, 0
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
+        self._np: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(self.params)
 
-    @torch.no_grad()
+    def _numpy_state(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(p, m, v, scratch) as numpy views of parameter i's memory, or None where the numpy step does not apply."""
+        p, cached = self.params[i], self._np[i]
+        if cached is not None and cached[0] == p.data_ptr():  # the cached view still shows p's memory
+            return cached[1:]
+        if not _numpy_steppable(p):
+            return None
+        m, v = self.m[i], self.v[i]
+        self._np[i] = (p.data_ptr(), p.detach().numpy(), m.numpy(), v.numpy(), np.empty(tuple(p.shape), dtype=m.numpy().dtype))
+        return self._np[i][1:]
+
     def step(self) -> None:
         b1, b2 = self.betas
         self.t += 1
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
+        bias1, bias2 = 1 - b1**self.t, 1 - b2**self.t
+        for i, (p, m, v) in enumerate(zip(self.params, self.m, self.v)):
             g = p.grad
-            m.mul_(b1).add_(g, alpha=1 - b1)  # m ← β1 m + (1 − β1) g
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)  # v ← β2 v + (1 − β2) g²
-            denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)  # √v̂ + ε
-            p.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t))  # p ← p − η m̂ / (√v̂ + ε)
+            if g is None:
+                continue
+            state = self._numpy_state(i) if g.dtype == p.dtype and g.device.type == "cpu" and g.layout == torch.strided else None
+            if state is not None:
+                pn, mn, vn, tmp = state
+                gn = g.numpy() if not g.requires_grad else g.detach().numpy()  # (same shape as p)
+                np.multiply(mn, b1, out=mn)
+                np.multiply(gn, 1 - b1, out=tmp)
+                np.add(mn, tmp, out=mn)  # m ← β1 m + (1 − β1) g
+                np.multiply(vn, b2, out=vn)
+                np.multiply(gn, 1 - b2, out=tmp)
+                np.multiply(tmp, gn, out=tmp)
+                np.add(vn, tmp, out=vn)  # v ← β2 v + (1 − β2) g²
+                np.divide(vn, bias2, out=tmp)
+                np.sqrt(tmp, out=tmp)
+                np.add(tmp, self.eps, out=tmp)  # √v̂ + ε
+                step = np.multiply(mn, -self.lr / bias1)
+                np.divide(step, tmp, out=step)
+                np.add(pn, step, out=pn)  # p ← p − η m̂ / (√v̂ + ε)
+                torch.autograd.graph.increment_version(p)  # p changed in place: autograd's version check still sees it
+                continue
+            with torch.no_grad():
+                m.mul_(b1).add_((1 - b1) * g)  # m ← β1 m + (1 − β1) g
+                v.mul_(b2).add_((1 - b2) * g * g)  # v ← β2 v + (1 − β2) g²
+                denom = (v / bias2).sqrt_().add_(self.eps)  # √v̂ + ε
+                p.add_((-self.lr / bias1) * m / denom)  # p ← p − η m̂ / (√v̂ + ε)
+
+
+def _numpy_steppable(p: Tensor) -> bool:
+    """Whether :class:`Adam` steps ``p`` in numpy: a dense CPU float32/float64 tensor."""
+    return p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.layout == torch.strided
 
 
 def _optimizer(kind: str, params: Sequence[Tensor], lr: float) -> SGD:
@@ -316,6 +368,8 @@ def run(
     representation: bool = False,
     progress: bool | None = False,
     fast: bool = True,
+    solutions: int | None = None,
+    preferences: Tensor | None = None,
 ) -> RunResult:
     """Optimise ``problem`` with ``method`` from the problem's standard starting points.
 
@@ -343,7 +397,21 @@ def run(
 
     The final method instances (one per start; one for set methods and networks) are in
     ``result.extra["methods"]``.
+
+    Set methods (``solutions`` P, ``preferences`` (P, K)) are run by
+    :func:`reference_impls.set_runner.run_set`, which also takes the method's own run defaults.
     """
+    from reference_impls.set_runner import is_set_method, run_set
+
+    if is_set_method(method):
+        if representation:
+            raise ValueError("representation (-UB) mode is for single-network methods, not set methods")
+        return run_set(
+            method, problem, solutions=solutions, preferences=preferences, steps=steps, lr=lr, optimizer=optimizer, seed=seed,
+            params=params, problem_params=problem_params, record_every=record_every, threads=threads, progress=progress, fast=fast,
+        )  # fmt: skip
+    if solutions is not None or preferences is not None:
+        raise ValueError(f"{getattr(method, 'name', None) or method}: --solutions and preferences apply to set methods only")
     params = dict(params or {})
     if isinstance(problem, str):
         problem = get_problem(problem, **(problem_params or {}))
@@ -377,10 +445,6 @@ def run(
                 return _run_bilevel(probe, problem, **settings)
             if not isinstance(problem, Problem):
                 raise ValueError(f"not a toy problem: {problem!r}")
-            if isinstance(probe, SetMethod):
-                if isinstance(problem, NoisyProblem):
-                    raise ValueError(f"{name} is a set method: the runner has no stochastic oracle for set methods (use the exact problem {problem.base.id!r})")
-                return _run_set(probe, problem, fast=fast, **settings)
             if isinstance(probe, LossWeighting):
                 if probe.bilevel:
                     raise ValueError(f"{name} is a bi-level method: it needs train/validation losses, not a point problem (use --problem bilevel-ridge)")
@@ -528,6 +592,24 @@ def _loop_points_fast(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _directions2(methods: list[Any], F: Tensor, J: Tensor, needs_losses: bool) -> Tensor:
+    """d_b for every start of a K = 2, n = 2 float64 run from ``method.direction2(rows, losses)`` on Python floats.
+
+    The protocol (reference_impls/core/solvers.py): direction2 returns the general path's direction bit for bit
+    (tested per method), or None with no state changed, and then the start runs its general path
+    (``method(J_b, F_b)``), which decides and raises the defined errors. One ``tolist`` per step instead of
+    per-start tensor calls (each 1-5 µs, far above the arithmetic of a 2×2 problem).
+    """
+    rows, losses = J.tolist(), (F.tolist() if needs_losses else None)  # (B, K, n) or (B, S, K, n); (B, K)
+    D = []
+    for b, m in enumerate(methods):
+        d = m.direction2(rows[b], losses[b] if needs_losses else None)
+        if d is None:
+            d = (m(J[b], F[b]) if needs_losses else m(J[b])).tolist()  # the general path (raises on bad input)
+        D.append(d)
+    return torch.from_numpy(np.array(D, dtype=np.float64))  # (B, n)
+
+
 def _batched_gramian_weighting(m: Any) -> bool:
     """Whether ``m`` computes d = Jᵀ w(J Jᵀ) through the interface's own __call__ (so the runner may batch M)."""
     cls = type(m)
@@ -537,6 +619,44 @@ def _batched_gramian_weighting(m: Any) -> bool:
         and cls.aggregate is Weighting.aggregate
         and cls.compute_weights is GramianWeighting.compute_weights
     )
+
+
+def _start_batch(methods: list[Any], optimizer: str, lr: float) -> StartBatch | None:
+    """The method class's :class:`~reference_impls.core.loss_weighting.StartBatch` for these instances, or None."""
+    make = getattr(type(methods[0]), "start_batch", None)
+    if make is None:
+        return None
+    return make(methods, lambda P: _batch_optimizer(optimizer, P, lr))
+
+
+class _RowSGD:
+    """:class:`SGD` on each row of a (B, ...) parameter separately: torch's p.add_(g, alpha=−η) may fuse the
+    multiply-add on some entries depending on the tensor's size, so each row view steps as a per-start tensor would."""
+
+    def __init__(self, P: Tensor, lr: float) -> None:
+        self.P, self.lr = P, lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.P.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if self.P.grad is None:
+            return
+        for row, g in zip(self.P.unbind(0), self.P.grad.unbind(0)):
+            row.add_(g, alpha=-self.lr)  # SGD.step of the row alone
+
+
+def _batch_optimizer(kind: str, P: Tensor, lr: float) -> Any:
+    """An optimiser over the (B, ...) parameter P that moves each row exactly as the per-start optimiser moves that row alone.
+
+    Adam: one :class:`Adam` over P (its CPU step is element-wise numpy arithmetic, independent of the shape).
+    SGD: one :class:`SGD` step per row view (torch's kernel rounding may depend on the tensor's size)."""
+    if kind == "adam" and _numpy_steppable(P):
+        return Adam([P], lr=lr)
+    if kind == "sgd":
+        return _RowSGD(P, lr)
+    raise ValueError(f"no batched {kind!r} optimiser for a {P.dtype} parameter on {P.device}")
 
 
 def _run_points(
@@ -556,12 +676,24 @@ def _run_points(
         raise ValueError(f"{method}: jacobian_samples must be 1 for a loss weighting and >= 1 otherwise, got {samples}")
     noise = problem.noise_generator(seed) if isinstance(problem, NoisyProblem) else None
     batched = not loss_weighting and samples == 1 and _batched_gramian_weighting(methods[0])
+    # K = 2 on Python floats where the method class offers it (solvers.py, the direction2 protocol)
+    floats2 = not loss_weighting and callable(getattr(methods[0], "direction2", None))
+    # A method class may step all B starts as one (B, K) computation (core/loss_weighting.StartBatch):
+    # the same arithmetic per start, without B autograd graphs, B optimisers and B input checks per step.
+    start_batch = _start_batch(methods, optimizer, lr) if samples == 1 else None
+    if start_batch is not None:
+        method_opts = [None] * len(methods)  # the batch steps the methods' parameters itself
 
     # Methods that read loss values see f − ℓ* where the problem declares lower bounds ℓ*.
     offset = None if problem.loss_lower_bound is None else torch.tensor(problem.loss_lower_bound, dtype=x0.dtype)
+    offset_np = None if offset is None else offset.numpy()  # (K,)
 
     def shifted(F: Tensor) -> Tensor:
-        return F if offset is None else F - offset.to(F)
+        if offset is None:
+            return F
+        if F.device.type == "cpu" and F.dtype == offset.dtype and not F.requires_grad:
+            return torch.from_numpy(F.numpy() - offset_np)  # the same IEEE subtraction, without a torch call
+        return F - offset.to(F)
 
     def per_start(t: int, F: Tensor, J: Tensor) -> Tensor:
         D = []
@@ -590,6 +722,11 @@ def _run_points(
         elif samples > 1:
             J = J.unsqueeze(1).expand(-1, samples, -1, -1)  # an exact oracle's S samples are all J, (B, S, K, n)
         F = shifted(F)
+        if start_batch is not None:
+            W = start_batch.step(t, F, J)  # (B, K) w_b of every start, in J's dtype
+            return torch.stack([w @ J_b for w, J_b in zip(W.unbind(0), J.unbind(0))])  # d_b = J_bᵀ w_b with the per-start product, (B, n)
+        if floats2 and method_opts[0] is None and J.shape[-2:] == (2, 2) and J.dtype == torch.float64 and J.device.type == "cpu":
+            return _directions2(methods, F, J, needs_losses)  # (B, n), each start's direction2 or its general path
         if batched and method_opts[0] is None:
             # M_b = J_b J_bᵀ with the same product as gramian(J_b) (a batched matmul rounds differently for
             # n ≥ 10), checked once for the whole batch instead of per start, (B, K, K)
@@ -608,6 +745,9 @@ def _run_points(
             if noise is not None:  # the stochastic oracle's losses at the new iterate: F + σζ
                 F_new = F_new + problem.sigma * torch.randn(F_new.shape, generator=noise, dtype=F_new.dtype)
             F_new = shifted(F_new)
+            if start_batch is not None:
+                start_batch.after_step(t, F_new)  # update(F_new_b), on_epoch_end(t) of every start
+                return
             for b, m in enumerate(methods):
                 if update:
                     m.update(F_new[b])  # post-step losses (FAMO's ξ step)
@@ -616,41 +756,10 @@ def _run_points(
 
     loop = _loop_points_fast if fast and problem.has_closed_form else _loop_points
     xs, fs, F, J = loop(problem, x0, steps, lr, optimizer, record_every, direction, after_step, report)
+    if start_batch is not None:
+        start_batch.finish()  # the instances hold the final state, as after the per-start loop
     result = _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=False)
     result.extra["methods"] = methods
-    return result
-
-
-def _run_set(
-    m: SetMethod, problem: Problem, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int,
-    report: Callable[[int], None] | None = None, fast: bool = True,
-) -> RunResult:  # fmt: skip
-    x0 = problem.initial_points(seed)  # (P, n)
-    prefs = m.default_preferences(x0.shape[0], problem.K).to(x0) if m.needs_preferences else None
-    hooks = defined_hooks(m)
-    learned = learnable_parameters([m])
-    method_opt = _optimizer(optimizer, learned, lr) if learned else None
-
-    def direction(t: int, x: Tensor, F: Tensor, J: Tensor) -> Tensor:
-        if method_opt is None:
-            return m.step(x, F, J, prefs)  # (P, n)
-        method_opt.zero_grad(set_to_none=True)
-        D = m.step(x, F, J, prefs)  # (P, n); may write .grad of m.parameters()
-        method_opt.step()
-        return D
-
-    def after_step(t: int, F_new: Tensor) -> None:
-        if "update" in hooks:
-            m.update(F_new)  # (P, K) at the moved solutions
-        end_epoch(m, t)  # full batch: every step is an epoch
-
-    hooked = "update" in hooks or "on_epoch_end" in hooks
-    loop = _loop_points_fast if fast and problem.has_closed_form else _loop_points
-    xs, fs, F, J = loop(problem, x0, steps, lr, optimizer, record_every, direction, after_step if hooked else None, report)
-    result = _finish(problem, method, optimizer, steps, lr, seed, xs, fs, F, J, set_method=True)
-    if prefs is not None:
-        result.extra["preferences"] = prefs
-    result.extra["methods"] = [m]
     return result
 
 
@@ -814,9 +923,13 @@ def run_from_cli(args: Any) -> int:
     problem = get_problem(args.problem, **problem_params)
     result = run(
         args.method, problem, steps=args.steps, lr=args.lr, seed=args.seed,
-        params=method_params, progress=None, **runner_options,
+        params=method_params, progress=None, solutions=getattr(args, "solutions", None), **runner_options,
     )  # fmt: skip
     print(result.table(), end="")
+    if "metrics" in result.extra:  # a set method: the set's metrics
+        from reference_impls.set_runner import metrics_table
+
+        print(metrics_table(result), end="")
     if getattr(args, "plot", None):
         from reference_impls.plotting import plot_result
 

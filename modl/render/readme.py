@@ -150,10 +150,12 @@ def render_item(catalog: Catalog, paper: Paper, leaf_id: str, anchors: dict[str,
     if paper.links.code:
         extras.append(_link("Code", paper.links.code))
     impls = reference_impl_links(catalog, paper)
+    # A reconstruction (the paper leaves steps open and no official code exists) is flagged where users pick code.
+    caveat = " (reconstructed)" if impls and paper.implementation.reconstructed else ""
     if len(impls) == 1:
-        extras.append(_link("Reference implementation", impls[0][1]))
+        extras.append(_link("Reference implementation", impls[0][1]) + caveat)
     elif impls:
-        extras.append("Reference implementations: " + ", ".join(_link(name, url) for name, url in impls))
+        extras.append("Reference implementations: " + ", ".join(_link(name, url) for name, url in impls) + caveat)
     extras.append(_link("Catalog page", page))
     return f"{_link(paper.title, paper.links.paper)} - {authors}. {venue} {SEPARATOR.join(extras)}"
 

@@ -403,6 +403,8 @@ class SiteModel:
                 )
             return f"Planned{planned}: this paper's method has no reference implementation in `reference_impls` yet.\n"
         out = []
+        if impl.reconstructed:
+            out.append(f'!!! warning "Reconstructed"\n    {E.md(impl.reconstructed)}\n')
         for m in methods:
             family = self.catalog.category(m.family).title if _has_category(self.catalog, m.family) else m.family
             out.append(f"### {E.md(m.name)} {{ #{method_anchor(m.name)} }}\n")
@@ -413,6 +415,11 @@ class SiteModel:
             usage = f'import reference_impls\nmethod = reference_impls.create("{m.name}")\n'
             if m.interface in ("aggregator", "weighting", "gramian-weighting"):
                 usage += "d = method(J)  # J: (K, n) task gradients as rows -> d: (n,) update direction\n"
+            elif m.interface == "set":
+                usage += (
+                    "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians, preferences (P, K)\n"
+                    "D = method.step(X, F, J, preferences)  # -> D: (P, n), then X <- X - lr * D\n"
+                )
             else:
                 usage += f"# interface {m.interface!r}: see the class docstring below for how to call it\n"
             out.append(_fence(usage, "python"))

@@ -4,7 +4,8 @@ Every interface lists the hooks it offers in its ``hook_names`` class attribute 
 no-op default marked with :func:`default_hook`; a method *defines* a hook when it overrides that
 default (:func:`defined_hooks`). The runner (:mod:`reference_impls.runner`) and the documented
 training loop (:func:`train_step`, :func:`bilevel_step` and :func:`end_epoch`, shown in ``site/implementations/design.md``)
-call every defined hook; ``tests/reference_impls/test_hooks.py`` checks that they do, for every
+call every defined hook, as does the set loop (:func:`set_step`, for set methods: ``begin`` once, then
+``update``, ``adapt_preferences`` and ``on_epoch_end`` after every step); ``tests/reference_impls/test_hooks.py`` checks that they do, for every
 registered method.
 
 =====================  ===========================  ==================================================  ==========
@@ -21,6 +22,10 @@ hook                   interfaces                   called                      
                                                     hooks the shared activations Z
 ``outer_step(...)``    BilevelLossWeighting         every ``outer_every`` steps, before the inner step, Auto-Lambda's
                                                     with the validation losses (:func:`bilevel_step`)   meta step
+``begin(X0, F0, r,``   SetMethod                    once, before the first step, with the initial set,  ParetoMTL's
+``steps, ideal)``                                   the preferences, the step budget, the ideal point   init phase
+``adapt_preferences``  SetMethod                    after every step (after ``update``), with the moved adaptive
+``(X, F, r, t)``                                    set; returns the next preferences or None           ref. vectors
 =====================  ===========================  ==================================================  ==========
 """
 
@@ -206,6 +211,64 @@ def bilevel_step(
     return before
 
 
+def set_step(
+    method: Any,
+    X: Tensor,
+    F: Tensor,
+    J: Tensor,
+    preferences: Tensor | None,
+    evaluate: Callable[[Tensor], tuple[Tensor, Tensor]],
+    optimizer: Any,
+    *,
+    step: int = 0,
+    project: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One step of a set method (:class:`~reference_impls.core.sets.SetMethod`) on P solutions, calling every hook.
+
+    D = method.step(X, F, J, preferences); X ← Π(X − η·D) with ``optimizer`` (which must also step
+    ``method.parameters()``: checked, ValueError if not); then ``update(F_new)``,
+    ``adapt_preferences(X, F_new, preferences, step)`` and ``on_epoch_end(step)`` (full batch: every
+    step is an epoch). :func:`reference_impls.set_runner.run_set` runs exactly this step; ``begin``
+    is called once by the caller before the first step.
+
+    Args:
+        X: the solutions (P, n), a leaf tensor stepped by ``optimizer`` (its ``.grad`` is set to D).
+        F, J: the losses (P, K) and Jacobians (P, K, n) at X (the previous call's return value).
+        preferences: (P, K) or None (preference-free methods).
+        evaluate: X (P, n) -> (F (P, K), J (P, K, n)), detached.
+        project: the feasible-set projection (a box's clamp), or None.
+
+    Returns:
+        (F_new, J_new, preferences): the losses and Jacobians at the moved set, and the preferences
+        for the next step (changed only by ``adapt_preferences``).
+
+    Raises:
+        ValueError: the direction or the new losses are not finite (names the step).
+    """
+    hooks = defined_hooks(method)
+    check_optimised(method, optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    D = method.step(X.detach(), F, J, preferences)  # (P, n); may write .grad of method.parameters()
+    if not bool(torch.isfinite(D).all()):
+        raise ValueError(f"the set method returned a non-finite direction at step {step}")
+    X.grad = D.detach().to(X)
+    optimizer.step()  # X ← X − η D (or Adam's step)
+    if project is not None:
+        with torch.no_grad():
+            X.copy_(project(X))  # Π_box
+    F_new, J_new = evaluate(X.detach())  # (P, K), (P, K, n)
+    if not bool(torch.isfinite(F_new).all() and torch.isfinite(J_new).all()):
+        raise ValueError(f"the losses or their gradients became non-finite after step {step} (lower the learning rate)")
+    if "update" in hooks:
+        method.update(F_new)  # losses at the moved set
+    if "adapt_preferences" in hooks:
+        new = method.adapt_preferences(X.detach(), F_new, preferences, step)
+        if new is not None:
+            preferences = new
+    end_epoch(method, step)
+    return F_new, J_new, preferences
+
+
 def end_epoch(method: Any, epoch: int) -> None:
     """Call ``method.on_epoch_end(epoch)`` if the method defines it (after each pass over the data)."""
     if "on_epoch_end" in defined_hooks(method):
@@ -217,4 +280,4 @@ def learnable_parameters(methods: Iterable[Any]) -> list[Tensor]:
     return [p for m in methods if "parameters" in defined_hooks(m) for p in m.parameters()]
 
 
-__all__ = ["bilevel_step", "check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors", "train_step"]
+__all__ = ["bilevel_step", "check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors", "set_step", "train_step"]

@@ -15,7 +15,9 @@ Protocol of one training step (what :func:`reference_impls.runner.run` does)::
     method.on_epoch_end(epoch)                  # after each pass over the data
 
 :func:`reference_impls.core.hooks.train_step` does exactly this (and checks that the optimiser
-holds ``method.parameters()``).
+holds ``method.parameters()``). On point problems the runner may instead step the instances of all
+starting points at once through the class's :class:`StartBatch` (an optional speed path with the same
+arithmetic, below).
 
 and, for a :class:`BilevelLossWeighting`, every ``outer_every`` steps ``method.outer_step(...)`` before
 the inner step (:func:`reference_impls.core.hooks.bilevel_step`; the signature is in
@@ -138,4 +140,69 @@ class BilevelLossWeighting(LossWeighting):
         """
 
 
-__all__ = ["BilevelLossWeighting", "LossWeighting"]
+class StartBatch(ABC):
+    """Optional speed path of :func:`reference_impls.runner.run`: B instances of one method, one per start, stepped as one.
+
+    On a point problem the runner drives one instance per start (B of them) through the per-start
+    protocol above: B calls of ``weights``, B autograd graphs of ``objective``, B optimisers, B calls of
+    each hook, every step. A method class may offer a batch instead: ``cls.start_batch(methods,
+    optimizer)`` returns a :class:`StartBatch` (or None to decline) holding the B instances' state as
+    (B, K) arrays, and the runner then calls, at every step t,
+
+        W = batch.step(t, F, J)         # (B, K) weights of step t for the (B, K) losses F (and (B, K, n) J);
+                                        # also everything else the per-start protocol does in step t:
+                                        # parameter gradients and the optimiser step, observe(F_b, t)
+        d_b = W[b] @ J[b]               # the runner, with the same product as the per-start path
+        batch.after_step(t, F_new)      # update(F_new_b) and on_epoch_end(t) (full batch: every step is an epoch)
+
+    and ``batch.finish()`` at the end, which writes the state back into the B instances (so the
+    instances after a batched run are those of a per-start run).
+
+    Contract: each row of the batch follows the same arithmetic, in the same order, as the instance of
+    that start would (the method's own formulas, written for (B, K) arrays: gradients of the objective
+    in closed form where the per-start path uses autograd, with the same products), so that the runner's
+    results are those of the per-start loop (tested per method, bit for bit where the operations are
+    the same, tests/reference_impls/test_start_batches.py). The input checks run once per step on the
+    whole batch; where they fail, the instance of the first offending start raises its own error.
+
+    ``optimizer(P)`` (given by the runner) returns an optimiser over a (B, ...) parameter tensor P whose
+    step moves each row exactly as the run's per-start optimiser would move that row on its own.
+
+    A batch replicates the class's own code, so it applies only when the instances are of exactly that
+    class and run its own functions: :meth:`applies` checks that no replicated attribute (``weights``,
+    ``objective``, the hooks) was overridden by a subclass, patched on the class (e.g. by a test's spy)
+    or set on an instance; otherwise the runner takes the per-start path.
+    """
+
+    #: The method class this batch replicates, and the attributes of it whose code the batch replicates.
+    method_class: ClassVar[type]
+    replicates: ClassVar[tuple[str, ...]] = ()
+    _originals: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "method_class" in cls.__dict__:  # snapshot the functions as defined, before any patching
+            cls._originals = {name: getattr(cls.method_class, name) for name in cls.replicates}
+
+    @classmethod
+    def applies(cls, methods: Sequence[Any]) -> bool:
+        """Whether every instance is exactly ``method_class`` running the replicated code unchanged."""
+        target = cls.method_class
+        if not methods or any(type(m) is not target for m in methods):
+            return False
+        if any(getattr(target, name) is not original for name, original in cls._originals.items()):
+            return False  # patched on the class
+        return not any(name in vars(m) for m in methods for name in cls._originals)  # set on an instance
+
+    @abstractmethod
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        """The weights W (B, K) of step t, in J's dtype, and the step's other per-start effects."""
+
+    def after_step(self, t: int, F_new: Tensor) -> None:
+        """Post-step hooks for every start with the (B, K) losses at the new iterates."""
+
+    def finish(self) -> None:
+        """Write the batch's state back into the instances."""
+
+
+__all__ = ["BilevelLossWeighting", "LossWeighting", "StartBatch"]

@@ -30,6 +30,11 @@ class SetMethod(ABC):
     name: ClassVar[str] = ""  # registry id
     needs_preferences: ClassVar[bool] = True  # False for preference-free methods (HV ascent, MOO-SVGD)
     stateful: ClassVar[bool] = False
+    # Run defaults that override the problem's (None: use the problem's default_*). For methods whose
+    # paper fixes the toy settings, or whose step-size rule is folded into D (EPO: plain SGD).
+    default_optimizer: ClassVar[str | None] = None  # "sgd" | "adam"
+    default_lr: ClassVar[float | None] = None
+    default_steps: ClassVar[int | None] = None
 
     @abstractmethod
     def step(self, X: Tensor, F: Tensor, J: Tensor, preferences: Tensor | None) -> Tensor:
@@ -43,11 +48,37 @@ class SetMethod(ABC):
         """Preferences used when the caller gives none: :func:`simplex_preferences`."""
         return simplex_preferences(P, K)
 
+    def target_rays(self, preferences: Tensor) -> Tensor | None:
+        """The objective-space direction (P, K) from the ideal point that each solution should reach.
+
+        Used by the preference-error metric (distance and angle of F − z from the ray). None (the
+        default) when the method targets sectors or scalarisation optima rather than rays (ParetoMTL,
+        LS); EPO returns 1/r normalised (r ⊙ f ∝ 𝟙), PMGDA/XWC/FERERO their own convention.
+        """
+        return None
+
     def reset(self) -> None:
         """Forget all state."""
 
-    # Hooks (see reference_impls.core.hooks): driven by the runner.
-    hook_names: ClassVar[tuple[str, ...]] = ("parameters", "update", "on_epoch_end")
+    # Hooks (see reference_impls.core.hooks): driven by the runner and by the documented set loop.
+    hook_names: ClassVar[tuple[str, ...]] = ("parameters", "begin", "update", "adapt_preferences", "on_epoch_end")
+
+    @default_hook
+    def begin(self, X0: Tensor, F0: Tensor, preferences: Tensor | None, *, steps: int, ideal: Tensor | None = None) -> None:
+        """Called once before the first step with the initial set X0 (P, n), its losses F0 (P, K), the
+        preferences (P, K) or None, the planned number of steps, and the problem's ideal point (K,)
+        where it is known (min of each objective over the Pareto front), else None.
+
+        For methods whose rule depends on the iteration budget (ParetoMTL's 20 % initial phase) or on
+        the starting set (warm starts, reference points)."""
+
+    @default_hook
+    def adapt_preferences(self, X: Tensor, F: Tensor, preferences: Tensor | None, t: int) -> Tensor | None:
+        """Called after step t (after :meth:`update`) with the moved set X (P, n) and its losses F (P, K).
+
+        Returns the preferences (P, K) for the following steps (adaptive reference vectors, UMOD),
+        or None to keep the current ones."""
+        return None
 
     @default_hook
     def parameters(self) -> Sequence[Tensor]:
@@ -97,6 +128,27 @@ def simplex_preferences(P: int, K: int, *, seed: int = 0) -> Tensor:
     return w / w.sum(1, keepdim=True)
 
 
+def check_preferences(preferences: Tensor, P: int | None = None, K: int | None = None, *, name: str = "preferences") -> Tensor:
+    """Validate a preference matrix: shape (P, K), finite, non-negative, no all-zero row; returns it.
+
+    Raises a ValueError that says what is wrong. Rows are not rescaled (a method that needs rows on
+    the simplex divides by the row sums itself; zero entries are allowed here, and each method states
+    what a zero entry means for it).
+    """
+    if not isinstance(preferences, Tensor):
+        preferences = torch.as_tensor(preferences, dtype=torch.float64)
+    if preferences.ndim != 2 or (P is not None and preferences.shape[0] != P) or (K is not None and preferences.shape[1] != K):
+        want = f"({'P' if P is None else P}, {'K' if K is None else K})"
+        raise ValueError(f"{name}: expected shape {want}, got {tuple(preferences.shape)}")
+    if not bool(torch.isfinite(preferences).all()):
+        raise ValueError(f"{name}: contains NaN or infinite entries")
+    if bool((preferences < 0).any()):
+        raise ValueError(f"{name}: entries must be non-negative (rows on the simplex), got a negative entry")
+    if bool((preferences.sum(1) <= 0).any()):
+        raise ValueError(f"{name}: a row is all zero (a preference vector needs a positive entry)")
+    return preferences
+
+
 def sample_preferences(num: int, K: int, *, alpha: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
     """``num`` preferences ~ Dirichlet(α𝟙) (num, K), as Pareto-set models sample them during training."""
     conc = torch.full((num, K), float(alpha), dtype=torch.float64)
@@ -104,4 +156,4 @@ def sample_preferences(num: int, K: int, *, alpha: float = 1.0, generator: torch
     return w / w.sum(1, keepdim=True)
 
 
-__all__ = ["ParetoModel", "SetMethod", "sample_preferences", "simplex_preferences"]
+__all__ = ["ParetoModel", "SetMethod", "check_preferences", "sample_preferences", "simplex_preferences"]

@@ -271,11 +271,28 @@ def _wolfe(Q: np.ndarray, norms: np.ndarray, *, max_iter: int | None) -> np.ndar
     max_iter = max_iter if max_iter is not None else 50 * K + 100
 
     guess = _guess_support(B, Q, norms)
-    if guess is not None:
+    if isinstance(guess, np.ndarray):
         return guess
-
+    # Wolfe's loop starts from the guess's corral when there is one (its affine min-norm point has positive
+    # weights: a valid start, a few corral changes from the optimum instead of about one per support point);
+    # if that run stalls or runs out of iterations, it starts again from the shortest point alone.
+    if guess is not None:
+        lam = _wolfe_from(Q, B, norms, *guess, max_iter=max_iter, warm=True)
+        if lam is not None:
+            return lam
     S = [int(np.argmin(np.diag(Q)))]  # corral: indices of the current affinely independent points
-    lam = np.array([1.0])
+    lam = _wolfe_from(Q, B, norms, S, np.array([1.0]), max_iter=max_iter, warm=False)
+    if lam is None:
+        raise SolverError(f"min-norm solver did not converge in {max_iter} corral changes (K = {K})")
+    return lam
+
+
+def _wolfe_from(
+    Q: np.ndarray, B: np.ndarray, norms: np.ndarray, S: list[int], lam: np.ndarray, *, max_iter: int, warm: bool
+) -> np.ndarray | None:
+    """Wolfe's major and minor cycles from the corral S with weights lam (positive, Σ = 1, the corral's
+    affine min-norm point); the optimum, or None when out of iterations (or, for a warm start, stalled)."""
+    K = Q.shape[0]
     previous_xx = np.inf
     for _ in range(max_iter):
         full = np.zeros(K)
@@ -287,8 +304,10 @@ def _wolfe(Q: np.ndarray, norms: np.ndarray, *, max_iter: int | None) -> np.ndar
         violation = (Qlam - xx + min_norm_tolerances(Q, norms, full, _EPS64)) / norms
         j = int(np.argmin(violation))
         # A major cycle that no longer lowers ||x||² means rounding has the last word: stop (the caller certifies).
-        if violation[j] >= 0.0 or j in S or xx >= previous_xx:
+        if violation[j] >= 0.0:
             return full
+        if j in S or xx >= previous_xx:
+            return None if warm else full  # a warm start that stalls hands over to the cold one
         previous_xx = xx
         S.append(j)
         lam = np.append(lam, 0.0)
@@ -314,17 +333,19 @@ def _wolfe(Q: np.ndarray, norms: np.ndarray, *, max_iter: int | None) -> np.ndar
             if len(S) == 1:
                 lam = np.array([1.0])
                 break
-    raise SolverError(f"min-norm solver did not converge in {max_iter} corral changes (K = {K})")
+    return None
 
 
-def _guess_support(B: np.ndarray, Q: np.ndarray, norms: np.ndarray, attempts: int = 3) -> np.ndarray | None:
-    """Guess the optimal support and certify it, or return None (Wolfe's loop then decides).
+def _guess_support(B: np.ndarray, Q: np.ndarray, norms: np.ndarray, attempts: int = 3):
+    """Guess the optimal support and certify it: λ (K,) if certified, else a corral (S, α) to start
+    Wolfe's loop from, or None (Wolfe's loop then starts from one point).
 
     Start from all K points and drop those whose affine weight is not positive, a few times. If the
     affine min-norm point of the remaining set has positive weights, it lies in the convex hull;
     it is the answer exactly when Wolfe's per-task optimality test holds for every j, which is
     checked. On typical Jacobians (support of nearly all tasks) this costs two or three linear
-    solves instead of one Wolfe iteration per support point.
+    solves instead of one Wolfe iteration per support point; when the test fails (points dropped that
+    belong to the support), that set is a corral close to the optimal one.
     """
     K = Q.shape[0]
     S = list(range(K))
@@ -337,7 +358,7 @@ def _guess_support(B: np.ndarray, Q: np.ndarray, norms: np.ndarray, attempts: in
             Qlam = Q @ lam  # ⟨x, p_j⟩ for every j
             if (Qlam - float(lam @ Qlam) + min_norm_tolerances(Q, norms, lam, _EPS64)).min() >= 0.0:
                 return lam
-            return None
+            return S, alpha  # not optimal: a corral to start Wolfe's loop from
         S = [s for s, keep in zip(S, positive) if keep]
         if not S:
             return None
@@ -390,6 +411,59 @@ def gramian2_entries(M) -> tuple[float, float, float, float] | None:
     if not math.isfinite(a + b + c + d):  # NaN/inf, or a sum that overflows: the general path decides
         return None
     return a, b, c, d
+
+
+# ----------------------------------------------------------------------------------------------
+# The runner's K = 2 protocol ``direction2(rows, losses)`` (reference_impls/runner.py, _directions2): a
+# method may compute its direction from the float64 Jacobian as Python lists (``J.tolist()``), without a
+# torch call. It returns the direction (a list of n floats) equal bit for bit to what its general path
+# (``method(J, losses)``, or the runner's batched Gramian path) returns, having made the same state
+# change; or None, with no state changed, and the runner then calls the general path, which decides
+# (and raises the defined errors). The helpers below are the two products every such method shares, in
+# the order of IEEE operations torch uses on these shapes (two-term sums: one order; torch's small CPU
+# matmuls round each product and each sum, no fused multiply-add, checked bit for bit by the tests).
+# ----------------------------------------------------------------------------------------------
+
+_INFO64 = (_EPS64, float(np.finfo(np.float64).tiny))  # (ε, tiny) of float64
+
+
+def gramian2_rows(rows) -> tuple[float, float, float, float] | None:
+    """(M_11, M_12, M_21, M_22) of M = J Jᵀ for J = ``rows`` (two rows of two Python floats), as torch's
+    ``J @ J.T`` rounds them (M_ij = J_i1 J_j1 + J_i2 J_j2), or None: another shape, or a non-finite M (a NaN/inf
+    in J, or an overflow: the general path raises). n = 2 only: a longer sum has no single summation order."""
+    if len(rows) != 2:
+        return None
+    g1, g2 = rows
+    if len(g1) != 2 or len(g2) != 2:
+        return None
+    a, b = g1
+    c, d = g2
+    if type(a) is not float or type(c) is not float:  # (S, K, n) samples, or not floats
+        return None
+    m11, m12, m21, m22 = a * a + b * b, a * c + b * d, c * a + d * b, c * c + d * d  # M_ij = ⟨g_i, g_j⟩
+    if not math.isfinite(m11 + m12 + m21 + m22):  # a finite sum proves every entry finite
+        return None
+    return m11, m12, m21, m22
+
+
+def combine2(w1: float, w2: float, g1, g2) -> list[float]:
+    """d = Jᵀw = w_1 g_1 + w_2 g_2 for two rows of Python floats (torch's ``w @ J``: each product rounded, then the sum)."""
+    return [w1 * x + w2 * y for x, y in zip(g1, g2)]
+
+
+def project_simplex2(v1: float, v2: float) -> tuple[float, float] | None:
+    """:func:`project_simplex` of (v_1, v_2) on Python floats, bit for bit, or None if v is not finite (it raises).
+
+    The sort-based formula for two entries after the shift by the maximum: sorted u = (0, a), a = v_min − v_max ≤ 0;
+    cumsum − 1 = (−1, a − 1); the second entry is in the support iff a − (a − 1)/2 > 0, and then τ = (a − 1)/2, else
+    τ = −1/1; λ = max(v − max − τ, 0).
+    """
+    if not math.isfinite(v1 + v2):
+        return None
+    a = v2 - v1 if v1 >= v2 else v1 - v2  # v_min − v_max
+    tau = (a - 1.0) / 2.0 if a - (a - 1.0) / 2.0 > 0.0 else -1.0
+    top, low = max(0.0 - tau, 0.0), max(a - tau, 0.0)
+    return (top, low) if v1 >= v2 else (low, top)
 
 
 def min_norm_weights2(m11: float, m12: float, m21: float, m22: float, eps: float, tiny: float) -> tuple[float, float] | None:

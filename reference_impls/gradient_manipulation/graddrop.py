@@ -197,6 +197,26 @@ class GradDrop(Aggregator):
         VA = (U * 2.0 - 1.0) * (positive - negative)  # V·A = (2U − 1)·Σ_i|∇_i|, (n,)
         return torch.from_numpy(positive * (S > VA) + negative * (S < VA))  # 1[P > U]·pos + 1[P < U]·neg, (n,)
 
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (core/solvers.py): :meth:`_kept_sum2`'s Python-float path on ``J.tolist()``
+        (leak 0, no activation signs: d = the kept sum), the same operations and the same draw of U, the general
+        path's bits; None (no draw made) where the general path must decide."""
+        if self.activations_sign is not None or not isinstance(self.leak, float) or self.leak != 0.0:
+            return None
+        if len(rows) != 2 or not rows[0] or type(rows[0][0]) is not float or len(rows[0]) > 16:
+            return None
+        a, b = rows
+        pos = [max(x, 0.0) + max(y, 0.0) for x, y in zip(a, b)]  # Σ_i max(∇_i, 0)
+        neg = [min(x, 0.0) + min(y, 0.0) for x, y in zip(a, b)]  # Σ_i min(∇_i, 0)
+        if not math.isfinite(sum(pos) + sum(neg)):
+            return None  # NaN/inf (the general path raises) or an overflowing sum: the general path decides
+        U = torch.rand(len(a), generator=self._generator, dtype=torch.float64).tolist()  # U ~ Unif(0, 1)
+        out = []
+        for p_k, n_k, u in zip(pos, neg, U):
+            s_k, va = p_k + n_k, (u * 2.0 - 1.0) * (p_k - n_k)  # S, V·A
+            out.append(p_k * (1.0 if s_k > va else 0.0) + n_k * (1.0 if s_k < va else 0.0))  # 1[P > U]·pos + 1[P < U]·neg
+        return out
+
     def aggregate(self, J: Tensor, losses: Tensor | None) -> Tensor:
         leak = self.leaks(J.shape[0])  # (K,) or None
         keep = None if leak is None else 1.0 - leak  # 1 − ℓ_i, (K,)

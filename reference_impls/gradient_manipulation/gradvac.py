@@ -132,6 +132,12 @@ class GradVac(ScaleFreeGramianWeighting):
         C, self.phi_hat = gradvac_coefficients(M, orders, self.phi_hat, self.beta)  # in float64
         return C.sum(dim=0)  # d = Σ_i g_i' = Σ_j (Σ_i C_ij) g_j
 
+    def _state2(self) -> Tensor | None:
+        return self.phi_hat  # replaced, never changed in place, by _weights2
+
+    def _restore2(self, state: Tensor | None) -> None:
+        self.phi_hat = state
+
     def _weights2(self, m11: float, m12: float, m21: float, m22: float) -> tuple[float, float]:
         """gradvac_coefficients for K = 2 on Python floats (one order, no draw; the same operations, same
         bits), updating φ̂ like the general path."""

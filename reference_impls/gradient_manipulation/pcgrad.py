@@ -65,7 +65,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
-from reference_impls.core.solvers import float_info, float_max, gramian2_entries, small_tensor
+from reference_impls.core.solvers import _INFO64, combine2, float_info, float_max, gramian2_entries, gramian2_rows, small_tensor
 
 
 def scale_rows_by_powers_of_two(J: Tensor) -> tuple[Tensor, Tensor]:
@@ -216,6 +216,32 @@ class ScaleFreeGramianWeighting(GramianWeighting):
 
     def _weights2(self, m11: float, m12: float, m21: float, m22: float) -> tuple[float, float] | None:
         return None
+
+    def _state2(self) -> object:
+        """What :meth:`_weights2` changes (GradVac: φ̂), to restore when :meth:`direction2` declines after calling it."""
+        return None
+
+    def _restore2(self, state: object) -> None:
+        pass
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): :meth:`aggregate`'s K = 2 path on Python floats (the plain M = J Jᵀ
+        when certified, :meth:`_weights2`, d = Jᵀw and its overflow certificate), the general path's bits; None (no
+        state changed) where the general path must decide."""
+        entries = gramian2_rows(rows)  # M as torch's J @ J.T rounds it; None: not two finite rows of two floats
+        eps, tiny = _INFO64
+        if entries is None or not (entries[0] >= tiny / eps and entries[3] >= tiny / eps):
+            return None  # exact_gramian2 declines: the normalised Gramian (general path)
+        state = self._state2()
+        w = self._weights2(*entries)
+        if w is None:
+            return None
+        d = combine2(w[0], w[1], rows[0], rows[1])  # d = Jᵀw
+        bound = abs(w[0]) * math.sqrt(entries[0]) + abs(w[1]) * math.sqrt(entries[3])  # combine_rows' certificate
+        if bound * (2.0 * (1.0 + 2 * eps) * (1.0 + 3 * eps)) < float_max(torch.float64) or math.isfinite(sum(d)):
+            return d
+        self._restore2(state)
+        return None  # d overflows: the general path raises
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
         if J.shape[0] == 2:

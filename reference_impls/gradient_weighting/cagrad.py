@@ -83,11 +83,14 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 from reference_impls.core.solvers import (
+    _INFO64,
     KAPPA,
     SolverError,
+    combine2,
     dual_cone_weights,
     float_info,
     gramian2_entries,
+    gramian2_rows,
     gramian64,
     min_norm_point,
     min_norm_tolerances,
@@ -112,6 +115,20 @@ class CAGrad(GramianWeighting):
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
         # the weights are invariant to a global factor of J: a vanishing J (M subnormal) is rescaled first
         return self.compute_weights_from_gramian(rescaled_gramian(J), losses)
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): :meth:`compute_weights` (the same M, closed form and rescaling
+        factor) and d = Jᵀu on Python floats, the general path's bits; None where the general path must decide."""
+        if not self.c > 0.0:
+            return None
+        entries = gramian2_rows(rows)  # M = J Jᵀ as torch rounds it; None: not two finite rows of two floats
+        if entries is None or max(entries[0], entries[3]) < _INFO64[1] / _INFO64[0]:
+            return None  # rescaled_gramian rescales a vanishing J: the general path
+        u = cagrad_weights2(*entries, self.c, *_INFO64)
+        if u is None:
+            return None
+        factor = (1.0, 1.0 / (1.0 + self.c**2), 1.0 / (1.0 + self.c))[self.rescale]
+        return combine2(u[0] * factor, u[1] * factor, rows[0], rows[1])  # d = Jᵀu
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         if M.shape[0] == 2 and self.c > 0.0:

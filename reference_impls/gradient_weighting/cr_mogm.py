@@ -57,6 +57,7 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import Weighting
 from reference_impls.core.hooks import defined_hooks
+from reference_impls.core.solvers import combine2, small_tensor
 
 INITIALS = ("base", "uniform")
 
@@ -125,6 +126,28 @@ class CRMOGM(Weighting):
     def alpha_at(self, t: int) -> float:
         """α_t = α·t^{−p} (t = 1, 2, ...)."""
         return self.alpha / t**self.alpha_power
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): when the base is MGDA's weighting (mgda, smg: the same
+        ``compute_weights``), λ̂_t from :meth:`MGDA.weights2_rows` and the average below on Python floats, the general
+        path's bits; None (no step taken) otherwise."""
+        from reference_impls.gradient_weighting.mgda import MGDA
+
+        if type(self._base).compute_weights is not MGDA.compute_weights or (self._lambd is not None and self._lambd.shape[0] != 2):
+            return None
+        lam_hat = MGDA.weights2_rows(self._base, rows)  # λ̂_t = W(J_t), stateless; None: the general path
+        if lam_hat is None:
+            return None
+        self._t += 1
+        self._base_weights = small_tensor(lam_hat, torch.float64)  # (K,)
+        if self._lambd is None and self.initial == "base":
+            lam = lam_hat  # λ_1 = λ̂_1 (D1)
+        else:
+            l1, l2 = (0.5, 0.5) if self._lambd is None else self._lambd.tolist()  # λ_{t−1} (λ_0 = 𝟙/K)
+            alpha_t = self.alpha_at(self._t)
+            lam = ((1.0 - alpha_t) * l1 + alpha_t * lam_hat[0], (1.0 - alpha_t) * l2 + alpha_t * lam_hat[1])  # λ_t
+        self._lambd = small_tensor(lam, torch.float64)
+        return combine2(lam[0], lam[1], rows[0], rows[1])  # d = Jᵀλ_t
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
         K = J.shape[0]

@@ -121,6 +121,23 @@ def balanced_direction(G: Tensor) -> Tensor:
     return d
 
 
+def _ema_step_floats(g_rows: list, J_rows: list, row_scale: list[float], beta_t: float) -> tuple[list, list[float]] | None:
+    """The EMA step and d of :meth:`DBMTL._ema_step` on Python floats (float64 rows): (new ĝ, d), or None when a norm
+    is outside the certified range or d is not finite (the tensor path decides)."""
+    scales = [(1.0 - beta_t) * r for r in row_scale]  # (1 − β_t)·row_scale_i
+    new = [[b * beta_t + x * c for b, x in zip(g_row, J_row)] for g_row, J_row, c in zip(g_rows, J_rows, scales)]  # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n)
+    norms = [math.sqrt(sum(v * v for v in row)) for row in new]  # ||ĝ_i||
+    eps, tiny = float_info(torch.float64)
+    if not all(math.sqrt(tiny / eps) <= v < float_max(torch.float64) for v in norms):  # NaN fails
+        return None
+    top = max(norms)
+    inverse = [1.0 / v for v in norms]
+    d = [top * sum(w * row[k] for w, row in zip(inverse, new)) for k in range(len(new[0]))]  # d = max_j ||ĝ_j|| Σ_i ĝ_i/||ĝ_i||
+    if math.isfinite(sum(d)) or all(math.isfinite(v) for v in d):
+        return new, d
+    return None
+
+
 class DBMTL(Aggregator):
     name = "db-mtl"
     needs_losses = True
@@ -160,6 +177,37 @@ class DBMTL(Aggregator):
         # (K, n) log-gradients are never materialised.
         return self._ema_step(J, 1.0 / shifted)
 
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's protocol for small float64 Jacobians (solvers.py): :meth:`aggregate`'s Python-float path
+        (:func:`_ema_step_floats`) on ``J.tolist()`` and the losses, without the tensor round trips; the same
+        operations, the general path's bits; None (no state changed) where the general path must decide."""
+        if losses is None or not rows or len(losses) != len(rows) or len(rows) > _SMALL_K or type(rows[0][0]) is not float:
+            return None
+        K, n = len(rows), len(rows[0])
+        if K * n > _TINY or not math.isfinite(sum(losses)):
+            return None  # larger Jacobians: the tensor path; NaN/inf losses: check_losses raises
+        shifted64 = [f + self.eps for f in losses]  # f_i + ε
+        if not all(f > 0 for f in shifted64):
+            return None  # the general path raises
+        g_hat = self._g_hat
+        if g_hat is None:
+            g_rows = [[0.0] * n for _ in range(K)]  # ĝ = 0 at start
+        elif g_hat.shape == (K, n) and g_hat.dtype == torch.float64 and g_hat.device.type == "cpu":
+            g_rows = g_hat.tolist()
+        else:
+            return None
+        t = self._t + 1
+        step = _ema_step_floats(g_rows, rows, [1.0 / f for f in shifted64], self.beta / t**self.beta_sigma)  # β_t = β / t^σ
+        if step is None:
+            return None
+        new, d = step
+        spare = self._spare
+        if spare is None or spare.shape != (K, n) or spare.dtype != torch.float64 or spare.device.type != "cpu":
+            spare = torch.empty(K, n, dtype=torch.float64)  # (K, n)
+        spare.numpy()[...] = new  # the new state, in the spare buffer (as the general path)
+        self._spare, self._g_hat, self._t = (torch.zeros(K, n, dtype=torch.float64) if g_hat is None else g_hat), spare, t
+        return d
+
     def direction_from_log_gradients(self, grad_log: Tensor) -> Tensor:
         """One EMA step on the log-loss gradients (K, n) and the balanced direction d (n,)."""
         return self._ema_step(grad_log, torch.ones(grad_log.shape[0], dtype=grad_log.dtype, device=grad_log.device))
@@ -189,20 +237,12 @@ class DBMTL(Aggregator):
             # dispatch, not the arithmetic, is the cost. The same formulas, rounded in another order (agree with
             # the tensor path to a few ulps, tested); anything unusual (a norm outside the certified range, a
             # non-finite d) falls through to the tensor path, which decides.
-            scales = [(1.0 - beta_t) * r for r in row_scale]  # (1 − β_t)·row_scale_i
-            new = [
-                [b * beta_t + x * c for b, x in zip(g_row, J_row)] for g_row, J_row, c in zip(g_hat.tolist(), G.tolist(), scales)
-            ]  # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n)
-            norms = [math.sqrt(sum(v * v for v in row)) for row in new]  # ||ĝ_i||
-            eps, tiny = float_info(G.dtype)
-            if all(math.sqrt(tiny / eps) <= v < float_max(G.dtype) for v in norms):  # NaN fails
-                top = max(norms)
-                inverse = [1.0 / v for v in norms]
-                d = [top * sum(w * row[k] for w, row in zip(inverse, new)) for k in range(G.shape[1])]  # d = max_j ||ĝ_j|| Σ_i ĝ_i/||ĝ_i||
-                if math.isfinite(sum(d)) or all(math.isfinite(v) for v in d):
-                    spare.numpy()[...] = new  # the new state, in the spare buffer
-                    self._spare, self._g_hat, self._t = self._g_hat, spare, t
-                    return small_tensor(d, torch.float64)
+            step = _ema_step_floats(g_hat.tolist(), G.tolist(), row_scale, beta_t)
+            if step is not None:
+                new, d = step
+                spare.numpy()[...] = new  # the new state, in the spare buffer
+                self._spare, self._g_hat, self._t = self._g_hat, spare, t
+                return small_tensor(d, torch.float64)
         # ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i, (K, n); into the spare buffer, so that an overflow leaves the state intact
         if isinstance(row_scale, list):  # float64 Python floats from aggregate: (1 − β_t)·row_scale_i, (K, 1)
             factor = torch.from_numpy(np.array([(1.0 - beta_t) * r for r in row_scale])[:, None])

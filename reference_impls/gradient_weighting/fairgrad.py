@@ -88,12 +88,15 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 from reference_impls.core.solvers import (
+    _EPS64,
     KAPPA,
     SolverError,
+    combine2,
     dual_cone_weights,
     dual_cone_weights2,
     float_info,
     gramian2_entries,
+    gramian2_rows,
     min_norm_point,
     min_norm_tolerances,
     min_norm_weights2,
@@ -194,7 +197,8 @@ def _solve2(m11: float, m12: float, m22: float, p: float, eps: float, b0) -> tup
     else:
         L = log_k2 - log_k1  # log(κ_2/κ_1)
         if c < 0.0:  # domain: ρ + c > 0 and 1 + cρ > 0
-            lo, hi = math.log1p(-delta), math.log1p(delta / -c)
+            # log ρ > log(−c) = log1p(−δ); at |c| < ε/2, δ rounds to 1 and log1p(−1) would raise: log(−c) directly
+            lo, hi = (math.log1p(-delta) if delta < 1.0 else math.log(-c)), math.log1p(delta / -c)
         else:  # φ' ∈ [p, p + 1]: the root lies within |φ(t_0)|/p of any t_0
             lo, hi = -math.inf, math.inf
         t = 0.0
@@ -283,10 +287,19 @@ def fair_weights2(M: Tensor, p: float, b0, max_norm: float | None) -> tuple[Tens
     """The weights of a 2×2 CPU Gramian tensor by :func:`_solve2`, clipped as :func:`clip_weights` (in float64), and the
     warm start β; None when the general path must run (another shape or device, or :func:`_solve2` declines)."""
     entries = gramian2_entries(M)
-    if entries is None:
+    solved = None if entries is None else fair_weights2_entries(*entries, p, b0, max_norm, float_info(M.dtype)[0])
+    if solved is None:
         return None
-    m11, m12, m21, m22 = entries
-    solved = _solve2(m11, 0.5 * (m12 + m21), m22, p, float_info(M.dtype)[0], b0)
+    w1, w2, beta = solved
+    return small_tensor((w1, w2), M.dtype), beta
+
+
+def fair_weights2_entries(
+    m11: float, m12: float, m21: float, m22: float, p: float, b0, max_norm: float | None, eps: float
+) -> tuple[float, float, tuple[float, float] | None] | None:
+    """:func:`fair_weights2` on the entries of a finite 2×2 Gramian (``eps``: its dtype's): (w_1, w_2, warm start β) or
+    None. Also the runner's K = 2 protocol (``direction2`` of FairGrad and Nash-MTL, from M = J Jᵀ on Python floats)."""
+    solved = _solve2(m11, 0.5 * (m12 + m21), m22, p, eps, b0)
     if solved is None:
         return None
     w1, w2, b1, b2 = solved
@@ -294,7 +307,7 @@ def fair_weights2(M: Tensor, p: float, b0, max_norm: float | None) -> tuple[Tens
         norm = math.sqrt(max(0.0, w1 * (m11 * w1 + m12 * w2) + w2 * (m21 * w1 + m22 * w2)))  # ||d|| = sqrt(wᵀMw)
         if norm > max_norm:
             w1, w2 = w1 * (max_norm / norm), w2 * (max_norm / norm)
-    return small_tensor((w1, w2), M.dtype), None if b1 is None else (b1, b2)
+    return w1, w2, None if b1 is None else (b1, b2)
 
 
 def _solve(
@@ -525,6 +538,16 @@ class FairGrad(GramianWeighting):
 
     def reset(self) -> None:
         self._beta = None
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): :func:`fair_weights2_entries` from M = J Jᵀ and d = Jᵀw on Python
+        floats, the general (batched Gramian) path's bits and warm start; None (no state changed) otherwise."""
+        entries = gramian2_rows(rows)  # M as torch's J @ J.T rounds it; None: not two finite rows of two floats
+        solved = None if entries is None else fair_weights2_entries(*entries, 1.0 / self.alpha, self._beta, self.max_norm, _EPS64)
+        if solved is None:
+            return None
+        w1, w2, self._beta = solved
+        return combine2(w1, w2, rows[0], rows[1])  # d = Jᵀw
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         fast = fair_weights2(M, 1.0 / self.alpha, self._beta, self.max_norm)  # K = 2 (certified), else None

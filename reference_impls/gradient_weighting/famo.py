@@ -57,7 +57,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+import numpy as np
+
 from reference_impls.core.aggregator import NonFiniteError, Weighting, _accumulate, _as_loss_list, check_losses
+from reference_impls.core.loss_weighting import StartBatch
 from reference_impls.core.solvers import small_tensor
 
 
@@ -196,6 +199,145 @@ class FAMO(Weighting):
         return torch.cat(
             [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(shared_params, grads)]
         )  # d = Σ_i c_i ∇f_i (before clipping), (n,)
+
+
+    @classmethod
+    def start_batch(cls, methods: Sequence["FAMO"], optimizer=None) -> "FAMOBatch | None":
+        """The runner's speed path (:class:`FAMOBatch`) for fresh instances with equal hyperparameters; None otherwise."""
+        return FAMOBatch(methods) if FAMOBatch.applies(methods) else None
+
+
+def _column_sum(A: np.ndarray) -> np.ndarray:
+    """Σ_k A[:, k] left to right, (B,): Python's sum over each row's K floats, in its order (exact for K = 2)."""
+    if A.shape[1] == 2:
+        return A[:, 0] + A[:, 1]
+    total = A[:, 0].copy()
+    for k in range(1, A.shape[1]):
+        total += A[:, k]
+    return total
+
+
+def _float64_array(x: Tensor) -> np.ndarray:
+    """The values of x as a float64 numpy array (a view when x already is a CPU float64 tensor), exact."""
+    if x.dtype == torch.float64 and x.device.type == "cpu" and not x.requires_grad:
+        return x.numpy()
+    return x.detach().to(dtype=torch.float64, device="cpu").numpy()
+
+
+class FAMOBatch(StartBatch):
+    """B fresh :class:`FAMO` instances stepped as one (B, K) computation by the runner (see ``StartBatch``).
+
+    Per start, the arithmetic of ``__call__`` (``compute_weights``) and ``update``, in the same order and
+    on the same functions: torch's log and exp (on a (B, K) tensor: element-wise, the same per entry),
+    Python's math.exp for the softmax, sums left to right (``math.fsum`` for K > 2, as ``_softmax``), and
+    :class:`ListAdam`'s IEEE operations element-wise in numpy (separately rounded, as on Python floats).
+    z = softmax(ξ) is computed once per step: ``compute_weights`` and the following ``update`` see the same ξ.
+    """
+
+    method_class = FAMO
+    replicates = ("__call__", "weights", "aggregate", "compute_weights", "update", "_softmax", "_log_D", "_log_D_tensor", "_init_state", "on_epoch_end")
+
+    @classmethod
+    def applies(cls, methods: Sequence[FAMO]) -> bool:
+        if not super().applies(methods) or any(m._xi is not None for m in methods):
+            return False  # fresh instances only (the runner's are)
+        first = methods[0]
+        same = lambda m: (m.w_lr, m.gamma, m.eps, m.max_norm) == (first.w_lr, first.gamma, first.eps, first.max_norm) and (  # noqa: E731
+            (m.min_losses is None and first.min_losses is None)
+            or (m.min_losses is not None and first.min_losses is not None and torch.equal(m.min_losses, first.min_losses))
+        )
+        return all(same(m) for m in methods)
+
+    def __init__(self, methods: Sequence[FAMO]) -> None:
+        self.methods = list(methods)
+        first = self.methods[0]
+        self.eps, self.w_lr, self.gamma = first.eps, first.w_lr, first.gamma
+        self.xi: np.ndarray | None = None  # (B, K) logits ξ
+        self.z: np.ndarray | None = None  # (B, K) softmax(ξ) of the current ξ
+        self.grad: np.ndarray | None = None  # (B, K) last ∇_ξ
+        self.prev_log_D: np.ndarray | None = None  # (B, K)
+        self.opt: ListAdam | None = None  # its t and scalars; the moments are (B, K) arrays here
+        self.adam_m = self.adam_v = None
+
+    def _log_D(self, F: Tensor) -> np.ndarray:
+        D = _float64_array(F) - self.f_star  # f_i − f_i*, (B, K)
+        D += self.eps  # D_i = f_i − f_i* + ε
+        if not (D > 0).all():
+            for m, F_b in zip(self.methods, F):
+                m._log_D_tensor(F_b)  # the per-start error
+        return torch.log(torch.from_numpy(D)).numpy()  # torch's log, (B, K)
+
+    def _softmax(self) -> np.ndarray:
+        if self.z is None:
+            xi = self.xi
+            top = xi.max(axis=1, keepdims=True)  # max ξ per row, (B, 1)
+            e = np.fromiter(map(math.exp, (xi - top).ravel().tolist()), dtype=np.float64, count=xi.size).reshape(xi.shape)  # math.exp(ξ_i − max ξ)
+            total = np.array([math.fsum(row) for row in e]) if xi.shape[1] > 2 else _column_sum(e)  # (B,)
+            self.z = e / total[:, None]  # z = softmax(ξ), (B, K)
+        return self.z
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        B, K = F.shape
+        if not math.isfinite(float(J.sum())) or not math.isfinite(float(F.sum())):
+            for m, J_b, F_b in zip(self.methods, J, F):
+                m(J_b, F_b)  # the per-start error of the interface's checks
+        if self.xi is None:  # _init_state(K)
+            for m in self.methods:
+                m._init_state(K)
+            self.f_star = np.array(self.methods[0]._f_star, dtype=np.float64)  # (K,)
+            self.xi = np.zeros((B, K))  # ξ_0 = 0
+            self.opt = ListAdam(0, lr=self.w_lr, weight_decay=self.gamma)
+            self.adam_m, self.adam_v = np.zeros((B, K)), np.zeros((B, K))
+        log_D = self._log_D(F)  # (B, K)
+        self.prev_log_D = log_D
+        inv = self._softmax() * torch.exp(torch.from_numpy(-log_D)).numpy()  # z_i / D_i = z_i·exp(−log D_i), (B, K)
+        c = inv / _column_sum(inv)[:, None]  # c_i = (z_i / D_i) / Σ_j (z_j / D_j), (B, K)
+        return torch.from_numpy(c).to(J.dtype)
+
+    def after_step(self, t: int, F_new: Tensor) -> None:
+        if not math.isfinite(float(F_new.sum())):
+            for m, F_b in zip(self.methods, F_new):
+                check_losses(F_b, F_new.shape[1], required=True)  # update()'s error
+        delta = self.prev_log_D - self._log_D(F_new)  # δ_i = log D_i − log D_i', (B, K)
+        z = self._softmax()  # (B, K)
+        mean = _column_sum(z * delta)  # zᵀδ, (B,)
+        self.grad = z * (delta - mean[:, None])  # ∇_ξ = z ⊙ (δ − zᵀδ), (B, K)
+        self.xi = self._adam_step(self.xi, self.grad)  # ξ ← Adam step on ∇_ξ + γ ξ
+        self.z = None  # ξ moved
+        self.prev_log_D = None
+
+    def _adam_step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        x, self.adam_m, self.adam_v = list_adam_step_rows(self.opt, self.adam_m, self.adam_v, x, grad)
+        return x
+
+    def finish(self) -> None:
+        if self.xi is None:
+            return
+        for b, m in enumerate(self.methods):
+            m._xi = self.xi[b].tolist()
+            m._grad = None if self.grad is None else self.grad[b].tolist()
+            m._prev_log_D = None if self.prev_log_D is None else self.prev_log_D[b].tolist()
+            opt = ListAdam(len(m._xi), lr=self.w_lr, weight_decay=self.gamma)
+            opt.t, opt.m, opt.v = self.opt.t, self.adam_m[b].tolist(), self.adam_v[b].tolist()
+            m._opt = opt
+
+
+def list_adam_step_rows(opt: "ListAdam", m: np.ndarray, v: np.ndarray, x: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`ListAdam.step` for B points at once: x, m, v, grad (B, K) arrays, one shared step count ``opt.t``
+    (advanced here) and ``opt``'s scalars. The same IEEE operations element-wise (numpy rounds each one
+    separately, as Python floats do), so each row equals a :class:`ListAdam` of its own. Returns (x, m, v)."""
+    b1, b2 = opt.betas
+    opt.t += 1
+    step = float(opt.t)
+    bias_correction1 = 1 - b1**step
+    bias_correction2_sqrt = (1 - b2**step) ** 0.5
+    step_size = opt.lr / bias_correction1
+    w1, w2 = 1 - b1, 1 - b2
+    g = grad + opt.weight_decay * x if opt.weight_decay != 0 else grad  # ∇ + γx
+    m = m + w1 * (g - m)  # m.lerp_(g, 1 − β₁)
+    v = v * b2 + w2 * g * g  # v·β₂ + (1 − β₂)·g·g
+    denom = np.sqrt(v) / bias_correction2_sqrt + opt.eps  # √v̂ + ε
+    return x + -step_size * m / denom, m, v
 
 
 class ListAdam:

@@ -83,9 +83,12 @@ from reference_impls.core.aggregator import (
     jacobian,
     write_flat_grad,
 )
+import numpy as np
+
+from reference_impls.core.loss_weighting import StartBatch
 from reference_impls.core.solvers import float_info, float_max, small_tensor
 from reference_impls.gradient_manipulation.pcgrad import row_norms
-from reference_impls.gradient_weighting.famo import ListAdam
+from reference_impls.gradient_weighting.famo import ListAdam, _column_sum, _float64_array, list_adam_step_rows
 
 
 class GradNorm(Weighting):
@@ -215,6 +218,112 @@ class GradNorm(Weighting):
             _accumulate(p, d_all[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         return d_all[:n]
+
+
+    @classmethod
+    def start_batch(cls, methods: Sequence["GradNorm"], optimizer=None) -> "GradNormBatch | None":
+        """The runner's speed path (:class:`GradNormBatch`) for fresh instances with equal hyperparameters; None otherwise."""
+        return GradNormBatch(methods) if GradNormBatch.applies(methods) else None
+
+
+class GradNormBatch(StartBatch):
+    """B fresh :class:`GradNorm` instances stepped as one (B, K) computation by the runner (see ``StartBatch``).
+
+    Per start, the arithmetic of ``__call__`` (``compute_weights``) in the same order: the norms by the
+    module's ``_row_norms`` on each start's Jacobian, sums left to right, Python's ``**`` for r_i^α, and
+    :class:`~reference_impls.gradient_weighting.famo.ListAdam`'s operations element-wise in numpy.
+    """
+
+    method_class = GradNorm
+    replicates = ("__call__", "weights", "aggregate", "compute_weights", "loss_grad_gradient", "update", "on_epoch_end")
+
+    @classmethod
+    def applies(cls, methods: Sequence[GradNorm]) -> bool:
+        if not super().applies(methods) or any(m._w is not None for m in methods):
+            return False  # fresh instances only (the runner's are)
+        key = lambda m: (m.alpha, m.lr, m.last_layer_size, m.optimizer)  # noqa: E731
+        return all(key(m) == key(methods[0]) for m in methods)
+
+    def __init__(self, methods: Sequence[GradNorm]) -> None:
+        self.methods = list(methods)
+        first = self.methods[0]
+        self.alpha, self.lr, self.cols, self.kind = first.alpha, first.lr, first.last_layer_size, first.optimizer
+        self.w: np.ndarray | None = None  # (B, K) w(t + 1)
+        self.f0: np.ndarray | None = None  # (B, K) f_i(0)
+        self.G: np.ndarray | None = None  # (B, K) G_i at the last step
+        self.opt: ListAdam | None = None  # step count and scalars; moments (B, K) below
+        self.adam_m = self.adam_v = None
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        B, K = F.shape
+        f = _float64_array(F)  # (B, K) as Python floats (exact)
+        low = f.min()
+        bad = not math.isfinite(float(J.sum())) or not math.isfinite(float(f.sum())) or not low >= 0
+        if self.w is None:
+            bad = bad or not low > 0
+        m = self.cols
+        if bad or (m is not None and m > J.shape[2]):
+            for method, J_b, F_b in zip(self.methods, J, F):
+                method(J_b, F_b)  # the per-start error (non-finite, negative or first non-positive losses, bad last_layer_size)
+        if self.w is None:
+            self.f0 = f.copy()
+            self.w = np.ones((B, K))  # w_i(0) = 1
+            if self.kind == "adam":
+                self.opt = ListAdam(0, lr=self.lr)
+                self.adam_m, self.adam_v = np.zeros((B, K)), np.zeros((B, K))
+        a = _batch_row_norms(J if m is None else J[:, :, J.shape[2] - m :])  # ||∇_W f_i||, (B, K)
+        if not np.isfinite(a).all():
+            for method, J_b, F_b in zip(self.methods, J, F):
+                method(J_b, F_b)  # the per-start NonFiniteError
+        L_tilde = f / self.f0  # L̃_i = f_i(t)/f_i(0), (B, K)
+        mean = _column_sum(L_tilde) / K  # (B,)
+        if (mean > 0).all():
+            r = L_tilde / mean[:, None]  # r_i = L̃_i / mean_j L̃_j, (B, K)
+        else:
+            r = np.where((mean > 0)[:, None], L_tilde / np.where(mean > 0, mean, 1.0)[:, None], 1.0)  # r = 𝟙 where the mean is 0
+        w_t = self.w  # w(t), this step's weights
+        G = w_t * a  # G_i = w_i ||∇_W f_i||, (B, K)
+        G_bar = _column_sum(G) / K  # (B,)
+        r_alpha = np.array([ri**self.alpha for ri in r.ravel().tolist()]).reshape(B, K)  # Python's ** (libm pow), (B, K)
+        gap = G - G_bar[:, None] * r_alpha  # G_i − [Ḡ r_i^α]_const
+        grad = ((gap > 0).astype(np.float64) - (gap < 0)) * a  # ∂L_grad/∂w_i = sign(gap_i) ||∇_W f_i|| (sign(0) = 0)
+        self.G = G
+        if self.opt is not None:
+            self.opt.lr = self.lr
+            w, self.adam_m, self.adam_v = list_adam_step_rows(self.opt, self.adam_m, self.adam_v, w_t, grad)  # Adam on ∇_w L_grad
+        else:
+            w = w_t - self.lr * grad  # w ← w − lr ∇_w L_grad
+        w = np.where(w > 0.0, w, 0.0)  # D1
+        total = _column_sum(w)  # (B,)
+        positive = total > 0
+        if positive.all():
+            self.w = w * (K / total)[:, None]  # renormalise Σ_i w_i = K
+        else:
+            self.w = np.where(positive[:, None], w * (K / np.where(positive, total, 1.0))[:, None], 1.0)  # 𝟙 where all w_i are 0
+        return torch.from_numpy(w_t).to(J.dtype)
+
+    def finish(self) -> None:
+        if self.w is None:
+            return
+        for b, method in enumerate(self.methods):
+            method._w, method._f0, method._G = self.w[b].tolist(), self.f0[b].tolist(), self.G[b].tolist()
+            if self.opt is not None:
+                opt = ListAdam(len(method._w), lr=self.lr)
+                opt.t, opt.m, opt.v = self.opt.t, self.adam_m[b].tolist(), self.adam_v[b].tolist()
+                method._opt = opt
+
+
+def _batch_row_norms(W: Tensor) -> np.ndarray:
+    """``_row_norms(W[b])`` for every b, (B, K) float64: one vector_norm over the last dimension (the same
+    reduction per row as on W[b] alone), each row kept where it is certified, else ``_row_norms`` on that start."""
+    if W.device.type != "cpu":
+        return np.array([_row_norms(W_b) for W_b in W])
+    a = torch.linalg.vector_norm(W, dim=2).to(torch.float64).numpy()  # ||W_bi|| in W's dtype, exactly as float64, (B, K)
+    eps, tiny = float_info(W.dtype)
+    certified = ((a >= math.sqrt(tiny / eps)) & (a < float_max(W.dtype))).all(axis=1)  # (B,), NaN fails
+    for b in np.flatnonzero(~certified).tolist():
+        a[b] = _row_norms(W[b])  # the rescaled norms of pcgrad.row_norms
+    return a
 
 
 def _row_norms(W: Tensor) -> list[float]:

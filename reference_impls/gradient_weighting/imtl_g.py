@@ -59,7 +59,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.core.solvers import gramian2_entries, small_tensor
+from reference_impls.core.solvers import combine2, gramian2_entries, gramian2_rows, small_tensor
 
 
 def imtl_g_weights(M: np.ndarray, eps: float) -> np.ndarray:
@@ -115,6 +115,15 @@ class IMTLG(GramianWeighting):
     """d = Σ α_i g_i with Σα = 1 and equal projections ⟨d, g_i/||g_i||⟩ for every task."""
 
     name = "imtl-g"
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): the closed form below and d = Jᵀα on Python floats, the general
+        (batched Gramian) path's bits; None (a zero row, NaN/inf, another shape) where the general path must decide."""
+        entries = gramian2_rows(rows)  # M as torch's J @ J.T rounds it
+        if entries is None or not (entries[0] > 0.0 and entries[3] > 0.0):
+            return None
+        n1, n2 = math.sqrt(entries[0]), math.sqrt(entries[3])  # 𝔫_i = ||g_i||
+        return combine2(n2 / (n1 + n2), n1 / (n1 + n2), rows[0], rows[1])  # d = Jᵀα, α = (𝔫_2, 𝔫_1)/(𝔫_1 + 𝔫_2)
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         if M.shape[0] == 2:

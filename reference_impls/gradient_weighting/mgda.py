@@ -66,8 +66,11 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 from reference_impls.core.solvers import (
+    _INFO64,
+    combine2,
     float_info,
     gramian2_entries,
+    gramian2_rows,
     min_norm_weights,
     min_norm_weights2,
     rescaled_gramian,
@@ -117,3 +120,19 @@ class MGDA(GramianWeighting):
         M_hat = M / (n[:, None] * n[None, :])  # Gramian of the normalised gradients g_i/n_i, (K, K)
         lam = min_norm_weights(M_hat)  # λ* = argmin_{λ∈Δ} λᵀ M̂ λ   (paper Eq. 3)
         return lam / n if self.normalized_direction else lam  # d = Σ λ_i g_i/n_i  or  Σ λ_i g_i
+
+    def weights2_rows(self, rows) -> tuple[float, float] | None:
+        """:meth:`compute_weights` of a two-task float64 Jacobian given as Python lists (``J.tolist()``, n = 2), on
+        Python floats: the same M and closed form (D1), bit for bit; None where the general path must decide (another
+        normalisation or shape, a non-finite or vanishing M that rescaled_gramian would rescale, no certificate)."""
+        if self.normalization != "none":
+            return None
+        entries = gramian2_rows(rows)  # M = J Jᵀ as torch rounds it; None: not two finite rows of two floats
+        if entries is None or max(entries[0], entries[3]) < _INFO64[1] / _INFO64[0]:
+            return None  # rescaled_gramian rescales a vanishing J (D3): the general path
+        return min_norm_weights2(*entries, *_INFO64)
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): d = Jᵀλ* on Python floats, the general path's bits, or None."""
+        lam = self.weights2_rows(rows)
+        return None if lam is None else combine2(lam[0], lam[1], rows[0], rows[1])  # d = Σ λ_i g_i

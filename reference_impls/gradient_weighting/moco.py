@@ -25,7 +25,9 @@ authors' own defaults are β = 0.1, γ = 0.1 (their δ), β_σ = γ_σ = 0.5 (``
 ``CAGrad/model_segnet_mt.py``); pass ``beta=0.1`` to use them. Their Cityscapes run script uses
 β = 0.05, γ = 0.1; the NYUv2 script (β = 0.99, σ's 0) runs a trainer that never calls ``tracking``. Stateful (Y, λ, t): :meth:`reset` forgets them. The projection is
 :func:`reference_impls.core.solvers.project_simplex`; λ is kept in float64 on the CPU (K = 2: the λ step on
-Python floats, the same operations and projection formula, bit for bit, tested).
+Python floats, the same operations and projection formula, bit for bit, tested). The runner's K = 2 float path
+(``direction2``) runs the tracking step with the same torch call (``add_(alpha=)`` fuses the multiply-add on some
+CPUs only: Python floats could not repeat it everywhere) and the rest on Python floats, bit for bit.
 
 Degenerate inputs: all-zero gradients keep λ and give d = 0; K = 1 gives λ = (1) and d = Y_1.
 Huge scales make the λ step land on a vertex of Δ (finite); tiny ones leave λ ≈ 𝟙/K.
@@ -66,7 +68,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import Aggregator
-from reference_impls.core.solvers import project_simplex, small_tensor
+from reference_impls.core.solvers import combine2, project_simplex, project_simplex2, small_tensor
 
 
 class MoCo(Aggregator):
@@ -96,6 +98,7 @@ class MoCo(Aggregator):
 
     def reset(self) -> None:
         self._Y: Tensor | None = None  # tracked gradients, (K, n)
+        self._buffers2: tuple[Tensor, Tensor] | None = None  # direction2's memory for h_t and the next Y (2, 2) each
         self._lambd: Tensor | None = None  # λ ∈ Δ, (K,), float64 CPU
         self._t = 0
 
@@ -144,13 +147,43 @@ class MoCo(Aggregator):
         m11, m22 = m11 + self.rho, m22 + self.rho  # Y Yᵀ + ρ I
         l1, l2 = self._lambd.tolist()
         v1, v2 = l1 - gamma_t * (m11 * l1 + m12 * l2), l2 - gamma_t * (m21 * l1 + m22 * l2)  # λ_t − γ_t(YYᵀ + ρI)λ_t
-        if not math.isfinite(v1 + v2):
-            return None
-        # Π_Δ of (v_1, v_2) − max: sorted u = (0, a), a = v_min − v_max ≤ 0; cumsum − 1 = (−1, a − 1); the second
-        # entry is in the support iff a − (a − 1)/2 > 0, and then τ = (a − 1)/2, else τ = −1; λ = max(v − max − τ, 0)
-        a = v2 - v1 if v1 >= v2 else v1 - v2
-        tau = (a - 1.0) / 2.0 if a - (a - 1.0) / 2.0 > 0.0 else -1.0
-        top, low = max(0.0 - tau, 0.0), max(a - tau, 0.0)
-        lam = (top, low) if v1 >= v2 else (low, top)
-        self._lambd = small_tensor(lam, torch.float64)  # λ_{t+1} = Π_Δ(v)
+        lam = project_simplex2(v1, v2)  # λ_{t+1} = Π_Δ(v), project_simplex's formula for two entries; None: v not finite
+        if lam is not None:
+            self._lambd = small_tensor(lam, torch.float64)
         return lam
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): the tracking step, :meth:`_step2` and d = Yᵀλ on Python floats (the
+        same operations in the same order), the general path's bits; None (no state changed) where it must decide."""
+        if len(rows) != 2 or len(rows[0]) != 2 or len(rows[1]) != 2 or type(rows[0][0]) is not float:
+            return None  # n = 2 only: Y Yᵀ is a two-term sum
+        if self._Y is None:
+            Y, (l1, l2) = torch.zeros(2, 2, dtype=torch.float64), (0.5, 0.5)  # Y_1 = 0, λ_1 = 𝟙/K
+        elif self._Y.shape == (2, 2) and self._Y.dtype == torch.float64 and self._Y.device.type == "cpu":
+            Y, (l1, l2) = self._Y, self._lambd.tolist()
+        else:
+            return None
+        if not math.isfinite(sum(rows[0]) + sum(rows[1])):
+            return None  # NaN/inf: check_jacobian raises
+        if self._buffers2 is None:
+            self._buffers2 = (torch.empty(2, 2, dtype=torch.float64), torch.empty(2, 2, dtype=torch.float64))  # h_t, Y_{t+1}
+        h, Y_new = self._buffers2  # Y_new: the memory of the state before last (the two swap below), never Y's
+        t = self._t + 1
+        beta_t = self.beta / t**self.beta_sigma  # β_t = β / t^{β_σ}
+        gamma_t = self.gamma / t**self.gamma_sigma  # γ_t = γ / t^{γ_σ}
+        # Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i}), (K, n): the general path's torch calls, into a buffer (the state
+        # changes only once the step has succeeded)
+        h.numpy()[...] = rows
+        torch.mul(Y, 1.0 - beta_t, out=Y_new).add_(h, alpha=beta_t)
+        Y = Y_new.tolist()
+        (a, b), (c, d) = Y
+        m11, m12, m21, m22 = a * a + b * b, a * c + b * d, c * a + d * b, c * c + d * d  # Y Yᵀ as torch rounds it
+        m11, m22 = m11 + self.rho, m22 + self.rho  # Y Yᵀ + ρ I
+        lam = project_simplex2(l1 - gamma_t * (m11 * l1 + m12 * l2), l2 - gamma_t * (m21 * l1 + m22 * l2))  # Π_Δ(λ_t − γ_t(YYᵀ + ρI)λ_t)
+        if lam is None:
+            return None  # NaN/inf: the general path raises
+        self._buffers2 = (h, self._Y if self._Y is not None else torch.empty(2, 2, dtype=torch.float64))
+        self._Y = Y_new
+        self._lambd = small_tensor(lam, torch.float64)
+        self._t = t
+        return combine2(lam[0], lam[1], Y[0], Y[1])  # d = Yᵀλ_{t+1}

@@ -62,6 +62,7 @@ Usage:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -69,7 +70,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import NonFiniteError, Weighting, check_jacobian, check_losses
-from reference_impls.core.solvers import SolverError, project_simplex
+from reference_impls.core.solvers import SolverError, combine2, project_simplex, project_simplex2, small_tensor
 
 _EPS64 = float(torch.finfo(torch.float64).eps)
 
@@ -146,6 +147,49 @@ class MoDo(Weighting):
 
     def compute_weights(self, J: Tensor, losses: Tensor | None) -> Tensor:
         return self._step(J, J).to(J)
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): :meth:`__call__` on Python floats for J (2, 2) or S = 2, 3 samples
+        (S, 2, 2) as nested lists: the two-batch Gramian, the λ step, project_simplex's formula for two entries, its
+        check and d, the same operations in the same order, the general path's bits; None (no step taken) otherwise."""
+        if not rows or not rows[0]:
+            return None
+        if type(rows[0][0]) is float:
+            draws = (rows, rows, rows)  # J (K, n): one Jacobian for every draw (D3)
+        elif len(rows) == 1:
+            draws = (rows[0], rows[0], rows[0])  # S = 1
+        elif len(rows) in (2, 3):
+            draws = (rows[0], rows[1], rows[2] if len(rows) == 3 else None)  # S = 3: ξ1, ξ2, ξ3; S = 2: ξ1, ξ2
+        else:
+            return None
+        for J in draws:
+            if J is not None and not (len(J) == 2 and len(J[0]) == 2 and len(J[1]) == 2 and type(J[0][0]) is float):
+                return None  # K = 2, n = 2 only: the products below are two-term sums
+        (a, b), (c, d) = draws[0]
+        (e, f), (g, h) = draws[1]
+        J3 = draws[2]
+        if not math.isfinite(a + b + c + d + e + f + g + h + (0.0 if J3 is None else sum(J3[0]) + sum(J3[1]))):
+            return None  # NaN/inf (or a sum that overflows): the general path's check_jacobian decides
+        if self._lambd is None:
+            l1 = l2 = 0.5  # λ_0 = 𝟙/K
+        elif self._lambd.shape[0] == 2:
+            l1, l2 = self._lambd.tolist()
+        else:
+            return None  # the general path raises (the number of tasks changed)
+        A11, A12, A21, A22 = a * e + b * f, a * g + b * h, c * e + d * f, c * g + d * h  # J_ξ1 J_ξ2ᵀ as torch rounds it
+        if not math.isfinite(A11 + A12 + A21 + A22):
+            return None
+        gamma, rho = self.gamma, self.rho
+        v1 = l1 - gamma * ((A11 * l1 + A12 * l2) + rho * l1)  # λ_t − γ(J_ξ1J_ξ2ᵀ + ρI)λ_t
+        v2 = l2 - gamma * ((A21 * l1 + A22 * l2) + rho * l2)
+        lam = project_simplex2(v1, v2)  # λ_{t+1} = Π_Δ(v) (D1)
+        if lam is None or not (lam[0] >= 0.0 and lam[1] >= 0.0 and abs((lam[0] + lam[1]) - 1.0) <= 8 * 2 * _EPS64):
+            return None  # the general path raises
+        self._lambd = small_tensor(lam, torch.float64)
+        self._t += 1
+        if J3 is None:  # d = ½(J_ξ1 + J_ξ2)ᵀλ (S = 2, D2)
+            return [0.5 * (x + y) for x, y in zip(combine2(lam[0], lam[1], *draws[0]), combine2(lam[0], lam[1], *draws[1]))]
+        return combine2(lam[0], lam[1], J3[0], J3[1])  # d = J_ξ3ᵀ λ_{t+1}
 
     # ---- the λ step ----------------------------------------------------------------------------
 

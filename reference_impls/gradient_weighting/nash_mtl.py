@@ -62,7 +62,8 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
-from reference_impls.gradient_weighting.fairgrad import clip_weights, fair_weights2, solve_fair_weights
+from reference_impls.core.solvers import _EPS64, combine2, gramian2_rows
+from reference_impls.gradient_weighting.fairgrad import clip_weights, fair_weights2, fair_weights2_entries, solve_fair_weights
 
 
 class NashMTL(GramianWeighting):
@@ -79,6 +80,16 @@ class NashMTL(GramianWeighting):
 
     def reset(self) -> None:
         self._beta = None
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): the closed form of :func:`fair_weights2_entries` from M = J Jᵀ and
+        d = Jᵀα on Python floats, the general (batched Gramian) path's bits and warm start; None (no state changed) otherwise."""
+        entries = gramian2_rows(rows)  # M as torch's J @ J.T rounds it; None: not two finite rows of two floats
+        solved = None if entries is None else fair_weights2_entries(*entries, 1.0, self._beta, self.max_norm, _EPS64)
+        if solved is None:
+            return None
+        a1, a2, self._beta = solved
+        return combine2(a1, a2, rows[0], rows[1])  # d = Gᵀα
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         fast = fair_weights2(M, 1.0, self._beta, self.max_norm)  # K = 2: α_i = 1/(||g_i||·√(1 + cos)), certified; else None

@@ -61,6 +61,7 @@ Usage:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
@@ -68,7 +69,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import _accumulate, _as_loss_list, check_jacobian
-from reference_impls.core.solvers import rescaled_gramian
+from reference_impls.core.solvers import combine2, rescaled_gramian, small_tensor
 from reference_impls.gradient_weighting.mgda import MGDA
 
 
@@ -117,6 +118,28 @@ class PSMGD(MGDA):
             check_jacobian(J)  # a reuse step reads J only through Jᵀλ: NaN/inf must still raise
         self._advance(recompute)
         return self._lambda.to(J)
+
+    def weights2_rows(self, rows) -> None:
+        return None  # stateful: MGDA's one-shot weights are not PSMGD's (cr-mogm must not use them)
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): :meth:`compute_weights` and d = Jᵀλ on Python floats (MGDA's on a
+        recompute step, the stored λ otherwise), the general path's bits; None (no step taken) where it must decide."""
+        if len(rows) != 2 or (self._lambda is not None and self._lambda.shape[0] != 2):
+            return None
+        if self._recompute_now(2):
+            lam = MGDA.weights2_rows(self, rows)  # MGDA's λ on this step's Jacobian; None: the general path
+            if lam is None:
+                return None
+            self._lambda = small_tensor(lam, torch.float64)  # (K,), as MGDA.compute_weights_from_gramian returns it
+            self._advance(True)
+        else:
+            g1, g2 = rows
+            if len(g1) != 2 or len(g2) != 2 or type(g1[0]) is not float or not math.isfinite(sum(g1) + sum(g2)):
+                return None  # not two rows of two floats, or NaN/inf (the general path's check_jacobian raises)
+            lam = self._lambda.tolist()
+            self._advance(False)
+        return combine2(lam[0], lam[1], rows[0], rows[1])  # d = Jᵀλ
 
     def compute_weights_from_gramian(self, M: Tensor, losses: Tensor | None) -> Tensor:
         recompute = self._recompute_now(M.shape[0])

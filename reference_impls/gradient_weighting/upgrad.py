@@ -74,11 +74,14 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 from reference_impls.core.solvers import (
+    _EPS64,
+    combine2,
     dtype_eps,
     dual_cone_weights,
     dual_cone_weights2,
     float_info,
     gramian2_entries,
+    gramian2_rows,
     small_tensor,
 )
 
@@ -131,7 +134,18 @@ class UPGrad(GramianWeighting):
         entries = gramian2_entries(M)  # Python floats; None: not a finite 2×2 CPU tensor
         if entries is None:
             return None
-        m11, m12, m21, m22 = entries
+        w = self._weights2_entries(*entries, float_info(M.dtype)[0])
+        return None if w is None else small_tensor(w, M.dtype)
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): the weights of :meth:`_weights2` from M = J Jᵀ and d = Jᵀw on
+        Python floats, the general (batched Gramian) path's bits; None where the general path must decide."""
+        entries = gramian2_rows(rows)  # M as torch's J @ J.T rounds it; None: not two finite rows of two floats
+        w = None if entries is None else self._weights2_entries(*entries, _EPS64)
+        return None if w is None else combine2(w[0], w[1], rows[0], rows[1])  # d = Jᵀw
+
+    def _weights2_entries(self, m11: float, m12: float, m21: float, m22: float, eps: float) -> tuple[float, float] | None:
+        """:meth:`_weights2` on the entries of a finite 2×2 Gramian (``eps``: its dtype's), w = (w_1, w_2) or None."""
         if self.pref_vector is None:
             p1 = p2 = 0.5  # p = 𝟙/K
         elif len(self.pref_vector) != 2:
@@ -142,8 +156,8 @@ class UPGrad(GramianWeighting):
         if trace < self.norm_eps or trace == 0.0:
             return None  # M̃ = reg_eps·I (D2): the general path
         reg = self.reg_eps
-        V = dual_cone_weights2(m11 / trace + reg, m12 / trace, m21 / trace, m22 / trace + reg, ((p1, 0.0), (0.0, p2)), float_info(M.dtype)[0])
+        V = dual_cone_weights2(m11 / trace + reg, m12 / trace, m21 / trace, m22 / trace + reg, ((p1, 0.0), (0.0, p2)), eps)
         if V is None:
             return None
         (v11, v12), (v21, v22) = V  # v^(i) ≥ p_i e_i
-        return small_tensor((v11 + v21, v12 + v22), M.dtype)  # w = Σ_i v^(i)
+        return v11 + v21, v12 + v22  # w = Σ_i v^(i)

@@ -61,7 +61,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 from reference_impls.loss_balancing.ew import check_losses
 
 
@@ -138,5 +138,89 @@ class DWA(LossWeighting):
             return K * top / top.sum()
         return K * torch.softmax(r / self.temperature, dim=0)  # w = K exp(r/T) / Σ exp(r/T)
 
+    @classmethod
+    def start_batch(cls, methods, optimizer=None) -> "DWABatch | None":
+        """The runner's speed path (:class:`DWABatch`) for fresh instances with equal hyperparameters; None otherwise."""
+        return DWABatch(methods) if DWABatch.applies(methods) else None
 
-__all__ = ["DWA"]
+
+class DWABatch(StartBatch):
+    """B fresh :class:`DWA` instances stepped as one (B, K) computation by the runner (see ``StartBatch``).
+
+    Per start, the arithmetic of ``weights``, ``observe`` and ``on_epoch_end`` in the same order (float64
+    sums and averages, L̄(e)/L̄(e−1), K·softmax(r/T) row by row: torch's softmax over the last dimension
+    treats each row on its own); a row with an infinite ratio goes through ``weights_from_ratios`` itself.
+    """
+
+    method_class = DWA
+    replicates = ("weights", "objective", "observe", "on_epoch_end", "weights_from_ratios", "_check")
+
+    @classmethod
+    def applies(cls, methods) -> bool:
+        if not super().applies(methods):
+            return False
+        fresh = all(m._sum is None and m._count == 0 and not m.epoch_averages and m._weights is None for m in methods)
+        return fresh and all((m.temperature, m.num_tasks) == (methods[0].temperature, methods[0].num_tasks) for m in methods)
+
+    def __init__(self, methods) -> None:
+        self.methods = list(methods)
+        self.temperature = self.methods[0].temperature
+        self.sum: Tensor | None = None  # (B, K) float64 Σ of this epoch's losses
+        self.count = 0
+        self.averages: list[Tensor] = []  # L̄ of the last two closed epochs, (B, K) each, oldest first
+        self.epochs_closed = 0
+        self.W: Tensor | None = None  # (B, K) float64 weights of the current epoch; None = 𝟙
+        self.K: int | None = None  # the number of tasks, once seen
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        f = F.detach()  # (B, K)
+        K = self.methods[0].num_tasks
+        values = f.reshape(-1).tolist()  # B·K Python floats: min and sum on them beat two torch reductions
+        if (K is not None and F.shape[1] != K) or not (min(values) >= 0 and math.isfinite(sum(values))):
+            for m, f_b in zip(self.methods, F):
+                m._check(f_b)  # weights(): wrong K or non-finite
+                m.observe(f_b, t)  # the negative-loss error
+        W = torch.ones_like(f) if self.W is None else self.W.to(f)  # (B, K) weights of this epoch
+        f64 = f if f.dtype == torch.float64 and f.device.type == "cpu" else f.to(dtype=torch.float64, device="cpu")  # observe: Σ_steps f
+        self.sum = f64.clone() if self.sum is None else self.sum + f64
+        self.count += 1
+        self.K = F.shape[1]
+        return W.to(J)
+
+    def after_step(self, t: int, F_new: Tensor) -> None:  # on_epoch_end(t): full batch, an epoch is a step
+        epoch = t
+        average = self.sum / self.count  # L̄(e), (B, K)
+        self.averages = [*self.averages, average][-2:]
+        self.epochs_closed += 1
+        self.sum, self.count = None, 0
+        if len(self.averages) == 2:
+            previous, last = self.averages
+            if not previous.numpy().all():  # a zero average (the instance's division-by-zero error)
+                b = int((previous == 0).any(1).nonzero()[0, 0])
+                self._sync(b)
+                self.methods[b].epochs_closed -= 1  # replay the instance's own closing of this epoch
+                self.methods[b].epoch_averages = [previous[b], last[b]][:1]
+                self.methods[b]._sum, self.methods[b]._count = last[b].clone(), 1
+                self.methods[b].on_epoch_end(epoch)  # raises its division-by-zero error
+            r = last / previous  # r = L̄(e)/L̄(e−1), float64, (B, K)
+            if not math.isfinite(sum(r.reshape(-1).tolist())):  # an infinite ratio (the averages are finite and >= 0)
+                self.W = torch.stack([self.methods[0].weights_from_ratios(r_b) for r_b in r])
+            else:
+                self.W = r.shape[1] * torch.softmax(r / self.temperature, dim=-1)  # w = K exp(r/T) / Σ exp(r/T), (B, K)
+
+    def _sync(self, b: int) -> None:
+        m = self.methods[b]
+        m._sum = None if self.sum is None else self.sum[b].clone()
+        m._count = self.count
+        m.epoch_averages = [a[b].clone() for a in self.averages]
+        m.epochs_closed = self.epochs_closed
+        m._weights = None if self.W is None else self.W[b].clone()
+
+    def finish(self) -> None:
+        for b, m in enumerate(self.methods):
+            self._sync(b)
+            if m.num_tasks is None and self.K is not None:
+                m.num_tasks = self.K  # fixed by the first call, as weights() does
+
+
+__all__ = ["DWA", "DWABatch"]

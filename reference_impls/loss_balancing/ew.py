@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import NonFiniteError
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 
 _REDUCTIONS = ("sum", "mean")
 
@@ -106,5 +106,33 @@ class EW(LossWeighting):
     def reset(self) -> None:
         """EW has no state (K, once fixed, stays)."""
 
+    @classmethod
+    def start_batch(cls, methods, optimizer=None) -> "EWBatch | None":
+        """The runner's speed path (:class:`EWBatch`) when every start has the same reduction; None otherwise."""
+        return EWBatch(methods) if EWBatch.applies(methods) else None
 
-__all__ = ["EW", "check_losses"]
+
+class EWBatch(StartBatch):
+    """B instances of :class:`EW` for the runner (see ``StartBatch``): W = 𝟙 (or 𝟙/K), the losses checked once per step."""
+
+    method_class = EW
+    replicates = ("weights", "objective", "_check", "observe", "on_epoch_end")
+
+    @classmethod
+    def applies(cls, methods) -> bool:
+        return super().applies(methods) and all((m.reduction, m.num_tasks) == (methods[0].reduction, methods[0].num_tasks) for m in methods)
+
+    def __init__(self, methods) -> None:
+        self.methods = list(methods)
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        f = F.detach()  # (B, K)
+        K = self.methods[0].num_tasks
+        if K is None or F.shape[1] != K or not math.isfinite(sum(f.reshape(-1).tolist())):
+            for m, f_b in zip(self.methods, F):
+                m._check(f_b)  # the per-start error; fixes K at the first call
+        W = torch.ones_like(f)  # w = 𝟙 (sum)
+        return (W / F.shape[1] if self.methods[0].reduction == "mean" else W).to(J)  # w = 𝟙/K (mean)
+
+
+__all__ = ["EW", "EWBatch", "check_losses"]

@@ -50,6 +50,7 @@ Usage (``model`` and the task losses ``f1``, ``f2`` are yours)::
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -57,7 +58,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import NonFiniteError
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 
 
 class UnoptimisedParameterWarning(UserWarning):
@@ -130,3 +131,50 @@ class IMTLL(torch.nn.Module, LossWeighting):
             self.s.zero_()
         self._s_at_last_call = None
         self._warned = False
+
+    @classmethod
+    def start_batch(cls, methods: Sequence["IMTLL"], optimizer) -> "IMTLLBatch | None":
+        """The runner's speed path: the B starts' s as one (B, K) tensor (:class:`IMTLLBatch`); None if it does not apply."""
+        return IMTLLBatch(methods, optimizer) if IMTLLBatch.applies(methods) else None
+
+
+class IMTLLBatch(StartBatch):
+    """B instances of :class:`IMTLL` stepped as one (B, K) computation by the runner (see ``StartBatch``).
+
+    Per start, the arithmetic of ``weights`` and of autograd through ``forward``, in the same order:
+    w = e^{s} computed in s's dtype (``scales``), then cast to the losses' dtype; ∂L/∂s = f ⊙ e^{s} − 1
+    with e^{s} in the losses' dtype (autograd: f times the exp's result, plus −1 from −s), rounded to s's dtype.
+    """
+
+    method_class = IMTLL
+    replicates = ("weights", "objective", "forward", "_check", "_warn_if_not_optimised", "observe", "on_epoch_end", "parameters", "scales")
+
+    def __init__(self, methods: Sequence[IMTLL], optimizer) -> None:
+        self.methods = list(methods)
+        self.S = torch.stack([m.s.detach() for m in self.methods]).clone()  # (B, K) s of every start, s's dtype
+        self.optimizer = optimizer(self.S)
+        self.S_before: Tensor | None = None  # s before the last step (the instances' _s_at_last_call)
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        f = F.detach()  # (B, K)
+        values = f.reshape(-1).tolist()  # B·K Python floats: min and sum on them beat two torch reductions
+        if F.shape[1] != self.S.shape[1] or not (min(values) > 0 and math.isfinite(sum(values))):
+            for m, f_b in zip(self.methods, F):
+                m._check(f_b)  # the per-start error (non-positive, non-finite, wrong K)
+        W = self.S.exp().to(f)  # w = e^{s} (``scales``, in s's dtype), (B, K)
+        if self.S_before is None:
+            self.S_before = self.S.clone()
+        else:
+            self.S_before.copy_(self.S)
+        self.S.grad = (f * torch.exp(self.S.to(f)) - 1).to(self.S.dtype)  # ∂L/∂s = f ⊙ e^{s} − 1, (B, K)
+        self.optimizer.step()
+        return W.to(J)
+
+    def finish(self) -> None:
+        for b, m in enumerate(self.methods):
+            with torch.no_grad():
+                m.s.copy_(self.S[b])
+            if self.S.grad is not None:
+                m.s.grad = self.S.grad[b].clone()
+            if self.S_before is not None:
+                m._s_at_last_call = self.S_before[b].clone()

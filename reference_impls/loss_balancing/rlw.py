@@ -65,12 +65,13 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 from reference_impls.loss_balancing.ew import check_losses
 
 DISTRIBUTIONS = ("normal", "uniform", "dirichlet", "random_normal", "bernoulli", "constrained_bernoulli")
@@ -154,5 +155,40 @@ class RLW(LossWeighting):
         check_losses("rlw", losses, self.num_tasks)
         self._step = None
 
+    @classmethod
+    def start_batch(cls, methods, optimizer=None) -> "RLWBatch | None":
+        """The runner's speed path (:class:`RLWBatch`); None where it does not apply."""
+        return RLWBatch(methods) if RLWBatch.applies(methods) else None
 
-__all__ = ["DISTRIBUTIONS", "RLW"]
+
+class RLWBatch(StartBatch):
+    """B instances of :class:`RLW` for the runner (see ``StartBatch``): the losses checked once per step for
+    the whole batch, then each start's own ``draw`` from its own generator (the same stream as per start)."""
+
+    method_class = RLW
+    replicates = ("weights", "objective", "observe", "on_epoch_end", "draw", "sample", "_rng")
+
+    @classmethod
+    def applies(cls, methods) -> bool:
+        return super().applies(methods) and all(m.num_tasks == methods[0].num_tasks for m in methods)
+
+    def __init__(self, methods) -> None:
+        self.methods = list(methods)
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        f = F.detach()  # (B, K)
+        K = self.methods[0].num_tasks
+        if K is None or F.shape[1] != K or not math.isfinite(sum(f.reshape(-1).tolist())):
+            for m, f_b in zip(self.methods, F):
+                check_losses("rlw", f_b, m.num_tasks)  # the per-start error
+                if m.num_tasks is None:
+                    m.num_tasks = f_b.numel()
+        lams = []
+        for m in self.methods:
+            m.last_weights = m.draw(F.shape[1])  # one fresh λ per step, (K,) float64
+            m._step = None  # observe() ends the step
+            lams.append(m.last_weights)
+        return torch.stack(lams).to(J)  # (B, K)
+
+
+__all__ = ["DISTRIBUTIONS", "RLW", "RLWBatch"]

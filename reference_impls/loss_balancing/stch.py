@@ -116,7 +116,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.aggregator import NonFiniteError
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 
 
 def _vector(name: str, method: str, values: Sequence[float] | Tensor) -> Tensor:
@@ -204,6 +204,11 @@ class STCH(LossWeighting):
     def weights(self, losses: Tensor, step: int = 0) -> Tensor:
         f, lam, z = self._terms(losses)
         return smooth_tchebycheff_weights(f.detach(), lam, z, self.mu)  # ∂g_μ/∂f = λ ⊙ softmax(u/μ), (K,)
+
+    @classmethod
+    def start_batch(cls, methods: Sequence["STCH"], optimizer=None) -> "STCHBatch | None":
+        """The runner's speed path (:class:`STCHBatch`) when every start has the same μ, λ and z; None otherwise."""
+        return STCHBatch(methods) if STCHBatch.applies(methods) else None
 
 
 class STCHMTL(LossWeighting):
@@ -295,5 +300,111 @@ class STCHMTL(LossWeighting):
             self.nadir = self._sum / self._count  # n = mean loss of the last warm-up epoch, (K,)
         self.epoch = int(epoch) + 1
 
+    @classmethod
+    def start_batch(cls, methods: Sequence["STCHMTL"], optimizer=None) -> "STCHMTLBatch | None":
+        """The runner's speed path (:class:`STCHMTLBatch`) for fresh instances with equal hyperparameters; None otherwise."""
+        return STCHMTLBatch(methods) if STCHMTLBatch.applies(methods) else None
 
-__all__ = ["STCH", "STCHMTL", "smooth_tchebycheff", "smooth_tchebycheff_weights", "tchebycheff"]
+
+def _same_vectors(a: Tensor | None, b: Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+
+class STCHBatch(StartBatch):
+    """B instances of :class:`STCH` for the runner (see ``StartBatch``): ``smooth_tchebycheff_weights`` on the
+    (B, K) losses (it works row by row over the last dimension), the checks of ``_terms`` once per step."""
+
+    method_class = STCH
+    replicates = ("weights", "objective", "_terms", "observe", "on_epoch_end")
+
+    @classmethod
+    def applies(cls, methods) -> bool:
+        first = methods[0] if methods else None
+        return super().applies(methods) and all(
+            m.mu == first.mu and _same_vectors(m.preference, first.preference) and _same_vectors(m.ideal, first.ideal) for m in methods
+        )
+
+    def __init__(self, methods) -> None:
+        self.methods = list(methods)
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        first = self.methods[0]
+        f = F.detach()  # (B, K)
+        K = f.shape[1]
+        lam = 1.0 / K if first.preference is None else first.preference.to(f)  # λ, scalar or (K,)
+        z = 0.0 if first.ideal is None else first.ideal.to(f)  # z, scalar or (K,)
+        sizes_ok = all(v is None or v.numel() == K for v in (first.preference, first.ideal))
+        if not sizes_ok or not math.isfinite(sum((lam * (f - z)).reshape(-1).tolist())):
+            for m, f_b in zip(self.methods, F):
+                m._terms(f_b)  # the per-start error
+            if not sizes_ok:  # pragma: no cover - _terms raised
+                raise AssertionError("unreachable")
+        return smooth_tchebycheff_weights(f, lam, z, first.mu).to(J)  # ∂g_μ/∂f = λ ⊙ softmax(u/μ) per row, (B, K)
+
+
+class STCHMTLBatch(StartBatch):
+    """B fresh instances of :class:`STCHMTL` for the runner (see ``StartBatch``): the warm-up weights 1/f, the
+    nadir as the float64 mean of the last warm-up epoch, then K·softmax(log(f/n)/μ)/f, row by row as per start."""
+
+    method_class = STCHMTL
+    replicates = ("weights", "objective", "_check", "_nadir", "observe", "on_epoch_end", "in_warmup")
+
+    @classmethod
+    def applies(cls, methods) -> bool:
+        if not super().applies(methods):
+            return False
+        first = methods[0]
+        fresh = all(m.epoch == 0 and m._sum is None and m._count == 0 for m in methods)
+        return fresh and all(
+            (m.mu, m.warmup_epochs) == (first.mu, first.warmup_epochs) and _same_vectors(m._given_nadir, first._given_nadir) for m in methods
+        )
+
+    def __init__(self, methods) -> None:
+        self.methods = list(methods)
+        first = self.methods[0]
+        self.mu, self.warmup, self.given = first.mu, first.warmup_epochs, first._given_nadir
+        self.epoch = 0
+        self.nadir: Tensor | None = None if self.given is None else self.given.clone()  # (K,) given, or (B, K) measured
+        self.sum: Tensor | None = None  # (B, K) float64
+        self.count = 0
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        f = F.detach()  # (B, K)
+        K = f.shape[1]
+        if (self.nadir is not None and self.nadir.shape[-1] != K) or not bool((f > 0).all()) or not math.isfinite(float(f.sum())):
+            for b, (m, f_b) in enumerate(zip(self.methods, F)):
+                self._sync(m, b)
+                m._check(f_b)  # the per-start error
+        if self.epoch < self.warmup:
+            W = 1.0 / f  # ∂/∂f_i Σ log f = 1/f_i, (B, K)
+        else:
+            if self.nadir is None:
+                self._sync(self.methods[0], 0)
+                self.methods[0]._nadir(f[0])  # raises: no nadir measured
+            p = smooth_tchebycheff_weights(torch.log(f / self.nadir.to(f)), 1.0, 0.0, self.mu)  # softmax(ℓ/μ), (B, K)
+            W = K * p / f  # ∂L/∂f_i = K p_i / f_i, (B, K)
+        if self.given is None and self.epoch == self.warmup - 1:  # observe: the last warm-up epoch
+            f64 = f.to(torch.float64).cpu()
+            self.sum = f64.clone() if self.sum is None else self.sum + f64
+            self.count += 1
+        return W.to(J)
+
+    def after_step(self, t: int, F_new: Tensor) -> None:  # on_epoch_end(t): full batch, an epoch is a step
+        if self.given is None and self.nadir is None and t >= self.warmup - 1:
+            if self.count == 0:
+                self._sync(self.methods[0], 0)
+                self.methods[0].on_epoch_end(t)  # raises: nothing observed
+            self.nadir = self.sum / self.count  # n = mean loss of the last warm-up epoch, (B, K)
+        self.epoch = int(t) + 1
+
+    def _sync(self, m: "STCHMTL", b: int) -> None:
+        m.epoch, m._count = self.epoch, self.count
+        m._sum = None if self.sum is None else self.sum[b].clone()
+        m.nadir = None if self.nadir is None else (self.nadir[b] if self.nadir.ndim == 2 else self.nadir).clone()
+
+    def finish(self) -> None:
+        for b, m in enumerate(self.methods):
+            self._sync(m, b)
+
+
+__all__ = ["STCH", "STCHBatch", "STCHMTL", "STCHMTLBatch", "smooth_tchebycheff", "smooth_tchebycheff_weights", "tchebycheff"]

@@ -85,7 +85,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from reference_impls.core.loss_weighting import LossWeighting
+from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 from reference_impls.loss_balancing.ew import check_losses
 from reference_impls.loss_balancing.imtl_l import UnoptimisedParameterWarning
 
@@ -178,5 +178,59 @@ class UW(torch.nn.Module, LossWeighting):
         self._s_at_last_call = None
         self._warned = False
 
+    @classmethod
+    def start_batch(cls, methods: Sequence["UW"], optimizer) -> "UWBatch | None":
+        """The runner's speed path: the B starts' s as one (B, K) tensor (:class:`UWBatch`); None if it does not apply."""
+        return UWBatch(methods, optimizer) if UWBatch.applies(methods) else None
 
-__all__ = ["TASK_FACTORS", "UW"]
+
+class UWBatch(StartBatch):
+    """B instances of :class:`UW` stepped as one (B, K) computation by the runner (see ``StartBatch``).
+
+    Per start, the arithmetic of ``weights`` and of autograd through ``forward``, in the same order:
+    e = exp(−s) (float64 when the losses are), w = c ⊙ e, ∂L/∂s = ½ − (f ⊙ c) ⊙ e (autograd's
+    products: ∂/∂e of (c e) f is f c, times e for the exp, negated, plus ½ from s/2), rounded to s's dtype.
+    """
+
+    method_class = UW
+    replicates = ("weights", "objective", "forward", "_check", "_warn_if_not_optimised", "observe", "on_epoch_end", "parameters")
+
+    def __init__(self, methods: Sequence[UW], optimizer) -> None:
+        self.methods = list(methods)
+        self.S = torch.stack([m.s.detach() for m in self.methods]).clone()  # (B, K) s of every start, s's dtype
+        self.c = torch.stack([m.c for m in self.methods])  # (B, K) c_i
+        self.optimizer = optimizer(self.S)
+        self.S_before: Tensor | None = None  # s before the last step (the instances' _s_at_last_call)
+        self._c_as: dict[torch.dtype, Tensor] = {}  # c in the losses' dtype
+
+    def step(self, t: int, F: Tensor, J: Tensor) -> Tensor:
+        K = self.S.shape[1]
+        f = F.detach()  # (B, K)
+        values = f.reshape(-1).tolist()  # B·K Python floats: min and sum on them beat two torch reductions
+        if F.shape[1] != K or not (min(values) > 0 and math.isfinite(sum(values))):
+            for m, f_b in zip(self.methods, F):
+                m._check(f_b)  # the per-start error (non-positive, non-finite, wrong K)
+        c = self._c_as.get(f.dtype)
+        if c is None:
+            c = self._c_as[f.dtype] = self.c.to(f)  # (B, K)
+        e = torch.exp(-self.S.to(f))  # e^{−s}, (B, K)
+        W = c * e  # w = ∂L/∂f = c ⊙ e^{−s}, (B, K)
+        if self.S_before is None:
+            self.S_before = self.S.clone()
+        else:
+            self.S_before.copy_(self.S)
+        self.S.grad = (0.5 - (f * c) * e).to(self.S.dtype)  # ∂L/∂s = ½ − c ⊙ f ⊙ e^{−s}, (B, K)
+        self.optimizer.step()
+        return W.to(J)
+
+    def finish(self) -> None:
+        for b, m in enumerate(self.methods):
+            with torch.no_grad():
+                m.s.copy_(self.S[b])
+            if self.S.grad is not None:
+                m.s.grad = self.S.grad[b].clone()
+            if self.S_before is not None:
+                m._s_at_last_call = self.S_before[b].clone()
+
+
+__all__ = ["TASK_FACTORS", "UW", "UWBatch"]

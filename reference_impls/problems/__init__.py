@@ -5,10 +5,10 @@
     >>> x = problem.initial_points(seed=0)          # (B, n)
     >>> F, J = problem.losses(x), problem.jacobian(x)  # (B, K), (B, K, n)
 
-Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1``, ``zdt2``, ``dtlz2``,
+Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1``, ``zdt2``, ``zdt-skewed``, ``dtlz2``,
 ``cagrad-toy``, ``mtl-linear``; with a stochastic oracle (``noisy.py``): ``noisy-biquad``,
 ``noisy-cagrad-toy``. Model problem: ``mtl-regression`` (a network; used through
-``aggregator.backward``). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
+``aggregator.backward``); ``mtl-regression-set`` (P such networks as a point problem, for set methods). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
 with a closed-form lower level; for Auto-Lambda, MOML, FORUM).
 """
 
@@ -25,10 +25,12 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
     "vlmop2": ("vlmop2", "VLMOP2"),
     "zdt1": ("zdt", "ZDT1"),
     "zdt2": ("zdt", "ZDT2"),
+    "zdt-skewed": ("skewed", "ZDTSkewed"),
     "dtlz2": ("dtlz", "DTLZ2"),
     "cagrad-toy": ("cagrad_toy", "CAGradToy"),
     "mtl-linear": ("mtl_regression", "MTLLinear"),
     "mtl-regression": ("mtl_regression", "MTLRegression"),
+    "mtl-regression-set": ("mtl_set", "MTLRegressionSet"),
     "bilevel-ridge": ("bilevel_ridge", "BilevelRidge"),
     "noisy-biquad": ("noisy", "NoisyBiQuad"),
     "noisy-cagrad-toy": ("noisy", "NoisyCAGradToy"),

@@ -147,9 +147,28 @@ class Problem:
     # Starting points and known solutions
     # ------------------------------------------------------------------------------------------
 
-    def initial_points(self, seed: int = 0) -> Tensor:  # pragma: no cover - interface
-        """The problem's standard starting points, (B, n)."""
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:  # pragma: no cover - interface
+        """The problem's standard starting points (B, n); ``num`` points (num, n) from the same seeded
+        distribution when given (set methods: one per solution; B = ``num_starts`` otherwise)."""
         raise NotImplementedError
+
+    def _num_points(self, num: int | None) -> int:
+        """The number of starting points: ``num`` if given (≥ 1), else the problem's ``num_starts``."""
+        if num is None:
+            return int(self.num_starts)
+        if int(num) != num or int(num) < 1:
+            raise ValueError(f"{self.id}: need num >= 1 starting points, got {num!r}")
+        return int(num)
+
+    def ideal_point(self) -> Tensor | None:
+        """The ideal point z* (K,): the minimum of each objective over the Pareto front, where known.
+
+        Default: the minimum of a dense front sample (exact for the fronts whose samples include the
+        end points: every sampled 2-objective front here); None without an analytic front.
+        """
+        if not self.has_pareto_front:
+            return None
+        return self.pareto_front(2001).min(0).values  # (K,)
 
     @property
     def has_pareto_front(self) -> bool:

@@ -76,10 +76,10 @@ class BiQuad(Problem):
         F = scales * (diff**2).sum(-1)  # f_i = s_i ||x − a_i||², (B, K)
         return F, (2.0 * scales)[None, :, None] * diff  # ∇f_i = 2 s_i (x − a_i), (B, K, n)
 
-    def initial_points(self, seed: int = 0) -> Tensor:
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
         g = self._generator(seed)
         centre = self.anchors.mean(0)  # (n,)
-        return centre + 2.0 * torch.randn(self.num_starts, self.n, generator=g, dtype=self.dtype).to(self.device)
+        return centre + 2.0 * torch.randn(self._num_points(num), self.n, generator=g, dtype=self.dtype).to(self.device)
 
     def pareto_set(self, num: int = 1000) -> Tensor:
         if self.K == 2:
@@ -89,6 +89,10 @@ class BiQuad(Problem):
         w = torch._standard_gamma(torch.ones(num, self.K, dtype=self.dtype), generator=g)
         w = (w / w.sum(1, keepdim=True)).to(self.device)  # Dirichlet(1), (num, K)
         return w @ self.anchors  # (num, n)
+
+    def ideal_point(self) -> Tensor:
+        """z* = 0 (K,) exactly: f_i = s_i||x − a_i||² reaches 0 at a_i, a point of the Pareto set."""
+        return torch.zeros(self.K, dtype=self.dtype, device=self.device)
 
     def pareto_front(self, num: int = 1000) -> Tensor:
         if self.K == 2:

@@ -203,9 +203,12 @@ class CAGradToy(Problem):
             )
         return np.array(rows_f, dtype=np.float64).reshape(-1, 2), np.array(rows_j, dtype=np.float64).reshape(-1, 2, 2)  # (B, 2), (B, 2, 2)
 
-    def initial_points(self, seed: int = 0) -> Tensor:
-        """The fixed starting points of the chosen paper (the seed is not used)."""
-        return self._tensor(INITS[self.inits])  # (B, 2)
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
+        """The fixed starting points of the chosen paper (the seed is not used); ``num`` must be None or their count."""
+        points = self._tensor(INITS[self.inits])  # (B, 2)
+        if num is not None and int(num) != points.shape[0]:
+            raise ValueError(f"{self.id}: the starting points are the paper's fixed {points.shape[0]}; cannot draw num={num}")
+        return points
 
     def pareto_set(self, num: int = 1000) -> Tensor:
         curve = self._tensor(_pareto_curve())  # (1401, 2)

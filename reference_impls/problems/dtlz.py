@@ -80,15 +80,19 @@ class DTLZ2(Problem):
                 J[:, m - 1, i if i < K - m else K - m] = g1 * dP * (math.pi / 2)  # ∂f_m/∂x_j = (1 + g) ∂P_m/∂θ_j · π/2
         return F, J
 
-    def initial_points(self, seed: int = 0) -> Tensor:
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
         g = self._generator(seed)
-        return torch.rand(self.num_starts, self.n, generator=g, dtype=self.dtype).to(self.device)
+        return torch.rand(self._num_points(num), self.n, generator=g, dtype=self.dtype).to(self.device)
 
     def pareto_set(self, num: int = 1000) -> Tensor:
         g = self._generator(54321)
         x = torch.full((num, self.n), 0.5, dtype=self.dtype)
         x[:, : self.K - 1] = torch.rand(num, self.K - 1, generator=g, dtype=self.dtype)
         return x.to(self.device)
+
+    def ideal_point(self) -> Tensor:
+        """z* = 0 (K,) exactly: the front is the positive orthant of the unit sphere: each f_i reaches 0."""
+        return torch.zeros(self.K, dtype=self.dtype, device=self.device)
 
     def pareto_front(self, num: int = 1000) -> Tensor:
         """``num`` points uniform (in area) on the positive unit-sphere orthant: |z|/||z||, z ~ N(0, I), seeded."""

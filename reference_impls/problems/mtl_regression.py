@@ -93,9 +93,9 @@ class MTLLinear(Problem):
         R = (x @ self.X.T)[:, :, None] - self.Y[None]  # (B, N, K) residuals
         return 2.0 / self.X.shape[0] * torch.einsum("bnk,np->bkp", R, self.X)  # ∇f_k = (2/N) Xᵀ(Xw − y_k), (B, K, p)
 
-    def initial_points(self, seed: int = 0) -> Tensor:
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
         g = self._generator(seed)
-        return torch.randn(self.num_starts, self.n, generator=g, dtype=self.dtype).to(self.device)
+        return torch.randn(self._num_points(num), self.n, generator=g, dtype=self.dtype).to(self.device)
 
     def pareto_set(self, num: int = 1000) -> Tensor:
         if self.K == 2:

@@ -144,8 +144,8 @@ class NoisyProblem(Problem):
     def project(self, x: Tensor) -> Tensor:
         return self.base.project(x)
 
-    def initial_points(self, seed: int = 0) -> Tensor:
-        return self.base.initial_points(seed)
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
+        return self.base.initial_points(seed, num)
 
     @property
     def has_pareto_front(self) -> bool:

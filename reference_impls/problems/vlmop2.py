@@ -48,9 +48,9 @@ class VLMOP2(Problem):
         J = np.stack([2 * e1[:, None] * u, 2 * e2[:, None] * v], axis=1)  # ∇f_i = 2 e^{−||x ∓ c||²} (x ∓ c), (B, 2, n)
         return F, J
 
-    def initial_points(self, seed: int = 0) -> Tensor:
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
         g = self._generator(seed)
-        return (torch.rand(self.num_starts, self.n, generator=g, dtype=self.dtype) - 0.5).to(self.device)
+        return (torch.rand(self._num_points(num), self.n, generator=g, dtype=self.dtype) - 0.5).to(self.device)
 
     def pareto_set(self, num: int = 1000) -> Tensor:
         s = torch.linspace(-1, 1, num, dtype=self.dtype, device=self.device)[:, None]

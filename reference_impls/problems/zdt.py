@@ -68,9 +68,9 @@ class _ZDT(Problem):
         J[:, 1, 1:] = (c * dg)[:, None]  # ∂f_2/∂x_i = (∂f_2/∂g)·9/(n − 1)
         return F, J
 
-    def initial_points(self, seed: int = 0) -> Tensor:
+    def initial_points(self, seed: int = 0, num: int | None = None) -> Tensor:
         g = self._generator(seed)
-        return self.project(torch.rand(self.num_starts, self.n, generator=g, dtype=self.dtype).to(self.device))
+        return self.project(torch.rand(self._num_points(num), self.n, generator=g, dtype=self.dtype).to(self.device))
 
     def pareto_set(self, num: int = 1000) -> Tensor:
         x = torch.zeros(num, self.n, dtype=self.dtype, device=self.device)

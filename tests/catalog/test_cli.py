@@ -326,7 +326,9 @@ def test_show_prints_a_record_with_links_implementation_and_tests(run_modl: Run)
                      "reference_impls/gradient_manipulation/pcgrad.py", "tests: tests/reference_impls/test_pcgrad.py",
                      "/papers/pcgrad/"):
         assert expected in out, expected
-    assert "(missing)" not in out
+    assert "(missing)" not in out and "reconstructed:" not in out
+    result = run_modl("show", "xwc-mgda")  # a reconstruction says so where the implementation is listed
+    assert result.returncode == 0 and "\nreconstructed: The paper's text could not be read" in result.stdout
     result = run_modl("show", "pcgrd")
     assert result.returncode == 1 and result.stderr == "modl show: error: unknown record id 'pcgrd'; did you mean 'pcgrad'?\n"
 

@@ -267,8 +267,10 @@ def test_reference_implementation_links(catalog: Catalog) -> None:
     }
     implemented = {"status": "implemented"}
     cat = replace_papers(catalog, {
-        "pcgrad": {"implementation": catalog.papers["pcgrad"].implementation.model_copy(update={**implemented, "methods": ["pcgrad"]})},
-        "imtl": {"implementation": catalog.papers["imtl"].implementation.model_copy(update={**implemented, "methods": ["imtl-l", "imtl-g"]})},
+        "pcgrad": {"implementation": catalog.papers["pcgrad"].implementation.model_copy(
+            update={**implemented, "methods": ["pcgrad"], "reconstructed": None})},
+        "imtl": {"implementation": catalog.papers["imtl"].implementation.model_copy(
+            update={**implemented, "methods": ["imtl-l", "imtl-g"], "reconstructed": "Step 2 is ours."})},
         "mgda": {"implementation": catalog.papers["mgda"].implementation.model_copy(update={"status": "planned", "methods": ["mgda"]})},
     })
     repo = catalog.project.repo_url
@@ -278,7 +280,9 @@ def test_reference_implementation_links(catalog: Catalog) -> None:
         assert reference_impl_links(cat, cat.papers["mgda"]) == []
     assert f"[Reference implementation]({repo}/blob/main/reference_impls/gradient_manipulation/pcgrad.py)" in text
     assert (f"Reference implementations: [imtl-l]({repo}/blob/main/reference_impls/loss_balancing/imtl.py), "
-            f"[imtl-g]({repo}/blob/main/reference_impls/gradient_weighting/imtl_g.py)") in text
+            f"[imtl-g]({repo}/blob/main/reference_impls/gradient_weighting/imtl_g.py) (reconstructed)") in text
+    pcgrad_line = next(line for line in text.splitlines() if "papers/pcgrad/" in line)
+    assert "(reconstructed)" not in pcgrad_line, "only records with a reconstruction are flagged"
     mgda_line = next(line for line in text.splitlines() if "papers/mgda/" in line)
     assert "Reference implementation" not in mgda_line, "planned methods get no link"
     imtl_cross = [line for line in text.splitlines() if "(https://modl-catalog.github.io/modl/papers/imtl/) - " in line]

@@ -325,3 +325,19 @@ def test_paper_default_toy_run_crash_regression():
     w_general, beta_general = solve_fair_weights(M, 2.0, beta0, fast=False)
     assert beta_general is not None
     assert np.allclose(w_general, w, rtol=1e3 * eps / (1.0 + M[0, 1] / np.sqrt(M[0, 0] * M[1, 1])), atol=0)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 5.0])
+def test_k2_nearly_orthogonal_with_a_tiny_negative_cosine_regression(alpha):
+    """Regression: K = 2 gradients with cos(g_1, g_2) ∈ (−ε/2, 0) (δ = 1 + cos rounds to 1) made the K = 2 path's
+    bracket log1p(−δ) = log1p(−1) raise ValueError("math domain error") for every α ≠ 1 (found by the two-task
+    "orthogonal" family of test_direction2.py). The bracket's lower end is now log(−cos). Over 12 cosines −10^(−k),
+    k = 16.5..300: the path answers (certified), and the weights equal the general Newton solve's to 1e-12."""
+    for k in np.linspace(16.5, 300, 12):
+        J = torch.tensor([[1.0, 0.0], [-(10.0 ** -k), 3.0]], dtype=torch.float64)  # ||g_2|| = 3: κ ≠ 𝟙 for α ≠ 1
+        M = J @ J.T
+        assert -np.finfo(np.float64).eps / 2 < float(M[0, 1]) / 3.0 < 0.0
+        w_fast, _ = solve_fair_weights(M, alpha)
+        w_general, _ = solve_fair_weights(M, alpha, fast=False)
+        assert np.allclose(w_fast, w_general, rtol=1e-12, atol=0), (k, w_fast, w_general)
+        assert torch.isfinite(FairGrad(alpha)(J)).all()

@@ -13,6 +13,12 @@ it is called:
   ``on_epoch_end`` once per epoch; ``attach`` (the activation path) in representation mode;
 * in the training loop of ``site/implementations/design.md``, executed from the page itself.
 
+Set methods (registry interface "set") move P solutions at once: through
+:func:`reference_impls.set_runner.run_set` and through the documented set loop (``train_set`` of
+``site/implementations/design.md``, executed from the page) on ``vlmop2`` (P = 4, 3 steps):
+``begin`` once, ``update``, ``adapt_preferences`` and ``on_epoch_end`` once per step, ``parameters``
+at least once, all on the one instance.
+
 Bi-level methods (``bilevel = True``: Auto-Lambda, MOML, FORUM) need validation losses, so they run on
 ``bilevel-ridge`` instead (the runner, then the page's ``train_bilevel`` loop, 6 steps each):
 ``outer_step`` once every ``outer_every`` steps, ``observe`` and ``on_epoch_end`` once per step (full
@@ -48,8 +54,14 @@ def _bilevel(name: str) -> bool:
         return False
 
 
+def _set_method(name: str) -> bool:
+    """Whether ``name`` is a set method (registry interface "set")."""
+    return reference_impls.info(name).interface == "set"
+
+
 BILEVEL = [n for n in reference_impls.names() if _bilevel(n)]
-SINGLE_LEVEL = [n for n in NAMES if n not in BILEVEL]
+SET_METHODS = [n for n in NAMES if _set_method(n)]
+SINGLE_LEVEL = [n for n in NAMES if n not in BILEVEL and n not in SET_METHODS]
 STEPS, NET_STEPS, BATCHES_PER_EPOCH = 3, 8, 4  # mtl-regression: N = 512 rows, batch_size 128
 BILEVEL_STEPS = 6
 
@@ -69,6 +81,7 @@ def doc_namespace():
     exec(compile(_doc_training_loop(), "design.md", "exec"), namespace)  # runs the page's own examples (FAMO, Auto-Lambda) too
     assert torch.isfinite(namespace["final_losses"]).all()
     assert torch.isfinite(namespace["final_val_losses"]).all()
+    assert torch.isfinite(namespace["final_set_losses"]).all()  # EPO's set on vlmop2
     return namespace
 
 
@@ -365,33 +378,90 @@ def test_imtl_l_warns_when_its_scales_are_not_optimised_and_train_step_refuses()
     assert bool((method.s.detach() != 0).all())
 
 
-def test_set_method_hooks_are_driven_on_point_problems():
-    # No set method is registered yet: a stand-in with every SetMethod hook. The learnable scalar a
-    # gets the gradient 1 at each step (written by step()), so SGD moves it by −lr per step.
+def test_every_registered_set_method_is_covered():
+    assert {"ls", "tch"} <= set(SET_METHODS)
+    from reference_impls.core.sets import SetMethod
+
+    for name in SET_METHODS:
+        assert issubclass(reference_impls.load_class(name), SetMethod)
+
+
+@pytest.mark.parametrize("name", SET_METHODS)
+def test_set_runner_and_documented_set_loop_call_every_hook(name, monkeypatch, doc_namespace):
+    from reference_impls.set_runner import run_set
+
+    cls = reference_impls.load_class(name)
+    hooks = defined_hooks(reference_impls.create(name))
+    calls = _spy(monkeypatch, cls, hooks)
+    problem = get_problem("vlmop2")
+    run_set(name, problem, solutions=4, steps=STEPS, lr=0.1, optimizer="sgd")
+    runner_calls = Counter(calls)
+    calls.clear()
+    X, F, prefs = doc_namespace["train_set"](reference_impls.create(name), problem, 4, STEPS, 0.1)
+    assert X.shape == (4, problem.n) and bool(torch.isfinite(F).all())
+    for where, seen in (("run_set", runner_calls), ("documented set loop", calls)):
+        for hook in hooks:
+            counts = _per_instance(seen, hook)
+            if hook == "parameters":
+                assert counts and min(counts) >= 1, (where, hook, counts)
+            else:
+                assert counts == [1 if hook == "begin" else STEPS], (where, hook, counts)
+
+
+def _hooked_set_class():
     from reference_impls.core.sets import SetMethod
 
     class Hooked(SetMethod):
-        needs_preferences = False
-
+        # The learnable scalar a gets the gradient 1 at each step (written by step()), so SGD moves it
+        # by −lr per step; adapt_preferences swaps the two columns after every step.
         def __init__(self):
             self.a = torch.zeros((), dtype=torch.float64, requires_grad=True)
-            self.updates, self.epochs = [], []
+            self.begun, self.updates, self.epochs, self.seen_prefs, self.adapted = [], [], [], [], []
 
         def step(self, X, F, J, preferences):
             self.a.grad = torch.ones((), dtype=torch.float64)
-            return J.sum(1)  # (P, n)
+            self.seen_prefs.append(preferences.clone())
+            return (preferences[:, :, None] * J).sum(1)  # (P, n)
 
         def parameters(self):
             return [self.a]
 
+        def begin(self, X0, F0, preferences, *, steps, ideal=None):
+            self.begun.append((X0.clone(), F0.clone(), preferences.clone(), steps, ideal))
+
         def update(self, new_F):
             self.updates.append(new_F.clone())
+
+        def adapt_preferences(self, X, F, preferences, t):
+            self.adapted.append((t, X.clone()))
+            return preferences.flip(1)
 
         def on_epoch_end(self, epoch):
             self.epochs.append(epoch)
 
-    assert set(defined_hooks(Hooked())) == {"parameters", "update", "on_epoch_end"}
-    result = run(Hooked(), "biquad", steps=3, lr=0.1, optimizer="sgd")
+    return Hooked
+
+
+def test_set_method_hooks_are_driven_on_point_problems():
+    # A stand-in with every SetMethod hook, run by run_set: begin once with the initial set, its
+    # losses, the preferences, the step budget and the problem's ideal point; then per step update
+    # (losses at the moved set), adapt_preferences (whose result the next step sees) and on_epoch_end.
+    Hooked = _hooked_set_class()
+    assert set(defined_hooks(Hooked())) == {"parameters", "begin", "update", "adapt_preferences", "on_epoch_end"}
+    problem = get_problem("biquad")
+    result = run(Hooked(), problem, steps=3, lr=0.1, optimizer="sgd", solutions=5)
     m = result.extra["methods"][0]
     assert m.epochs == [0, 1, 2] and float(m.a.detach()) == pytest.approx(-0.3, abs=1e-15)
     torch.testing.assert_close(torch.stack(m.updates), result.f[1:])  # the losses after each step
+    (X0, F0, prefs0, steps, ideal), = m.begun
+    torch.testing.assert_close(X0, result.x[0])
+    torch.testing.assert_close(F0, result.f[0])
+    assert steps == 3 and torch.equal(ideal, problem.ideal_point())
+    assert [t for t, _ in m.adapted] == [0, 1, 2]
+    for t, X in m.adapted:
+        torch.testing.assert_close(X, result.x[t + 1])
+    for t in range(3):  # step t sees the preferences flipped t times
+        expected = prefs0.flip(1) if t % 2 else prefs0
+        torch.testing.assert_close(m.seen_prefs[t], expected, rtol=0, atol=0)
+    torch.testing.assert_close(result.extra["preferences"], prefs0.flip(1), rtol=0, atol=0)  # after 3 flips
+    torch.testing.assert_close(result.extra["preference_history"][-1], prefs0.flip(1), rtol=0, atol=0)

@@ -205,3 +205,68 @@ def test_uniformity_is_the_smallest_pairwise_distance():
     assert uniformity(get_problem("zdt1").pareto_front(101)) > 0.0
     with pytest.raises(ValueError, match="at least two points"):
         uniformity([[0.0, 1.0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Set metrics (issue 11): hypervolume against pymoo at rtol 1e-12, ray errors, coverage
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("K", [2, 3])
+def test_hypervolume_agrees_with_pymoo_to_1e12_relative_on_random_sets(K, seed):
+    # 5 seeds × sizes 3..120, points on a concave/convex mix of scales (not just the unit cube), some
+    # beyond the reference and some duplicated: relative agreement 1e-12 (both are exact algorithms).
+    from pymoo.indicators.hv import HV
+
+    rng = np.random.default_rng(1000 + 10 * K + seed)
+    for N in (3, 17, 120):
+        F = rng.random((N, K)) * rng.uniform(0.1, 10.0, size=K)  # per-objective scales
+        F = np.concatenate([F, F[:2], F.max(0) * 1.2 + rng.random((2, K))])  # duplicates; points past the reference
+        ref = F[:N].max(0) * 1.05
+        ours, theirs = hypervolume(F, ref), HV(ref_point=ref)(F)
+        assert theirs > 0 and abs(ours - theirs) <= 1e-12 * theirs, (N, ours, theirs)
+
+
+def test_preference_distance_and_angle_on_known_points():
+    from reference_impls.metrics import preference_angle, preference_distance
+
+    rays = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    z = np.array([1.0, 1.0])
+    F = np.array([[3.0, 3.0], [1.0, 4.0], [0.0, 1.0], [1.0, 1.0]])  # on its ray; 3 off the axis; behind z; at z
+    dist = preference_distance(F, rays, z)
+    angle = preference_angle(F, rays, z)
+    np.testing.assert_allclose(dist, [0.0, 3.0, 1.0, 0.0], atol=1e-15)  # behind the origin: distance to z itself
+    np.testing.assert_allclose(angle, [0.0, math.pi / 2, math.pi / 2, 0.0], atol=1e-15)
+    # the distance is that of the orthogonal projection onto the half-line, and it is scale-free in the ray
+    d = np.array([[2.0, 1.0]])
+    v = np.array([[1.0, 1.0]])
+    assert preference_distance(d, v)[0] == pytest.approx(math.sqrt(0.5), abs=1e-15)
+    assert preference_distance(d, 7 * v)[0] == pytest.approx(math.sqrt(0.5), abs=1e-15)
+    assert preference_distance(d, [1.0, 1.0])[0] == pytest.approx(math.sqrt(0.5), abs=1e-15)  # one ray for all
+    with pytest.raises(ValueError, match="zero vector"):
+        preference_distance(F, [[0.0, 0.0]] * 4)
+    with pytest.raises(ValueError, match="one ray per point"):
+        preference_distance(F, rays[:3])
+
+
+def test_coverage_and_covering_radius_on_known_sets():
+    from reference_impls.metrics import coverage, covering_radius
+
+    t = np.linspace(0, 1, 1001)
+    front = np.stack([t, 1 - t], 1)  # a straight front of length √2, uniform in arc length
+    assert coverage(front, front) == 1.0 and covering_radius(front, front) == 0.0
+    # default δ = 5 % of the bounding-box diagonal = 0.05·√2: the point at t = 0.0025 covers the front
+    # points with |t − 0.0025| ≤ 0.05, i.e. t = 0.000 .. 0.052 (53 of 1001; no grid point on the boundary)
+    assert coverage([[0.0025, 0.9975]], front) == pytest.approx(53 / 1001, abs=1e-15)
+    assert covering_radius([[0.0, 1.0]], front) == pytest.approx(math.sqrt(2), abs=1e-12)
+    # P evenly spaced points at the centres of P equal pieces: radius = half a piece, L/(2P)
+    P = 5
+    centres = (np.arange(P) + 0.5) / P
+    S = np.stack([centres, 1 - centres], 1)
+    assert covering_radius(S, front) == pytest.approx(math.sqrt(2) / (2 * P), abs=1e-12)
+    # with δ = 0.0505·√2 each covers the 101 grid points with |t − c| ≤ 0.0505 (disjoint intervals)
+    assert coverage(S, front, delta=0.0505 * math.sqrt(2)) == pytest.approx(P * 101 / 1001, abs=1e-15)
+    assert coverage(S, front, delta=1.0) == 1.0
+    with pytest.raises(ValueError, match="delta > 0"):
+        coverage(S, front, delta=0.0)

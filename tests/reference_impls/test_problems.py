@@ -11,7 +11,7 @@ import torch
 from reference_impls.metrics import igd, pareto_stationarity, projected_pareto_stationarity
 from reference_impls.problems import Problem, get_problem, problem_ids
 
-POINT_PROBLEMS = ["biquad", "vlmop2", "zdt1", "zdt2", "dtlz2", "cagrad-toy", "mtl-linear"]
+POINT_PROBLEMS = ["biquad", "vlmop2", "zdt1", "zdt2", "zdt-skewed", "dtlz2", "cagrad-toy", "mtl-linear"]
 
 
 
@@ -23,7 +23,7 @@ def _ps(problem: Problem, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_lists_every_problem_and_rejects_unknown_ids_and_knobs():
-    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy"])
+    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy"])
     with pytest.raises(ValueError, match="unknown problem 'nope'; known: bilevel-ridge, biquad"):
         get_problem("nope")
     with pytest.raises(ValueError, match="bad knob"):
@@ -299,6 +299,8 @@ CLOSED_FORMS = [
     ("zdt1", {}),
     ("zdt1", {"n": 30}),
     ("zdt2", {}),
+    ("zdt-skewed", {}),
+    ("zdt-skewed", {"q": 0.1, "n": 8}),
     ("dtlz2", {}),
     ("dtlz2", {"K": 4, "k": 3}),
     ("cagrad-toy", {}),
@@ -370,3 +372,96 @@ def test_problems_without_a_closed_form_fall_back_to_losses_and_jacobian():
     assert torch.equal(F, F0) and torch.equal(J, J0)
     Fn, Jn = p.value_and_jacobian(X.numpy())
     assert isinstance(Fn, np.ndarray) and np.array_equal(Fn, F0.numpy()) and np.array_equal(Jn, J0.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-method support: num starting points, ideal points, the skewed front, P networks
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pid", ["biquad", "vlmop2", "zdt1", "zdt2", "zdt-skewed", "dtlz2", "mtl-linear", "noisy-biquad"])
+def test_initial_points_num_draws_from_the_same_seeded_distribution(pid):
+    # num=None keeps the standard starts (so point-method runs are unchanged); num = P gives P points
+    # from the same seeded distribution, reproducibly, and different seeds give different sets.
+    p = get_problem(pid)
+    standard = p.initial_points(3)
+    torch.testing.assert_close(p.initial_points(3, num=None), standard, rtol=0, atol=0)
+    more = p.initial_points(3, num=2 * standard.shape[0] + 1)
+    assert more.shape == (2 * standard.shape[0] + 1, p.n)
+    torch.testing.assert_close(p.initial_points(3, num=5), p.initial_points(3, num=5), rtol=0, atol=0)  # seeded
+    assert not torch.equal(p.initial_points(3, num=5), p.initial_points(4, num=5))
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="num >= 1"):
+            p.initial_points(0, num=bad)
+
+
+def test_cagrad_toy_refuses_a_different_number_of_fixed_starts():
+    p = get_problem("cagrad-toy")
+    B = p.initial_points(0).shape[0]
+    torch.testing.assert_close(p.initial_points(0, num=B), p.initial_points(0))
+    with pytest.raises(ValueError, match="fixed"):
+        p.initial_points(0, num=B + 1)
+
+
+@pytest.mark.parametrize("pid,ideal", [("vlmop2", (0.0, 0.0)), ("zdt1", (0.0, 0.0)), ("zdt2", (0.0, 0.0)), ("zdt-skewed", (0.0, 0.0)), ("biquad", (0.0, 0.0))])
+def test_ideal_point_is_the_componentwise_minimum_of_the_front(pid, ideal):
+    # the fronts here all reach each objective's minimum 0 at an end point, which the sample includes
+    p = get_problem(pid)
+    torch.testing.assert_close(p.ideal_point(), torch.tensor(ideal, dtype=torch.float64), rtol=0, atol=1e-15)
+    assert get_problem("mtl-regression-set").ideal_point() is None  # no analytic front
+
+
+@pytest.mark.parametrize("pid,knobs", [("dtlz2", {}), ("dtlz2", {"K": 4, "k": 3}), ("biquad", {"K": 3, "n": 4, "scales": (1.0, 2.0, 3.0)})])
+def test_ideal_point_is_exact_where_the_front_sample_is_random(pid, knobs):
+    # sampled fronts (DTLZ2's sphere, the image of biquad's hull) miss the minima; the exact z* = 0 is
+    # reached on the Pareto set (DTLZ2: x_i ∈ {0, 1} corners; biquad: at each anchor a_i)
+    p = get_problem(pid, **knobs)
+    torch.testing.assert_close(p.ideal_point(), torch.zeros(p.K, dtype=torch.float64), rtol=0, atol=0)
+    assert bool((p.pareto_front(500).min(0).values > 0).all())  # the sample's minima are not the ideal point
+    if pid == "biquad":
+        torch.testing.assert_close(p.losses(p.anchors).diagonal(), torch.zeros(p.K, dtype=torch.float64), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("q", [0.25, 0.1, 0.5])
+def test_skewed_front_formula_hypervolume_and_zdt1_limit(q):
+    from reference_impls.metrics import hypervolume
+
+    p = get_problem("zdt-skewed", q=q)
+    F = p.pareto_front(2000)
+    torch.testing.assert_close(F[:, 1], 1 - F[:, 0] ** q, rtol=0, atol=1e-12)  # exactly on f_2 = 1 − f_1^q
+    np.testing.assert_allclose(F[[0, -1]].numpy(), [[0.0, 1.0], [1.0, 0.0]], atol=1e-12)
+    gaps = (F[1:] - F[:-1]).norm(dim=1)
+    assert float(gaps.max() / gaps.min()) < 1.01  # uniform in arc length
+    # HV of the front at (1, 1) is ∫ f_1^q = 1/(1 + q); a dense sample's staircase is below it by O(1/num)
+    assert 1 / (1 + q) - 2e-3 < hypervolume(F, (1.0, 1.0)) < 1 / (1 + q)
+    # the Pareto set maps onto the front, and q = ½ is ZDT1
+    S = p.pareto_set(11)
+    torch.testing.assert_close(p.losses(S)[:, 1], 1 - S[:, 0] ** q, rtol=0, atol=1e-15)
+    if q == 0.5:
+        X = get_problem("zdt1").initial_points(0)
+        torch.testing.assert_close(p.losses(X), get_problem("zdt1").losses(X), rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match="q must be in"):
+        get_problem("zdt-skewed", q=1.0)
+
+
+def test_mtl_regression_set_is_p_networks_with_their_own_losses_and_jacobians():
+    # Network p of the set problem is MTLRegression.reset(seed + p): its losses are the network's
+    # own losses, and row k of J_p is ∇_θ f_k of that network (autograd through the nn.Module), in
+    # the documented flattening order; the P networks are evaluated in one batch.
+    from reference_impls.core.aggregator import jacobian
+    from reference_impls.problems.mtl_set import MTLRegressionSet
+
+    net = get_problem("mtl-regression", hidden=5, N=64)
+    p = MTLRegressionSet.from_network(net)
+    assert p.n == 5 * net.p + 5 + net.K * 5 + net.K and p.K == net.K and p.has_pareto_front is False
+    X = p.initial_points(7, num=3)  # (3, n)
+    F, J = p.losses_and_jacobian(X)  # (3, K), (3, K, n)
+    for q in range(3):
+        model = net.reset(7 + q)
+        torch.testing.assert_close(X[q], p.flatten(model), rtol=0, atol=0)
+        f = net.losses()  # (K,)
+        torch.testing.assert_close(F[q], f.detach(), rtol=1e-13, atol=0)
+        enc, heads = model.encoder, model.heads
+        params = [enc.weight, enc.bias] + [hd.weight for hd in heads] + [hd.bias for hd in heads]
+        Jq, _ = jacobian(list(f.unbind()), params)  # (K, n) in the order W_enc, b_enc, heads' weights, heads' biases
+        torch.testing.assert_close(J[q], Jq, rtol=1e-12, atol=1e-14)

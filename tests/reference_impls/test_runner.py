@@ -316,6 +316,13 @@ def test_cagrad_toy_default_settings_are_the_papers():
 # ---------------------------------------------------------------------------------------------
 
 
+# Methods with one instance per start: bi-level methods run on bilevel-ridge only, set methods move one
+# set through reference_impls.set_runner (tested in test_set_core.py).
+POINT_METHODS = [
+    name for name in registry.names() if not getattr(registry.load_class(name), "bilevel", False) and not issubclass(registry.load_class(name), SetMethod)
+]
+
+
 def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
     """The straightforward loop: one instance per start, the interface's own checks at every call,
     hooks called per start (update with the new losses, observe, on_epoch_end), x ← Π(x − η d).
@@ -375,8 +382,8 @@ def _reference_run(name, problem, steps, lr, optimizer="adam", seed=0):
         ("graddrop", "vlmop2", "adam"),  # randomness
         ("sdmgrad", "dtlz2", "adam"),  # K = 3, box problem
     ]
-    + [(name, "cagrad-toy", "adam") for name in registry.names() if not getattr(registry.load_class(name), "bilevel", False)]  # every method: the fast (numpy) loop
-    + [(name, "biquad", "sgd") for name in registry.names() if not getattr(registry.load_class(name), "bilevel", False)],  # bi-level methods: bilevel-ridge only
+    + [(name, "cagrad-toy", "adam") for name in POINT_METHODS]  # every method: the fast (numpy) loop
+    + [(name, "biquad", "sgd") for name in POINT_METHODS],
 )
 def test_runner_loop_equals_the_plain_reference_loop_bit_for_bit(name, problem, optimizer):
     steps = 60
