@@ -59,9 +59,11 @@ from torch import Tensor
 
 from reference_impls.core.aggregator import GramianWeighting
 from reference_impls.core.solvers import (
+    combine2,
     dtype_eps,
     float_info,
     gramian2_entries,
+    gramian2_rows,
     min_norm_weights,
     min_norm_weights2,
     rescaled_gramian,
@@ -98,6 +100,15 @@ class SDMGrad(GramianWeighting):
         w_star = min_norm_weights(shifted_gramian(M64, self.lamda), eps=dtype_eps(M))  # w* = argmin_Δ ½||Gᵀw + λg_0||², (K,)
         weights = (w_star + self.lamda / K) / (1.0 + self.lamda)  # d = (Gᵀw* + λ g_0)/(1 + λ)
         return weights.to(device=M.device, dtype=M.dtype)
+
+    def direction2(self, rows, losses) -> list[float] | None:
+        """The runner's K = 2 protocol (solvers.py): the general path's direction on Python floats, bit for bit, or
+        None (another shape, a non-finite J, a vanishing Gramian that rescaled_gramian would rescale, no certificate)."""
+        entries = gramian2_rows(rows)  # M = J Jᵀ as torch rounds it (n = 2)
+        if entries is None or max(entries[0], entries[3]) < _TINY64 / _EPS64:
+            return None
+        weights = self._weights2(*entries, _EPS64)
+        return None if weights is None else combine2(weights[0], weights[1], rows[0], rows[1])  # d = Jᵀw
 
     def _weights2(self, m11: float, m12: float, m21: float, m22: float, eps: float) -> tuple[float, float] | None:
         """K = 2: the steps of the general path on Python floats (shifted_gramian's formula, then

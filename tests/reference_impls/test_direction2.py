@@ -25,7 +25,7 @@ from .two_task_inputs import FAMILIES, two_task_jacobians
 
 METHODS = [
     "mgda", "smg", "psmgd", "cr-mogm", "cagrad", "upgrad", "imtl-g", "nash-mtl", "fairgrad",
-    "moco", "modo", "pcgrad", "gradvac", "db-mtl", "graddrop",
+    "moco", "modo", "pcgrad", "gradvac", "db-mtl", "graddrop", "sdmgrad",
 ]  # fmt: skip
 SEEDS = range(4)
 BUFFERS = {"_buffers2"}  # MoCo's scratch memory of direction2 (h_t, the next Y): not state
