@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reference_impls.core.aggregator import GramianWeighting, NonFiniteError
+from reference_impls.core.aggregator import GramianWeighting, NonFiniteError, gram_product
 from reference_impls.core.solvers import _INFO64, combine2, float_info, float_max, gramian2_entries, gramian2_rows, small_tensor
 
 
@@ -130,7 +130,7 @@ def gramian_up_to_scale(J: Tensor) -> tuple[Tensor, bool]:
     are the same on either path, bit for bit on the same BLAS kernel.
     """
     finfo = torch.finfo(J.dtype)
-    M = (J @ J.T).detach().to("cpu", torch.float64)  # (K, K): J Jᵀ rounded in J's dtype, then widened (exact)
+    M = gram_product(J).detach().to("cpu", torch.float64)  # (K, K): J Jᵀ rounded in J's dtype (blocked when very wide), widened
     Mn = M.numpy()  # the K×K checks in NumPy: per-call overhead, not arithmetic, is their cost
     if np.isfinite(Mn).all() and (np.diagonal(Mn) >= finfo.tiny / finfo.eps).all():
         return M, True
