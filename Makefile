@@ -40,7 +40,7 @@ CUDA_ONLY  := ^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==
 NUMERICS_TESTS := $(wildcard $(addprefix tests/reference_impls/test_,$(addsuffix .py,\
   solvers cagrad upgrad mgda sdmgrad fairgrad nash_mtl properties degenerate db_mtl pcgrad gradvac gradnorm \
   aligned_mtl imtl_g bilevel_ridge auto_lambda moml forum uw stch smg psmgd mgda_gs cr_mogm modo \
-  lp set_core metrics xwc_mgda ferero tch)))
+  lp set_core metrics xwc_mgda ferero tch hypervolume clusters stch_set most moo_svgd sum_of_minimum pareto_core)))
 BLAS_KERNELS ?= Prescott Haswell
 # The kernel numpy's OpenBLAS picked on this machine (empty when it cannot be told): a rerun under the
 # same kernel would repeat the main run, so it is skipped.

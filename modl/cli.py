@@ -421,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the problem's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the problem's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--solutions", type=int, default=None, help="set methods: the number P of solutions found jointly (default: the problem's starting points)")
-    p.add_argument("--plot", default=None, help="PNG file for the trajectories / objective space (set methods: the found set against the front)")
+    p.add_argument("--solutions", type=int, default=None, help="set methods: the number P of solutions found jointly (default: the problem's starting points); Pareto-set models (phn-ls, ...): the number of held-out preferences evaluated (default 25)")
+    p.add_argument("--plot", default=None, help="PNG file for the trajectories / objective space (set methods: the found set against the front; Pareto-set models: the learned front of a dense preference grid against the true one, held-out points marked)")
     p.add_argument(
         "--param",
         "-p",

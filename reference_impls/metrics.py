@@ -17,6 +17,8 @@ computed in float64 numpy and returned as Python floats, per-point metrics as (B
 * :func:`uniformity` — l_min, the smallest pairwise distance of a solution set (the "spread").
 * :func:`coverage`, :func:`covering_radius` — how much of a front sample lies within δ of the set,
   and the largest distance of a front sample point to the set.
+* :func:`worst_objective`, :func:`mean_objective` — the few-for-many values of a set F (P, K):
+  max_i min_p F_pi (TCH-Set at z = 0) and (1/K) Σ_i min_p F_pi (sum-of-minimum / K).
 """
 
 from __future__ import annotations
@@ -338,6 +340,29 @@ def uniformity(F: Any) -> float:
     return float(d.min())
 
 
+# ----------------------------------------------------------------------------------------------
+# Few-for-many values of a set (many objectives, few solutions)
+# ----------------------------------------------------------------------------------------------
+
+
+def worst_objective(F: Any) -> float:
+    """max_i min_p F_pi for the losses F (P, K) of a set: the worst-served objective.
+
+    The TCH-Set value at z = 0, λ = 𝟙 (Lin et al., "Few for Many", ICLR 2025). A 1-D F (K,) is one solution.
+    """
+    A = _points(F)
+    return float(A.min(axis=0).max())
+
+
+def mean_objective(F: Any) -> float:
+    """(1/K) Σ_i min_p F_pi for the losses F (P, K) of a set: the mean over objectives of the best-served value.
+
+    The sum-of-minimum value divided by K (Ding et al., ICML 2024). A 1-D F (K,) is one solution.
+    """
+    A = _points(F)
+    return float(A.min(axis=0).mean())
+
+
 __all__ = [
     "coverage",
     "covering_radius",
@@ -345,6 +370,7 @@ __all__ = [
     "hypervolume",
     "igd",
     "igd_plus",
+    "mean_objective",
     "nondominated",
     "pareto_stationarity",
     "preference_angle",
@@ -352,4 +378,5 @@ __all__ = [
     "preference_distance",
     "projected_pareto_stationarity",
     "uniformity",
+    "worst_objective",
 ]

@@ -7,6 +7,10 @@
   K = 3) and the loss trajectories of every starting point.
 * set methods (``modl run METHOD --solutions N``): the same panels, plus the found set (filled
   markers) and the method's target rays from the ideal point where it has them.
+* ``clusters`` (m objectives f_i = ||x − a_i||², no front to draw): left panel (n = 2), the anchors
+  coloured by planted cluster, each cluster's minimum enclosing circle, the proven optimal centres
+  (sum-of-minimum ★, minimax ◆), the trajectories and the found solutions; right panel, the mean and
+  worst objective of the set, (1/m) Σ_i min_p f_i and max_i min_p f_i, against their proven optima.
 
 The PNG is written atomically (temporary file in the same folder, then a rename).
 """
@@ -90,6 +94,79 @@ def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    if callable(getattr(problem, "optimal_centres", None)) and hasattr(problem, "labels"):
+        fig = _clusters_figure(plt, result, problem)
+    else:
+        fig = _front_figure(plt, result, problem)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    try:
+        _write_atomically(Path(path), buffer.getvalue())
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
+def _clusters_figure(plt: Any, result: Any, problem: Any) -> Any:
+    """The ``clusters`` problem: anchors, optimal centres and the found set (n = 2), and the set values over time."""
+    F = result.f.detach().cpu().numpy()  # (T, P, m)
+    X = result.x.detach().cpu().numpy() if result.x is not None else None  # (T, P, n)
+    decision = X is not None and X.shape[2] == 2
+    is_set = "metrics" in result.extra
+    fig = plt.figure(figsize=(11 if decision else 5.5, 5), dpi=100)
+    if decision:
+        ax = fig.add_subplot(1, 2, 1)
+        A = problem.anchors.detach().cpu().numpy()  # (m, 2)
+        labels = problem.labels.cpu().numpy()  # (m,)
+        cmap = plt.get_cmap("tab10")
+        for c in range(problem.k):
+            ax.scatter(A[labels == c, 0], A[labels == c, 1], s=14, color=cmap(c % 10), alpha=0.8, zorder=2,
+                       label="anchors a_i (by planted cluster)" if c == 0 else None)  # fmt: skip
+        centres = problem.minimax_centres().detach().cpu().numpy()  # (k, 2)
+        radii = np.sqrt(problem._meb_r2)  # R_c (k,)
+        for c, (centre, radius) in enumerate(zip(centres, radii)):
+            ax.add_patch(plt.Circle(centre, radius, fill=False, linestyle=":", color=cmap(c % 10), linewidth=1))
+        opt = problem.optimal_centres().detach().cpu().numpy()  # (k, 2)
+        ax.scatter(opt[:, 0], opt[:, 1], marker="*", s=220, color="gold", edgecolor="k", zorder=5, label="optimal centres (sum-of-min)")
+        ax.scatter(centres[:, 0], centres[:, 1], marker="D", s=40, facecolor="none", edgecolor="k", zorder=5, label="minimax centres (TCH-Set)")
+        for b in range(X.shape[1]):
+            ax.plot(X[:, b, 0], X[:, b, 1], color="0.35", linewidth=1, zorder=3)
+            ax.plot(X[0, b, 0], X[0, b, 1], "o", color="0.35", markersize=4, zorder=3)
+        ax.scatter(X[-1, :, 0], X[-1, :, 1], marker="X", s=70, color="crimson", edgecolor="k", zorder=6,
+                   label="found set" if is_set else "final points")  # fmt: skip
+        pts = np.concatenate([A, X.reshape(-1, 2)])
+        lo, hi = pts.min(0), pts.max(0)
+        pad = 0.08 * np.maximum(hi - lo, 1e-6)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_title(f"{result.method} on {result.problem}: decision space (m = {problem.m}, k = {problem.k})")
+        ax.legend(loc="best", fontsize=7)
+    ax = fig.add_subplot(1, 2 if decision else 1, 2 if decision else 1)
+    steps = np.arange(F.shape[0])
+    if is_set:
+        served = F.min(axis=1)  # min_p f_i at each recorded step, (T, m)
+        ax.plot(steps, served.mean(1), color="tab:blue", label="mean objective (1/m) Σ min_p f_i")
+        ax.plot(steps, served.max(1), color="tab:red", label="worst objective max_i min_p f_i")
+        if F.shape[1] == problem.k:  # the proven optima are for k solutions
+            ax.axhline(problem.optimal_sum_of_min(), color="tab:blue", linestyle="--", linewidth=1, label="optimal sum-of-min / m")
+            ax.axhline(problem.optimal_tch_set(), color="tab:red", linestyle="--", linewidth=1, label="optimal minimax")
+    else:
+        for b in range(F.shape[1]):
+            ax.plot(steps, F[:, b, :].mean(1), linewidth=1, label="(1/m) Σ_i f_i per run" if b == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("recorded step")
+    ax.set_title(f"{result.method} on {result.problem}: {F.shape[1]} {'solutions' if is_set else 'runs'}")
+    ax.legend(loc="upper right", fontsize=7)
+    return fig
+
+
+def _front_figure(plt: Any, result: Any, problem: Any) -> Any:
+    """Every other problem: the decision space (n = 2) and the objective space with the analytic front."""
     F = result.f.detach().cpu().numpy()  # (T, B, K)
     K = F.shape[2]
     X = result.x.detach().cpu().numpy() if result.x is not None else None  # (T, B, n)
@@ -152,16 +229,7 @@ def plot_result(result: Any, problem: Any, path: str | Path) -> Path:
     ax.set_title(title)
     if (problem.has_pareto_front and K in (2, 3)) or "metrics" in result.extra:
         ax.legend(loc="upper right", fontsize=8)
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    try:
-        _write_atomically(Path(path), buffer.getvalue())
-    except OSError as error:
-        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
-    return path
+    return fig
 
 
 __all__ = ["plot_result"]

@@ -372,6 +372,9 @@ def _set_method_rows() -> None:
     for name, entry in REGISTRY.items():
         if entry.interface == "set":
             TABLE.setdefault(name, {p: _NA(reason) for p in PROPERTIES})
+        elif entry.interface == "pareto-model":  # PHN, ...: a module r ↦ x(r) trained on sampled preferences
+            pareto = "Pareto-set model: it maps a preference to a solution and is trained on sampled preferences, it is not an aggregator d = A(J) of one Jacobian"
+            TABLE.setdefault(name, {p: _NA(pareto) for p in PROPERTIES})
 
 
 _set_method_rows()

@@ -77,6 +77,17 @@ _ENTRIES: list[tuple[str, str, str, str, str, str]] = [
     # the baselines of every preference-vector paper (recorded with Pareto MTL, which compares with LS first)
     ("ls", "pareto-mtl", "preference-vector-based", "finite_set.ls", "LS", "set"),
     ("tch", "pareto-mtl", "preference-vector-based", "finite_set.tch", "TCH", "set"),
+    # Finite set, preference-vector-free
+    ("uhv-gradient", "uhv-gradient", "preference-vector-free", "finite_set.uhv_gradient", "UHVGradient", "set"),
+    ("hv-maximization", "hv-maximization", "preference-vector-free", "finite_set.hv_maximization", "HVMaximization", "set"),
+    ("moo-svgd", "moo-svgd", "preference-vector-free", "finite_set.moo_svgd", "MOOSVGD", "set"),
+    ("sum-of-minimum", "sum-of-minimum", "preference-vector-free", "finite_set.sum_of_minimum", "SumOfMinimum", "set"),
+    ("tch-set", "stch-set", "preference-vector-free", "finite_set.stch_set", "TCHSet", "set"),
+    ("stch-set", "stch-set", "preference-vector-free", "finite_set.stch_set", "STCHSet", "set"),
+    ("most", "most", "preference-vector-free", "finite_set.most", "MosT", "set"),
+    # Infinite set: Pareto-set models (one model maps a preference to a solution)
+    ("phn-ls", "phn", "hypernetwork", "pareto_set.phn", "PHNLS", "pareto-model"),
+    ("phn-epo", "phn", "hypernetwork", "pareto_set.phn", "PHNEPO", "pareto-model"),
 ]
 
 REGISTRY: dict[str, MethodInfo] = {

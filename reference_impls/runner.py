@@ -16,6 +16,9 @@ How each kind of method is driven (decided from the object's class):
   same kind; bi-level methods are not supported on point problems (no validation split).
 * set methods (:class:`~reference_impls.core.sets.SetMethod`): handed to
   :func:`reference_impls.set_runner.run_set` (P = ``solutions`` points moved as one set).
+* Pareto-set models (:class:`~reference_impls.core.sets.ParetoModel`): handed to
+  :func:`reference_impls.pareto_runner.run_pareto` (trained once, evaluated on ``solutions``
+  held-out preferences, default 25).
 * ``bilevel-ridge`` (a model ω with training and validation losses): loss weightings only; every step
   is :func:`reference_impls.core.hooks.bilevel_step` (a bi-level method's ``outer_step`` every
   ``outer_every`` steps, then the inner step on Σ w_i f_i^tr + ½·ridge·‖ω‖² unless the method moves
@@ -74,7 +77,7 @@ from reference_impls import metrics
 from reference_impls.core.aggregator import Aggregator, GramianWeighting, Weighting
 from reference_impls.core.hooks import bilevel_step, defined_hooks, end_epoch, learnable_parameters, train_step
 from reference_impls.core.loss_weighting import LossWeighting, StartBatch
-from reference_impls.core.sets import ParetoModel, SetMethod
+from reference_impls.core.sets import SetMethod
 from reference_impls.problems import Problem, get_problem
 from reference_impls.problems.bilevel_ridge import BilevelRidge
 from reference_impls.problems.mtl_regression import MTLRegression
@@ -107,10 +110,14 @@ class RunResult:
     def table(self) -> str:
         """A plain-text table of the final losses and metrics per starting point."""
         B, K = self.f_final.shape
-        head = ["start"] + [f"f_{k + 1}" for k in range(K)] + ["PS-measure"] + (["dist to PS"] if self.distance is not None else [])
+        many = K > 8  # many objectives (the clusters problem: 128): their min, mean and max instead of K columns
+        losses = ["min f_k", "mean f_k", "max f_k"] if many else [f"f_{k + 1}" for k in range(K)]
+        head = ["start"] + losses + ["PS-measure"] + (["dist to PS"] if self.distance is not None else [])
         rows = []
         for b in range(B):
-            row = [str(b)] + [f"{float(v):.6g}" for v in self.f_final[b]] + [f"{float(self.ps_measure[b]):.3e}"]
+            f = self.f_final[b]
+            values = [f.min(), f.mean(), f.max()] if many else f
+            row = [str(b)] + [f"{float(v):.6g}" for v in values] + [f"{float(self.ps_measure[b]):.3e}"]
             if self.distance is not None:
                 row.append(f"{float(self.distance[b]):.3e}")
             rows.append(row)
@@ -401,8 +408,17 @@ def run(
     Set methods (``solutions`` P, ``preferences`` (P, K)) are run by
     :func:`reference_impls.set_runner.run_set`, which also takes the method's own run defaults.
     """
+    from reference_impls.pareto_runner import is_pareto_model, run_pareto
     from reference_impls.set_runner import is_set_method, run_set
 
+    if is_pareto_model(method):  # trained once, evaluated on `solutions` held-out preferences (default 25)
+        if representation:
+            raise ValueError("representation (-UB) mode is for single-network methods, not Pareto-set models")
+        return run_pareto(
+            method, problem, steps=steps, lr=lr, optimizer=optimizer, seed=seed, params=params, problem_params=problem_params,
+            held_out=solutions, preferences=preferences, record_every=None if record_every == 1 else record_every,
+            threads=threads, progress=progress,
+        )  # fmt: skip
     if is_set_method(method):
         if representation:
             raise ValueError("representation (-UB) mode is for single-network methods, not set methods")
@@ -434,8 +450,6 @@ def run(
     with torch.random.fork_rng(devices=[]), _threads(threads):
         torch.manual_seed(int(seed))
         probe = _create_method(factory, name, params)
-        if isinstance(probe, ParetoModel):
-            raise ValueError(f"{name} is a Pareto-set model: it is trained with its own loop, not by `modl run`")
         report = _Progress(f"{name} on {getattr(problem, 'id', problem)}", steps, progress)
         settings = dict(method=name, steps=steps, lr=lr, seed=int(seed), optimizer=optimizer, record_every=record_every, report=report)
         try:
@@ -926,14 +940,24 @@ def run_from_cli(args: Any) -> int:
         params=method_params, progress=None, solutions=getattr(args, "solutions", None), **runner_options,
     )  # fmt: skip
     print(result.table(), end="")
-    if "metrics" in result.extra:  # a set method: the set's metrics
+    pareto = bool(result.extra.get("pareto_model"))
+    if pareto:  # a Pareto-set model: the held-out metrics
+        from reference_impls.pareto_runner import metrics_table as pareto_table
+
+        print(pareto_table(result.extra["metrics"]), end="")
+    elif "metrics" in result.extra:  # a set method: the set's metrics
         from reference_impls.set_runner import metrics_table
 
         print(metrics_table(result), end="")
     if getattr(args, "plot", None):
         from reference_impls.plotting import plot_result
 
-        plot_result(result, problem, args.plot)
+        if pareto:
+            from reference_impls.pareto_runner import plot_pareto
+
+            plot_pareto(result, problem, args.plot)
+        else:
+            plot_result(result, problem, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 

@@ -33,7 +33,14 @@ Metrics (``result.extra["metrics"]``, :func:`set_metrics`): ``hypervolume`` (K �
 method's target ray, when it has target rays and the problem an ideal point z*), ``spread`` (l_min,
 the smallest pairwise distance in objective space, P ≥ 2), ``coverage`` (the fraction of the front
 sample within 5 % of the front's extent of the set; None when the front is a single point, K = 1)
-and ``covering_radius``. A metric that does not apply is None.
+and ``covering_radius``. A metric that does not apply is None. A problem with ``extra_metrics(X, F)``
+adds its own (``mo-regression``: ``sample_hypervolume``, the mean over training samples of the HV of
+the P per-sample loss vectors, and ``predictions_in_range``).
+
+Per-sample methods (``per_sample = True``) on a problem with ``per_sample_losses`` (``mo-regression``)
+take the per-sample direction D = ∇_X Σ W·L / N (:func:`reference_impls.core.hooks.set_direction`);
+``initial_set`` may replace the starting set (:func:`reference_impls.core.hooks.start_set`, given
+``problem.objective_minimisers()``); a method's ``default_betas`` set Adam's β.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import torch
 from torch import Tensor
 
 from reference_impls import metrics
-from reference_impls.core.hooks import defined_hooks, learnable_parameters, set_step
+from reference_impls.core.hooks import defined_hooks, learnable_parameters, set_step, start_set
 from reference_impls.core.sets import ParetoModel, SetMethod, check_preferences
 from reference_impls.problems import Problem, get_problem
 
@@ -199,16 +206,21 @@ def _run(
     else:
         prefs = None
     evaluate = problem.value_and_jacobian if fast and problem.has_closed_form else problem.losses_and_jacobian
-    X = problem.project(X0.clone()).requires_grad_(True)  # (P, n), the optimised leaf
-    learned = learnable_parameters([m])
-    opt = runner._optimizer(optimizer, [X, *learned], lr)
-    F, J = evaluate(X.detach())  # (P, K), (P, K, n)
-    if not bool(torch.isfinite(F).all() and torch.isfinite(J).all()):
-        raise ValueError(f"{problem.id}: the losses or their gradients are non-finite at the initial set")
     ideal = problem.ideal_point()
+    project = problem.project if problem.bounds is not None else None
+    try:  # initial_set (the method's own seeding, or X0), then begin
+        X, F, J = start_set(m, problem.project(X0.clone()), evaluate, prefs, steps=steps, ideal=ideal,
+                            minimisers=problem.objective_minimisers(), project=project)  # (P, n), (P, K), (P, K, n)
+    except ValueError as err:
+        raise ValueError(f"{problem.id}: {err}") from None
+    X.requires_grad_(True)  # the optimised leaf
+    learned = learnable_parameters([m])
+    if optimizer == "adam" and m.default_betas is not None:
+        opt = runner.Adam([X, *learned], lr=lr, betas=tuple(m.default_betas))  # the paper's β (hv-maximization: (0.5, 0.999))
+    else:
+        opt = runner._optimizer(optimizer, [X, *learned], lr)
+    per_sample_losses = getattr(problem, "per_sample_losses", None) if m.per_sample else None  # X -> L (P, N, K)
     hooks = defined_hooks(m)
-    if "begin" in hooks:
-        m.begin(X.detach().clone(), F, prefs, steps=steps, ideal=ideal)
     adaptive = "adapt_preferences" in hooks and prefs is not None
     xs, fs, ps_hist = [], [], []
     for t in range(steps + 1):
@@ -221,7 +233,7 @@ def _run(
             break
         if report is not None:
             report(t)
-        F, J, prefs = set_step(m, X, F, J, prefs, evaluate, opt, step=t, project=problem.project if problem.bounds is not None else None)
+        F, J, prefs = set_step(m, X, F, J, prefs, evaluate, opt, step=t, project=project, per_sample_losses=per_sample_losses)
         if prefs is not None and adaptive:
             prefs = check_preferences(prefs, P, K, name=f"{name}.adapt_preferences at step {t}").to(X0)
     Xf = X.detach().clone()
@@ -264,6 +276,8 @@ def set_metrics(problem: Problem, X: Tensor, F: Tensor, J: Tensor, *, rays: Tens
     out["coverage"] = metrics.coverage(F, front) if extent > 0 else None  # K = 1: the front is one point
     out["covering_radius"] = metrics.covering_radius(F, front) if front is not None else None
     out["spread"] = metrics.uniformity(F) if P >= 2 else None
+    out["worst_objective"] = metrics.worst_objective(F)  # max_i min_p F_pi (TCH-Set at z = 0)
+    out["mean_objective"] = metrics.mean_objective(F)  # (1/K) Σ_i min_p F_pi (sum-of-minimum / K)
     if rays is not None and ideal is not None:
         dist = metrics.preference_distance(F, rays, ideal)  # (P,)
         angle = metrics.preference_angle(F, rays, ideal)  # (P,)
@@ -271,6 +285,9 @@ def set_metrics(problem: Problem, X: Tensor, F: Tensor, J: Tensor, *, rays: Tens
         out["preference_errors"] = torch.as_tensor(dist)  # (P,)
     else:
         out["preference_error"] = out["preference_angle"] = out["preference_errors"] = None
+    extra = getattr(problem, "extra_metrics", None)  # the problem's own metrics (mo-regression: per-sample HV; clusters: gaps)
+    if extra is not None:
+        out.update(extra(X, F))
     return out
 
 
@@ -282,6 +299,12 @@ def metrics_table(result: Any) -> str:
         ("preference_error", "max distance from the target ray"), ("preference_angle", "max angle from the target ray (rad)"),
         ("spread", "spread l_min (smallest pairwise distance)"), ("coverage", "coverage (front within 5% of its extent)"),
         ("covering_radius", "covering radius of the front"),
+        ("sample_hypervolume", "mean per-sample hypervolume of the set"),
+        ("predictions_in_range", "fraction of samples with every prediction in its per-sample Pareto set (± 0.05)"),
+        ("worst_objective", "worst objective max_i min_p f_i (served by its best solution)"),
+        ("mean_objective", "mean objective mean_i min_p f_i"),
+        ("centre_distance", "largest distance of an optimal centre from the set"), ("clusters_found", "planted clusters found"),
+        ("sum_of_min_gap", "gap to the proven sum-of-minimum optimum"), ("tch_set_gap", "gap to the proven TCH-Set optimum"),
     ]  # fmt: skip
     lines = [f"{label}: {m[key]:.6g}" for key, label in labels if m.get(key) is not None]
     return "\n".join(lines) + ("\n" if lines else "")

@@ -415,6 +415,20 @@ class SiteModel:
             usage = f'import reference_impls\nmethod = reference_impls.create("{m.name}")\n'
             if m.interface in ("aggregator", "weighting", "gramian-weighting"):
                 usage += "d = method(J)  # J: (K, n) task gradients as rows -> d: (n,) update direction\n"
+            elif m.interface == "set" and m.family == "preference-vector-free":
+                usage += (
+                    "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians; no preferences\n"
+                    "D = method.step(X, F, J, None)  # -> D: (P, n), then X <- X - lr * D\n"
+                    "# or: reference_impls.set_runner.run_set(method, problem, solutions=P)\n"
+                )
+            elif m.interface == "pareto-model":
+                usage += (
+                    "from reference_impls.pareto_runner import run_pareto\n"
+                    "result = run_pareto(method, \"biquad\")  # trains a copy on sampled preferences, evaluates held-out ones\n"
+                    "model = result.extra[\"methods\"][0]  # the trained model\n"
+                    "x = model(preferences)  # (B, K) preferences -> (B, n) solutions\n"
+                    "print(result.extra[\"metrics\"])  # held-out error, HV and IGD of the learned front\n"
+                )
             elif m.interface == "set":
                 usage += (
                     "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians, preferences (P, K)\n"

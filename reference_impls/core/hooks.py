@@ -4,9 +4,9 @@ Every interface lists the hooks it offers in its ``hook_names`` class attribute 
 no-op default marked with :func:`default_hook`; a method *defines* a hook when it overrides that
 default (:func:`defined_hooks`). The runner (:mod:`reference_impls.runner`) and the documented
 training loop (:func:`train_step`, :func:`bilevel_step` and :func:`end_epoch`, shown in ``site/implementations/design.md``)
-call every defined hook, as does the set loop (:func:`set_step`, for set methods: ``begin`` once, then
-``update``, ``adapt_preferences`` and ``on_epoch_end`` after every step); ``tests/reference_impls/test_hooks.py`` checks that they do, for every
-registered method.
+call every defined hook, as does the set loop (for set methods: :func:`start_set` calls ``initial_set`` and
+``begin`` once, then :func:`set_step` calls ``update``, ``adapt_preferences`` and ``on_epoch_end`` after every
+step); ``tests/reference_impls/test_hooks.py`` checks that they do, for every registered method.
 
 =====================  ===========================  ==================================================  ==========
 hook                   interfaces                   called                                              example
@@ -22,6 +22,8 @@ hook                   interfaces                   called                      
                                                     hooks the shared activations Z
 ``outer_step(...)``    BilevelLossWeighting         every ``outer_every`` steps, before the inner step, Auto-Lambda's
                                                     with the validation losses (:func:`bilevel_step`)   meta step
+``initial_set(X0,``    SetMethod                    once, before ``begin``, with the problem's starting sum-of-min.
+``evaluate, ...)``                                  set; returns the method's own starting set or None  seeding
 ``begin(X0, F0, r,``   SetMethod                    once, before the first step, with the initial set,  ParetoMTL's
 ``steps, ideal)``                                   the preferences, the step budget, the ideal point   init phase
 ``adapt_preferences``  SetMethod                    after every step (after ``update``), with the moved adaptive
@@ -211,6 +213,92 @@ def bilevel_step(
     return before
 
 
+def start_set(
+    method: Any,
+    X0: Tensor,
+    evaluate: Callable[[Tensor], tuple[Tensor, Tensor]],
+    preferences: Tensor | None,
+    *,
+    steps: int,
+    ideal: Tensor | None = None,
+    minimisers: Tensor | None = None,
+    project: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Start a set method on P solutions: ``initial_set`` then ``begin``, each once if the method defines it.
+
+    X0 (P, n) is the problem's starting set (already projected). ``initial_set(X0, evaluate,
+    minimisers=...)`` may replace it (checked: shape (P, n), finite; then projected with ``project``);
+    ``begin(X, F, preferences, steps=..., ideal=...)`` sees the set the first step starts from.
+    :func:`reference_impls.set_runner.run_set` and the documented loop (``train_set``) both start here.
+
+    Returns:
+        (X, F, J): the starting set (P, n) (a fresh tensor, not a leaf with a graph), its losses (P, K)
+        and Jacobians (P, K, n).
+
+    Raises:
+        ValueError: ``initial_set`` returned a wrong shape or non-finite entries; the losses at the
+            starting set are not finite.
+    """
+    hooks = defined_hooks(method)
+    X = X0.detach().clone()  # (P, n)
+    if "initial_set" in hooks:
+        name = getattr(method, "name", "") or type(method).__name__
+        seeded = method.initial_set(X.clone(), evaluate, minimisers=minimisers)
+        if seeded is not None:
+            seeded = torch.as_tensor(seeded).detach()
+            if seeded.shape != X.shape:
+                raise ValueError(f"{name}.initial_set returned shape {tuple(seeded.shape)}, expected {tuple(X.shape)}")
+            if not bool(torch.isfinite(seeded).all()):
+                raise ValueError(f"{name}.initial_set returned non-finite entries")
+            X = seeded.to(X).clone()
+            if project is not None:
+                X = project(X)  # Π_box
+    F, J = evaluate(X)  # (P, K), (P, K, n)
+    if not bool(torch.isfinite(F).all() and torch.isfinite(J).all()):
+        raise ValueError("the losses or their gradients are non-finite at the initial set")
+    if "begin" in hooks:
+        method.begin(X.clone(), F, preferences, steps=steps, ideal=ideal)
+    return X, F, J
+
+
+def set_direction(
+    method: Any,
+    X: Tensor,
+    F: Tensor,
+    J: Tensor,
+    preferences: Tensor | None,
+    per_sample_losses: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """The direction D (P, n) of a set method: ``method.step(X, F, J, preferences)``, or, for a
+    ``per_sample`` method on a problem with per-sample losses L (P, N, K),
+
+        W = method.sample_weights(L)           (P, N, K), from the detached losses
+        D = ∇_X Σ_{p,s,k} W_psk·L_psk / N      by autograd through ``per_sample_losses``
+
+    (with N = 1 and L = F this is Σ_k W_pk ∇f_k, what a per-sample method's ``step`` computes).
+
+    Raises:
+        ValueError: non-finite per-sample losses, or weights of the wrong shape or non-finite.
+    """
+    if not (getattr(method, "per_sample", False) and per_sample_losses is not None):
+        return method.step(X.detach(), F, J, preferences)  # (P, n)
+    name = getattr(method, "name", "") or type(method).__name__
+    Xg = X.detach().requires_grad_(True)  # (P, n)
+    with torch.enable_grad():
+        L = per_sample_losses(Xg)  # (P, N, K)
+        if L.ndim != 3 or L.shape[0] != X.shape[0]:
+            raise ValueError(f"per_sample_losses returned shape {tuple(L.shape)}, expected (P={X.shape[0]}, N, K)")
+        if not bool(torch.isfinite(L).all()):
+            raise ValueError(f"{name}: the per-sample losses are non-finite")
+        W = torch.as_tensor(method.sample_weights(L.detach())).to(L)  # (P, N, K)
+        if W.shape != L.shape:
+            raise ValueError(f"{name}.sample_weights returned shape {tuple(W.shape)}, expected {tuple(L.shape)}")
+        if not bool(torch.isfinite(W).all()):
+            raise ValueError(f"{name}.sample_weights returned non-finite weights")
+        (D,) = torch.autograd.grad((W * L).sum() / L.shape[1], Xg)  # ∇_X Σ W·L / N, (P, n)
+    return D.detach()
+
+
 def set_step(
     method: Any,
     X: Tensor,
@@ -222,14 +310,16 @@ def set_step(
     *,
     step: int = 0,
     project: Callable[[Tensor], Tensor] | None = None,
+    per_sample_losses: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One step of a set method (:class:`~reference_impls.core.sets.SetMethod`) on P solutions, calling every hook.
 
-    D = method.step(X, F, J, preferences); X ← Π(X − η·D) with ``optimizer`` (which must also step
-    ``method.parameters()``: checked, ValueError if not); then ``update(F_new)``,
-    ``adapt_preferences(X, F_new, preferences, step)`` and ``on_epoch_end(step)`` (full batch: every
-    step is an epoch). :func:`reference_impls.set_runner.run_set` runs exactly this step; ``begin``
-    is called once by the caller before the first step.
+    D = method.step(X, F, J, preferences) (or the per-sample direction, :func:`set_direction`);
+    X ← Π(X − η·D) with ``optimizer`` (which must also step ``method.parameters()``: checked,
+    ValueError if not); then ``update(F_new)``, ``adapt_preferences(X, F_new, preferences, step)`` and
+    ``on_epoch_end(step)`` (full batch: every step is an epoch).
+    :func:`reference_impls.set_runner.run_set` runs exactly this step; ``initial_set`` and ``begin``
+    are called once by :func:`start_set` before the first step.
 
     Args:
         X: the solutions (P, n), a leaf tensor stepped by ``optimizer`` (its ``.grad`` is set to D).
@@ -237,6 +327,8 @@ def set_step(
         preferences: (P, K) or None (preference-free methods).
         evaluate: X (P, n) -> (F (P, K), J (P, K, n)), detached.
         project: the feasible-set projection (a box's clamp), or None.
+        per_sample_losses: X (P, n) -> L (P, N, K) with a graph (``problem.per_sample_losses`` where
+            the problem has one), used by ``per_sample`` methods; None otherwise.
 
     Returns:
         (F_new, J_new, preferences): the losses and Jacobians at the moved set, and the preferences
@@ -248,7 +340,7 @@ def set_step(
     hooks = defined_hooks(method)
     check_optimised(method, optimizer)
     optimizer.zero_grad(set_to_none=True)
-    D = method.step(X.detach(), F, J, preferences)  # (P, n); may write .grad of method.parameters()
+    D = set_direction(method, X, F, J, preferences, per_sample_losses)  # (P, n); may write .grad of method.parameters()
     if not bool(torch.isfinite(D).all()):
         raise ValueError(f"the set method returned a non-finite direction at step {step}")
     X.grad = D.detach().to(X)
@@ -280,4 +372,7 @@ def learnable_parameters(methods: Iterable[Any]) -> list[Tensor]:
     return [p for m in methods if "parameters" in defined_hooks(m) for p in m.parameters()]
 
 
-__all__ = ["bilevel_step", "check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors", "set_step", "train_step"]
+__all__ = [
+    "bilevel_step", "check_optimised", "default_hook", "defined_hooks", "end_epoch", "learnable_parameters", "optimised_tensors",
+    "set_direction", "set_step", "start_set", "train_step",
+]  # fmt: skip

@@ -9,7 +9,8 @@ Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1`
 ``cagrad-toy``, ``mtl-linear``; with a stochastic oracle (``noisy.py``): ``noisy-biquad``,
 ``noisy-cagrad-toy``. Model problem: ``mtl-regression`` (a network; used through
 ``aggregator.backward``); ``mtl-regression-set`` (P such networks as a point problem, for set methods). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
-with a closed-form lower level; for Auto-Lambda, MOML, FORUM).
+with a closed-form lower level; for Auto-Lambda, MOML, FORUM). Many-objective problem: ``clusters`` (m objectives
+||x − a_i||² with anchors in k planted clusters and proven sum-of-minimum / minimax optima; few-for-many methods).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from reference_impls.problems.base import Problem
 # id -> (module, class); modules are imported on first use
 _PROBLEMS: dict[str, tuple[str, str]] = {
     "biquad": ("biquad", "BiQuad"),
+    "bi-sphere": ("bisphere", "BiSphere"),
+    "clusters": ("clusters", "Clusters"),
     "vlmop2": ("vlmop2", "VLMOP2"),
     "zdt1": ("zdt", "ZDT1"),
     "zdt2": ("zdt", "ZDT2"),
@@ -31,6 +34,7 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
     "mtl-linear": ("mtl_regression", "MTLLinear"),
     "mtl-regression": ("mtl_regression", "MTLRegression"),
     "mtl-regression-set": ("mtl_set", "MTLRegressionSet"),
+    "mo-regression": ("mo_regression", "MORegression"),
     "bilevel-ridge": ("bilevel_ridge", "BilevelRidge"),
     "noisy-biquad": ("noisy", "NoisyBiQuad"),
     "noisy-cagrad-toy": ("noisy", "NoisyCAGradToy"),

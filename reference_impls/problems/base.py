@@ -170,6 +170,12 @@ class Problem:
             return None
         return self.pareto_front(2001).min(0).values  # (K,)
 
+    def objective_minimisers(self) -> Tensor | None:
+        """The minimiser of each single objective, (K, n), where the problem knows them; None by default.
+
+        Given to a set method's ``initial_set`` hook (sum-of-minimum's seeding chooses among them)."""
+        return None
+
     @property
     def has_pareto_front(self) -> bool:
         return type(self).pareto_front is not Problem.pareto_front

@@ -69,6 +69,10 @@ CORRECTIONS: dict[str, dict[str, object]] = {
     "You Only Merge Once: Learning the Pareto Set of Preference-Aware Model Merging": {
         "title": "Pareto Merging: Multi-Objective Optimization for Preference-Aware Model Merging", "venue": "ICML",
         "year": 2025, "paper": "https://proceedings.mlr.press/v267/chen25af.html"},
+    # Published at EMO 2023 under a new title (the Springer DOI 10.1007/978-3-031-27250-9_8; CWI's record ir.cwi.nl/pub/32983).
+    "Multi-Objective Learning to Predict Pareto Fronts Using Hypervolume Maximization": {
+        "title": "Multi-objective Learning Using HV Maximization", "venue": "EMO", "year": 2023,
+        "paper": "https://doi.org/10.1007/978-3-031-27250-9_8", "code": "https://github.com/timodeist/multi_objective_learning"},
     "Dual-Balancing for Multi-Task Learning": {
         "authors": ("Baijiong Lin", "Weisen Jiang", "Feiyang Ye", "Yu Zhang", "Pengguang Chen", "Ying-Cong Chen",
                     "Shu Liu", "Ivor W. Tsang", "James T. Kwok")},

@@ -131,3 +131,26 @@ def test_solutions_is_refused_for_point_methods_and_checked_for_set_methods(caps
     assert main(["run", "ls", "--problem", "vlmop2", "--solutions", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "solutions" in err[0], err
+
+
+PARETO_MODELS = [n for n in reference_impls.names() if reference_impls.info(n).interface == "pareto-model"]
+
+
+@pytest.mark.parametrize("name", PARETO_MODELS)
+def test_pareto_model_trains_and_plots_its_front_from_the_cli(name, capsys, tmp_path):
+    # `modl run MODEL --problem biquad`: trains, prints the held-out metrics, --plot draws the learned front
+    plot = tmp_path / "front.png"
+    code = main(["run", name, "--problem", "biquad", "--steps", "30", "--solutions", "5", "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "5 held-out preferences" in out and "hypervolume of the grid's front" in out and "nan" not in out.lower()
+    assert "max ||x̂(r) − x*(r)||" in out  # the biquad has the true map for both criteria (LS and ray)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", PARETO_MODELS)
+def test_pareto_model_moves_towards_the_pareto_set_of_the_biquadratic(name):
+    start = run(name, "biquad", steps=0, seed=0, solutions=10)
+    result = run(name, "biquad", steps=200, lr=3e-3, seed=0, solutions=10)
+    assert torch.isfinite(result.f_final).all()
+    assert float(result.distance.median()) < 0.5 * float(start.distance.median()), (start.distance, result.distance)

@@ -16,8 +16,13 @@ it is called:
 Set methods (registry interface "set") move P solutions at once: through
 :func:`reference_impls.set_runner.run_set` and through the documented set loop (``train_set`` of
 ``site/implementations/design.md``, executed from the page) on ``vlmop2`` (P = 4, 3 steps):
-``begin`` once, ``update``, ``adapt_preferences`` and ``on_epoch_end`` once per step, ``parameters``
-at least once, all on the one instance.
+``initial_set`` and ``begin`` once, ``update``, ``adapt_preferences`` and ``on_epoch_end`` once per
+step, ``parameters`` at least once, all on the one instance. Per-sample methods (``per_sample``) on a
+problem with ``per_sample_losses`` get ``sample_weights`` once per step from both loops.
+
+Pareto-set models (registry interface "pareto-model": PHN-LS, PHN-EPO) are trained by
+:func:`reference_impls.pareto_runner.run_pareto` and by the page's ``train_pareto_model`` on
+``biquad`` (3 steps): ``begin`` once, ``update`` and ``on_epoch_end`` once per step.
 
 Bi-level methods (``bilevel = True``: Auto-Lambda, MOML, FORUM) need validation losses, so they run on
 ``bilevel-ridge`` instead (the runner, then the page's ``train_bilevel`` loop, 6 steps each):
@@ -61,7 +66,8 @@ def _set_method(name: str) -> bool:
 
 BILEVEL = [n for n in reference_impls.names() if _bilevel(n)]
 SET_METHODS = [n for n in NAMES if _set_method(n)]
-SINGLE_LEVEL = [n for n in NAMES if n not in BILEVEL and n not in SET_METHODS]
+PARETO_MODELS = [n for n in NAMES if reference_impls.info(n).interface == "pareto-model"]  # trained by run_pareto
+SINGLE_LEVEL = [n for n in NAMES if n not in BILEVEL and n not in SET_METHODS and n not in PARETO_MODELS]
 STEPS, NET_STEPS, BATCHES_PER_EPOCH = 3, 8, 4  # mtl-regression: N = 512 rows, batch_size 128
 BILEVEL_STEPS = 6
 
@@ -405,7 +411,7 @@ def test_set_runner_and_documented_set_loop_call_every_hook(name, monkeypatch, d
             if hook == "parameters":
                 assert counts and min(counts) >= 1, (where, hook, counts)
             else:
-                assert counts == [1 if hook == "begin" else STEPS], (where, hook, counts)
+                assert counts == [1 if hook in ("initial_set", "begin") else STEPS], (where, hook, counts)
 
 
 def _hooked_set_class():
@@ -416,7 +422,13 @@ def _hooked_set_class():
         # by −lr per step; adapt_preferences swaps the two columns after every step.
         def __init__(self):
             self.a = torch.zeros((), dtype=torch.float64, requires_grad=True)
-            self.begun, self.updates, self.epochs, self.seen_prefs, self.adapted = [], [], [], [], []
+            self.begun, self.updates, self.epochs, self.seen_prefs, self.adapted, self.seeded = [], [], [], [], [], []
+
+        def initial_set(self, X0, evaluate, *, minimisers=None):
+            # The method's own seeding: every solution moved by +1 in each coordinate.
+            F0, J0 = evaluate(X0)
+            self.seeded.append((X0.clone(), F0.clone(), minimisers))
+            return X0 + 1.0
 
         def step(self, X, F, J, preferences):
             self.a.grad = torch.ones((), dtype=torch.float64)
@@ -446,13 +458,20 @@ def test_set_method_hooks_are_driven_on_point_problems():
     # A stand-in with every SetMethod hook, run by run_set: begin once with the initial set, its
     # losses, the preferences, the step budget and the problem's ideal point; then per step update
     # (losses at the moved set), adapt_preferences (whose result the next step sees) and on_epoch_end.
+    # initial_set comes first, with the problem's starting set, and its replacement (X0 + 1) is the set
+    # begin sees and the run starts from.
     Hooked = _hooked_set_class()
-    assert set(defined_hooks(Hooked())) == {"parameters", "begin", "update", "adapt_preferences", "on_epoch_end"}
+    assert set(defined_hooks(Hooked())) == {"parameters", "initial_set", "begin", "update", "adapt_preferences", "on_epoch_end"}
     problem = get_problem("biquad")
     result = run(Hooked(), problem, steps=3, lr=0.1, optimizer="sgd", solutions=5)
     m = result.extra["methods"][0]
     assert m.epochs == [0, 1, 2] and float(m.a.detach()) == pytest.approx(-0.3, abs=1e-15)
     torch.testing.assert_close(torch.stack(m.updates), result.f[1:])  # the losses after each step
+    (seed_X, seed_F, minimisers), = m.seeded
+    torch.testing.assert_close(seed_X, problem.initial_points(0, num=5), rtol=0, atol=0)
+    torch.testing.assert_close(seed_F, problem.losses(seed_X))
+    assert minimisers is None  # biquad does not give its objectives' minimisers
+    torch.testing.assert_close(result.x[0], seed_X + 1.0, rtol=0, atol=0)
     (X0, F0, prefs0, steps, ideal), = m.begun
     torch.testing.assert_close(X0, result.x[0])
     torch.testing.assert_close(F0, result.f[0])
@@ -465,3 +484,64 @@ def test_set_method_hooks_are_driven_on_point_problems():
         torch.testing.assert_close(m.seen_prefs[t], expected, rtol=0, atol=0)
     torch.testing.assert_close(result.extra["preferences"], prefs0.flip(1), rtol=0, atol=0)  # after 3 flips
     torch.testing.assert_close(result.extra["preference_history"][-1], prefs0.flip(1), rtol=0, atol=0)
+
+
+def test_documented_set_loop_seeds_and_takes_the_per_sample_branch_like_run_set(doc_namespace):
+    # The page's train_set calls initial_set (with the problem's minimisers) before begin, and on a
+    # problem with per-sample losses a per-sample method gets sample_weights once per step and step()
+    # never; both loops (SGD, same lr) give the same trajectory as run_set, to rounding.
+    from reference_impls.set_runner import run_set
+    from tests.reference_impls.test_set_core import PerSampleLinear, PerSampleShare
+
+    class Seeded(PerSampleShare):
+        def initial_set(self, X0, evaluate, *, minimisers=None):
+            self.minimisers = minimisers
+            return X0 + minimisers[0]  # a seeding that uses the minimisers
+
+    class WithMinimisers(PerSampleLinear):
+        def objective_minimisers(self):
+            return torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], dtype=torch.float64)  # (K, n), stand-in minimisers
+
+    problem = WithMinimisers()
+    doc = Seeded()
+    X, F, _ = doc_namespace["train_set"](doc, problem, 3, STEPS, 0.05)
+    assert doc.stepped == 0 and len(doc.weighed) == STEPS
+    torch.testing.assert_close(doc.minimisers, problem.objective_minimisers(), rtol=0, atol=0)
+    torch.testing.assert_close(doc.weighed[0], problem.per_sample_losses(problem.initial_points(0, num=3) + doc.minimisers[0]), rtol=1e-13, atol=0)
+    r = run_set(Seeded(), problem, solutions=3, steps=STEPS, lr=0.05, optimizer="sgd")
+    torch.testing.assert_close(X, r.x_final, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(F, r.f_final, rtol=1e-12, atol=1e-12)
+
+
+def test_every_registered_pareto_model_is_covered():
+    assert {"phn-ls", "phn-epo"} <= set(PARETO_MODELS)
+    from reference_impls.core.sets import ParetoModel
+
+    for name in PARETO_MODELS:
+        assert issubclass(reference_impls.load_class(name), ParetoModel)
+
+
+@pytest.mark.parametrize("name", PARETO_MODELS)
+def test_pareto_runner_and_documented_pareto_loop_call_every_hook(name, monkeypatch):
+    # Pareto-set models (registry interface "pareto-model"): run_pareto and the page's
+    # train_pareto_model (section "Training a Pareto-set model") call begin once and update and
+    # on_epoch_end once per step, on the one model (biquad, 3 steps of 2 preferences).
+    from reference_impls.pareto_runner import run_pareto
+
+    text = (ROOT / "site" / "implementations" / "design.md").read_text(encoding="utf-8")
+    section = text.split("## Training a Pareto-set model", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, "design.md", "exec"), namespace)
+    cls = reference_impls.load_class(name)
+    hooks = defined_hooks(reference_impls.create(name))
+    assert "begin" in hooks  # every Pareto-set model here sizes itself for the problem
+    calls = _spy(monkeypatch, cls, hooks)
+    problem = get_problem("biquad")
+    run_pareto(name, problem, steps=STEPS, lr=1e-3, batch=2, held_out=3)
+    runner_calls = Counter(calls)
+    calls.clear()
+    namespace["train_pareto_model"](reference_impls.create(name), problem, steps=STEPS, lr=1e-3, batch=2)
+    for where, seen in (("run_pareto", runner_calls), ("documented Pareto loop", calls)):
+        for hook in hooks:
+            assert _per_instance(seen, hook) == [1 if hook == "begin" else STEPS], (where, hook, seen)

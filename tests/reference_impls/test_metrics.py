@@ -270,3 +270,57 @@ def test_coverage_and_covering_radius_on_known_sets():
     assert coverage(S, front, delta=1.0) == 1.0
     with pytest.raises(ValueError, match="delta > 0"):
         coverage(S, front, delta=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Few-for-many values: worst_objective (TCH-Set at z = 0) and mean_objective (sum-of-minimum / K)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_few_for_many_values_are_set_functions_monotone_in_the_set():
+    """On 20 random sets (P = 1..6, K = 1..40, scales 1e-12..1e12): invariant under permuting the solutions,
+    never larger when a solution is added (equal when the added one is dominated by a member),
+    mean ≤ worst, equal for K = 1; a set containing the K single-objective minimisers reaches
+    min_i of each objective; non-finite F raises."""
+    from reference_impls.metrics import mean_objective, worst_objective
+
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        P, K = int(rng.integers(1, 7)), int(rng.integers(1, 41))
+        F = rng.random((P, K)) * 10.0 ** rng.uniform(-12, 12)
+        w, m = worst_objective(F), mean_objective(F)
+        assert m <= w * (1 + 1e-15)
+        assert worst_objective(F[rng.permutation(P)]) == w and mean_objective(F[rng.permutation(P)]) == pytest.approx(m, rel=1e-15)
+        extra = rng.random((1, K)) * F.max()
+        assert worst_objective(np.vstack([F, extra])) <= w and mean_objective(np.vstack([F, extra])) <= m
+        dominated = F[:1] * 1.5  # every entry worse than member 0's
+        assert worst_objective(np.vstack([F, dominated])) == w and mean_objective(np.vstack([F, dominated])) == m
+        if K == 1:
+            assert w == m == F.min()
+    G = np.full((4, 4), 9.0)
+    np.fill_diagonal(G, np.arange(1.0, 5.0))  # solution p serves objective p with value p + 1
+    assert worst_objective(G) == 4.0 and mean_objective(G) == 2.5
+    assert worst_objective(G[:3]) == 9.0 and mean_objective(G[:3]) == 3.75  # objective 4 left to a bad solution
+    with pytest.raises(ValueError, match="NaN"):
+        worst_objective(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="NaN"):
+        mean_objective(np.array([[np.inf, 0.0]]))
+
+
+def test_few_for_many_values_reach_the_proven_optima_of_the_clusters_problem():
+    """At the planted means the mean objective is the proven sum-of-minimum optimum W/m; at the minimum
+    enclosing ball centres the worst objective is the proven minimax optimum (relative 1e-12, 3 seeds);
+    and set_metrics reports both for a run, consistent with the problem's optimality gaps."""
+    from reference_impls.metrics import mean_objective, worst_objective
+    from reference_impls.set_runner import run_set
+
+    for seed in range(3):
+        p = get_problem("clusters", seed=seed)
+        assert mean_objective(p.losses(p.optimal_centres())) == pytest.approx(p.optimal_sum_of_min(), rel=1e-12)
+        assert worst_objective(p.losses(p.minimax_centres())) == pytest.approx(p.optimal_tch_set(), rel=1e-12)
+    r = run_set("sum-of-minimum", "clusters", solutions=5, steps=3, optimizer="sgd", lr=0.5)
+    got = r.extra["metrics"]
+    p = get_problem("clusters")
+    assert got["mean_objective"] - p.optimal_sum_of_min() == pytest.approx(got["sum_of_min_gap"], abs=1e-15)
+    assert got["worst_objective"] - p.optimal_tch_set() == pytest.approx(got["tch_set_gap"], abs=1e-15)
+    assert got["hypervolume"] is None and got["igd"] is None

@@ -11,7 +11,7 @@ import torch
 from reference_impls.metrics import igd, pareto_stationarity, projected_pareto_stationarity
 from reference_impls.problems import Problem, get_problem, problem_ids
 
-POINT_PROBLEMS = ["biquad", "vlmop2", "zdt1", "zdt2", "zdt-skewed", "dtlz2", "cagrad-toy", "mtl-linear"]
+POINT_PROBLEMS = ["biquad", "bi-sphere", "vlmop2", "zdt1", "zdt2", "zdt-skewed", "dtlz2", "cagrad-toy", "mtl-linear"]
 
 
 
@@ -23,8 +23,8 @@ def _ps(problem: Problem, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_lists_every_problem_and_rejects_unknown_ids_and_knobs():
-    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy"])
-    with pytest.raises(ValueError, match="unknown problem 'nope'; known: bilevel-ridge, biquad"):
+    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy", "clusters", "mo-regression"])
+    with pytest.raises(ValueError, match="unknown problem 'nope'; known: bi-sphere, bilevel-ridge, biquad"):
         get_problem("nope")
     with pytest.raises(ValueError, match="bad knob"):
         get_problem("zdt1", colour="red")
@@ -305,6 +305,7 @@ CLOSED_FORMS = [
     ("dtlz2", {"K": 4, "k": 3}),
     ("cagrad-toy", {}),
     ("cagrad-toy", {"scale": 0.1}),
+    ("clusters", {}),
 ]
 
 

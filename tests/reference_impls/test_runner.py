@@ -218,7 +218,8 @@ def test_bad_inputs_give_clear_errors():
         def loss(self, losses, preference):
             return losses @ preference
 
-    with pytest.raises(ValueError, match="Pareto-set model"):
+    # a Pareto-set model goes to reference_impls.pareto_runner.run_pareto, which refuses one with nothing to train
+    with pytest.raises(ValueError, match="no learnable parameters"):
         run(Model(), "biquad")
 
     class Exploding(Aggregator):
@@ -317,9 +318,11 @@ def test_cagrad_toy_default_settings_are_the_papers():
 
 
 # Methods with one instance per start: bi-level methods run on bilevel-ridge only, set methods move one
-# set through reference_impls.set_runner (tested in test_set_core.py).
+# set through reference_impls.set_runner (tested in test_set_core.py), Pareto-set models are trained by
+# reference_impls.pareto_runner (tested in test_pareto_core.py).
 POINT_METHODS = [
-    name for name in registry.names() if not getattr(registry.load_class(name), "bilevel", False) and not issubclass(registry.load_class(name), SetMethod)
+    name for name in registry.names()
+    if not getattr(registry.load_class(name), "bilevel", False) and not issubclass(registry.load_class(name), (SetMethod, ParetoModel))
 ]
 
 

@@ -15,7 +15,7 @@ import torch
 import reference_impls.registry as registry
 from reference_impls.core.hooks import defined_hooks
 from reference_impls.core.loss_weighting import LossWeighting
-from reference_impls.core.sets import SetMethod
+from reference_impls.core.sets import ParetoModel, SetMethod
 from reference_impls.problems import get_problem
 from reference_impls.runner import Adam, run
 
@@ -74,8 +74,8 @@ def reference_run(name: str, problem_id: str, steps: int, seed: int = 0) -> tupl
 @pytest.mark.parametrize("problem_id", ["cagrad-toy", "biquad"])
 @pytest.mark.parametrize(
     "name",
-    [n for n in registry.names() if not getattr(registry.load_class(n), "bilevel", False) and not issubclass(registry.load_class(n), SetMethod)],
-)  # bi-level: bilevel-ridge only; set methods: reference_impls.set_runner (test_set_core.py)
+    [n for n in registry.names() if not getattr(registry.load_class(n), "bilevel", False) and not issubclass(registry.load_class(n), (SetMethod, ParetoModel))],
+)  # bi-level: bilevel-ridge only; set methods: reference_impls.set_runner (test_set_core.py); Pareto-set models: pareto_runner (test_pareto_core.py)
 def test_fast_loop_follows_the_reference_loop(name, problem_id):
     """Every registered method, 200 steps at the problem's defaults (Adam lr 1e-3 on cagrad-toy, SGD lr 0.05 on biquad).
 

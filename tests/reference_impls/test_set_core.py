@@ -210,3 +210,192 @@ def test_plot_of_a_set_run_writes_a_png(pid, knobs, tmp_path):
     assert result.extra["target_rays"] is not None
     path = plot_result(result, problem, tmp_path / f"{pid}.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# The per-sample protocol and the initial_set hook
+# ------------------------------------------------------------------------------------------------
+
+
+class PerSampleLinear(Problem):
+    """Per-sample losses L_psk = (a_s·x_p − y_sk)² (P, N, K) of a linear model, F = L.mean(1); N = 6, K = 2, n = 3."""
+
+    id = "per-sample-linear"
+    default_optimizer = "sgd"
+
+    def __init__(self):
+        super().__init__(2, 3)
+        g = torch.Generator().manual_seed(7)
+        self.A = torch.randn(6, 3, generator=g, dtype=F64)  # (N, n) the inputs a_s
+        self.Y = torch.randn(6, 2, generator=g, dtype=F64)  # (N, K) the targets y_sk
+        self.num_starts = 4
+
+    def per_sample_losses(self, X):
+        return ((X @ self.A.T)[:, :, None] - self.Y[None]) ** 2  # (P, N, K)
+
+    def _losses(self, x):
+        return self.per_sample_losses(x).mean(1)  # (B, K)
+
+    def initial_points(self, seed=0, num=None):
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(self._num_points(num), 3, generator=g, dtype=F64)
+
+
+class PerSampleShare(SetMethod):
+    """A per-sample stand-in: W_psk = L_psk / Σ_k L_psk (weights that differ per sample); step(): Σ_k ∇f_k."""
+
+    name = "per-sample-share"
+    needs_preferences = False
+    per_sample = True
+
+    def __init__(self):
+        self.weighed, self.stepped = [], 0
+
+    def sample_weights(self, L):
+        self.weighed.append(L.clone())
+        return L / L.sum(2, keepdim=True)  # (P, N, K)
+
+    def step(self, X, F, J, preferences):
+        self.stepped += 1
+        return J.sum(1)  # (P, n)
+
+
+def test_per_sample_direction_is_the_gradient_of_the_weighted_per_sample_losses():
+    # D = ∇_X Σ_{s,k} W_psk L_psk / N: against the closed form Σ_{s,k} W_psk·2(a_s·x_p − y_sk)·a_s / N;
+    # and with weights constant over the samples (W_psk = c_pk) it equals Σ_k c_pk ∇f_pk = step's rule
+    # on the mean losses (what a per-sample method computes at N = 1). Three random sets.
+    from reference_impls.core.hooks import set_direction
+
+    problem = PerSampleLinear()
+    for seed in range(3):
+        X = problem.initial_points(seed, num=5)  # (P, n)
+        F, J = problem.losses_and_jacobian(X)
+        m = PerSampleShare()
+        D = set_direction(m, X, F, J, None, problem.per_sample_losses)  # (P, n)
+        L = problem.per_sample_losses(X)  # (P, N, K)
+        W = L / L.sum(2, keepdim=True)
+        residual = X @ problem.A.T  # (P, N)
+        closed = torch.einsum("psk,sn->pn", W * 2 * (residual[:, :, None] - problem.Y[None]), problem.A) / 6  # (P, n)
+        torch.testing.assert_close(D, closed, rtol=1e-12, atol=1e-12 * float(closed.abs().max()))
+        assert m.stepped == 0 and len(m.weighed) == 1
+        c = torch.rand(5, 2, dtype=F64, generator=torch.Generator().manual_seed(seed))  # (P, K)
+
+        class Constant(PerSampleShare):
+            def sample_weights(self, L):
+                return c[:, None, :].expand_as(L)
+
+        D = set_direction(Constant(), X, F, J, None, problem.per_sample_losses)
+        expected = torch.einsum("pk,pkn->pn", c, J)
+        for p in range(5):  # per solution, relative to its own direction
+            torch.testing.assert_close(D[p], expected[p], rtol=0, atol=1e-12 * float(expected[p].norm()))
+
+
+def test_run_set_and_set_step_take_the_per_sample_branch_only_for_per_sample_methods_and_problems():
+    # per-sample method on a per-sample problem: sample_weights once per step, step() never, and the
+    # first SGD move is X1 = X0 − lr·D; on a point problem (vlmop2) step() is used; a point method on the
+    # per-sample problem sees F = mean_s L and its Jacobian.
+    problem = PerSampleLinear()
+    r = run_set(PerSampleShare(), problem, solutions=3, steps=4, lr=0.05)
+    m = r.extra["methods"][0]
+    assert m.stepped == 0 and len(m.weighed) == 4
+    torch.testing.assert_close(m.weighed[0], problem.per_sample_losses(r.x[0]), rtol=0, atol=0)
+    from reference_impls.core.hooks import set_direction
+
+    F0, J0 = problem.losses_and_jacobian(r.x[0])
+    D0 = set_direction(PerSampleShare(), r.x[0], F0, J0, None, problem.per_sample_losses)
+    torch.testing.assert_close(r.x[1], r.x[0] - 0.05 * D0, rtol=1e-13, atol=1e-13)
+    r = run_set(PerSampleShare(), "vlmop2", solutions=3, steps=4)
+    assert r.extra["methods"][0].stepped == 4 and not r.extra["methods"][0].weighed
+    torch.testing.assert_close(r.f[0], get_problem("vlmop2").losses(r.x[0]))
+    r = run_set(_Gradient(), problem, solutions=2, steps=1, lr=0.1)
+    prefs = r.extra["preferences"]
+    torch.testing.assert_close(r.x[1], r.x[0] - 0.1 * torch.einsum("pk,pkn->pn", prefs, J0[:2]), rtol=1e-13, atol=1e-13)
+
+
+def test_per_sample_protocol_refuses_bad_weights_non_finite_losses_and_a_missing_sample_weights():
+    problem = PerSampleLinear()
+
+    class WrongShape(PerSampleShare):
+        def sample_weights(self, L):
+            return L.mean(1)
+
+    class NaNWeights(PerSampleShare):
+        def sample_weights(self, L):
+            return torch.full_like(L, float("nan"))
+
+    class NoWeights(SetMethod):
+        per_sample = True
+        needs_preferences = False
+
+        def step(self, X, F, J, preferences):
+            return J.sum(1)
+
+    for method, match in ((WrongShape(), "sample_weights returned shape"), (NaNWeights(), "non-finite weights"), (NoWeights(), "defines no sample_weights")):
+        with pytest.raises((ValueError, NotImplementedError), match=match):
+            run_set(method, problem, solutions=2, steps=2)
+
+    class NaNSamples(PerSampleLinear):
+        def per_sample_losses(self, X):
+            L = super().per_sample_losses(X)
+            return torch.where(torch.arange(6)[None, :, None] == 3, float("nan"), L)  # one sample is NaN
+
+    bad = NaNSamples()
+    X = bad.initial_points(0, num=2)
+    F, J = problem.losses_and_jacobian(X)
+    from reference_impls.core.hooks import set_direction
+
+    with pytest.raises(ValueError, match="per-sample losses are non-finite"):
+        set_direction(PerSampleShare(), X, F, J, None, bad.per_sample_losses)
+
+
+class _Seeding(_Gradient):
+    """initial_set returns ``self.out`` (a callable of X0), recording the minimisers it was given."""
+
+    def __init__(self, out):
+        self.out, self.given = out, []
+
+    def initial_set(self, X0, evaluate, *, minimisers=None):
+        self.given.append(minimisers)
+        return self.out(X0)
+
+
+def test_initial_set_replacement_is_projected_checked_and_none_keeps_the_start():
+    problem = get_problem("zdt1")  # box [1e-6, 1 − 1e-6]^n: a seeding outside it is clamped
+    r = run_set(_Seeding(lambda X0: X0 + 10.0), problem, solutions=3, steps=1)
+    torch.testing.assert_close(r.x[0], problem.project(problem.initial_points(0, num=3) + 10.0), rtol=0, atol=0)
+    r0 = run_set(_Gradient(), problem, solutions=3, steps=2)
+    r1 = run_set(_Seeding(lambda X0: None), problem, solutions=3, steps=2)
+    assert torch.equal(r0.x, r1.x)  # None: the run is the one without the hook
+    for out, match in ((lambda X0: X0[:2], r"initial_set returned shape \(2, 5\)"), (lambda X0: X0 * float("nan"), "non-finite")):
+        with pytest.raises(ValueError, match=match) as info:
+            run_set(_Seeding(out), problem, solutions=3, steps=1)
+        assert str(info.value).startswith("zdt1:")
+
+    class WithMinimisers(PerSampleLinear):
+        def objective_minimisers(self):
+            return torch.zeros(2, 3, dtype=F64)
+
+    m = run_set(_Seeding(lambda X0: None), WithMinimisers(), solutions=2, steps=1).extra["methods"][0]
+    assert len(m.given) == 1 and torch.equal(m.given[0], torch.zeros(2, 3, dtype=F64))
+    assert get_problem("vlmop2").objective_minimisers() is None  # the default
+
+
+def test_a_methods_default_betas_set_adams_betas():
+    # default_betas = (0.5, 0.999) (hv-maximization's paper setting): the run equals Adam with those β
+    # step for step, and differs from Adam's default β = (0.9, 0.999) after the first step.
+    from reference_impls.runner import Adam
+
+    class Betas(_Gradient):
+        default_optimizer = "adam"
+        default_betas = (0.5, 0.999)
+
+    problem = get_problem("biquad")
+    r = run_set(Betas(), problem, solutions=2, steps=4, lr=0.05)
+    prefs = r.extra["preferences"]
+    for betas, same in (((0.5, 0.999), True), ((0.9, 0.999), False)):
+        X = problem.initial_points(0, num=2).clone().requires_grad_(True)
+        opt = Adam([X], lr=0.05, betas=betas)
+        for _ in range(4):
+            X.grad = (prefs[:, :, None] * problem.jacobian(X.detach())).sum(1)
+            opt.step()
+        assert torch.allclose(X.detach(), r.x_final, rtol=0, atol=1e-14) is same
