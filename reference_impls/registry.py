@@ -88,6 +88,13 @@ _ENTRIES: list[tuple[str, str, str, str, str, str]] = [
     # Infinite set: Pareto-set models (one model maps a preference to a solution)
     ("phn-ls", "phn", "hypernetwork", "pareto_set.phn", "PHNLS", "pareto-model"),
     ("phn-epo", "phn", "hypernetwork", "pareto_set.phn", "PHNEPO", "pareto-model"),
+    ("controllable-pareto-mtl", "controllable-pareto-mtl", "hypernetwork", "pareto_set.controllable_pareto_mtl", "ControllablePMTL", "pareto-model"),
+    ("pareto-manifold-extractor", "pareto-manifold-extractor", "hypernetwork", "pareto_set.pareto_manifold_extractor", "ParetoManifoldExtractor", "pareto-model"),
+    ("phn-hvi", "phn-hvi", "hypernetwork", "pareto_set.phn_hvi", "PHNHVI", "pareto-model"),
+    ("hyper-transformer", "hyper-transformer", "hypernetwork", "pareto_set.hyper_transformer", "HyperTransformer", "pareto-model"),
+    ("cosmos", "cosmos", "preference-conditioned", "pareto_set.cosmos", "COSMOS", "pareto-model"),
+    ("yoto", "yoto", "preference-conditioned", "pareto_set.yoto", "YOTO", "pareto-model"),
+    ("controllable-dynamic-mtl", "controllable-dynamic-mtl", "preference-conditioned", "pareto_set.controllable_dynamic_mtl", "ControllableDynamicMTL", "pareto-model"),
 ]
 
 REGISTRY: dict[str, MethodInfo] = {

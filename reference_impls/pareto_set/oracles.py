@@ -25,6 +25,8 @@ vlmop2         ray    x* = (s/√n)𝟙 with r_1 f_1(s) = r_2 f_2(s) on the fron
 vlmop2         ls     x* = (s*/√n)𝟙, s* the global minimiser of Σ r_i f_i(s) on [−1, 1] (near one
                       end: LS only reaches the front near its ends); grid + Brent, certified by the
                       slope; r_1 = r_2 has two optima: ValueError
+cpfl-ex1/ex2   ray    r_1 f_1 = r_2 f_2 on the Pareto set: a quadratic's root in closed form, certified
+                      (``chebyshev_solution`` of problems/cpfl_toys.py; also takes a lower bound c)
 mtl-linear     ls     w* = Σ_k μ_k ŵ_k, μ = r/Σr (f_k(w) = (w − ŵ_k)ᵀΣ̂(w − ŵ_k) + c_k with one Σ̂);
                       certified by the relative gradient norm of Σ r_k f_k at w*
 =============  =====  ===============================================================================
@@ -251,12 +253,20 @@ def mtl_linear_ls(problem: Any, preferences: Tensor) -> tuple[Tensor, Tensor]:
     return W, problem.losses(W)
 
 
+def cpfl_ray(problem: Any, preferences: Tensor) -> tuple[Tensor, Tensor]:
+    """The Chebyshev map of the CPFL examples (``cpfl-ex1``, ``cpfl-ex2``) with z = c = 0: r_1 f_1 = r_2 f_2
+    on the Pareto set, closed form and certified by ``problem.chebyshev_solution`` (problems/cpfl_toys.py)."""
+    return problem.chebyshev_solution(preferences)
+
+
 _ORACLES: dict[tuple[str, str], Callable[[Any, Tensor], tuple[Tensor, Tensor]]] = {
     ("biquad", "ls"): biquad_ls,
     ("biquad", "ray"): biquad_ray,
     ("vlmop2", "ray"): vlmop2_ray,
     ("vlmop2", "ls"): vlmop2_ls,
     ("mtl-linear", "ls"): mtl_linear_ls,
+    ("cpfl-ex1", "ray"): cpfl_ray,
+    ("cpfl-ex2", "ray"): cpfl_ray,
 }
 
 
@@ -268,4 +278,4 @@ def oracle_for(problem: Any, target: str | None) -> Oracle | None:
     return lambda preferences: fn(problem, preferences)
 
 
-__all__ = ["Oracle", "biquad_ls", "biquad_ray", "mtl_linear_ls", "oracle_for", "vlmop2_ls", "vlmop2_ray"]
+__all__ = ["Oracle", "biquad_ls", "biquad_ray", "cpfl_ray", "mtl_linear_ls", "oracle_for", "vlmop2_ls", "vlmop2_ray"]

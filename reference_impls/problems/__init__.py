@@ -6,7 +6,7 @@
     >>> F, J = problem.losses(x), problem.jacobian(x)  # (B, K), (B, K, n)
 
 Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1``, ``zdt2``, ``zdt-skewed``, ``dtlz2``,
-``cagrad-toy``, ``mtl-linear``; with a stochastic oracle (``noisy.py``): ``noisy-biquad``,
+``cagrad-toy``, ``mtl-linear``, ``cpfl-ex1``, ``cpfl-ex2`` (the Hyper-Transformer paper's examples); with a stochastic oracle (``noisy.py``): ``noisy-biquad``,
 ``noisy-cagrad-toy``. Model problem: ``mtl-regression`` (a network; used through
 ``aggregator.backward``); ``mtl-regression-set`` (P such networks as a point problem, for set methods). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
 with a closed-form lower level; for Auto-Lambda, MOML, FORUM). Many-objective problem: ``clusters`` (m objectives
@@ -38,6 +38,8 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
     "bilevel-ridge": ("bilevel_ridge", "BilevelRidge"),
     "noisy-biquad": ("noisy", "NoisyBiQuad"),
     "noisy-cagrad-toy": ("noisy", "NoisyCAGradToy"),
+    "cpfl-ex1": ("cpfl_toys", "CPFLEx1"),
+    "cpfl-ex2": ("cpfl_toys", "CPFLEx2"),
 }
 
 

@@ -23,7 +23,7 @@ def _ps(problem: Problem, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_lists_every_problem_and_rejects_unknown_ids_and_knobs():
-    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy", "clusters", "mo-regression"])
+    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy", "clusters", "mo-regression", "cpfl-ex1", "cpfl-ex2"])  # cpfl: test_hyper_transformer.py
     with pytest.raises(ValueError, match="unknown problem 'nope'; known: bi-sphere, bilevel-ridge, biquad"):
         get_problem("nope")
     with pytest.raises(ValueError, match="bad knob"):
