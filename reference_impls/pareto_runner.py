@@ -50,50 +50,20 @@ from reference_impls.pareto_set.evaluation import (
     training_generator,
 )
 from reference_impls.pareto_set.training import check_model_optimised, pareto_step, start_pareto_model
-from reference_impls.problems import Problem, get_problem
+from reference_impls.problems import Problem
+from reference_impls.set_runner import set_problem
 
 
 def is_pareto_model(method: Any) -> bool:
     """Whether ``method`` (a registry id, a class or an instance) is a Pareto-set model."""
-    if isinstance(method, ParetoModel):
-        return True
-    if isinstance(method, type):
-        return issubclass(method, ParetoModel)
-    if isinstance(method, str):
-        from reference_impls.registry import REGISTRY, load_class
+    from reference_impls.registry import implements
 
-        if method not in REGISTRY:
-            return False
-        if REGISTRY[method].interface == "pareto-model":
-            return True
-        try:
-            return issubclass(load_class(method), ParetoModel)
-        except (ImportError, AttributeError):
-            return False
-    return False
+    return implements(method, ParetoModel, "pareto-model")
 
 
 def pareto_problem(problem: Any, problem_params: dict[str, Any] | None = None) -> Problem:
     """The point problem a Pareto-set model is trained on (``mtl-regression`` → ``mtl-regression-set``)."""
-    from reference_impls.problems.bilevel_ridge import BilevelRidge
-    from reference_impls.problems.mtl_regression import MTLRegression
-    from reference_impls.problems.noisy import NoisyProblem
-
-    if isinstance(problem, str):
-        problem = get_problem(problem, **(problem_params or {}))
-    elif problem_params:
-        raise ValueError("problem knobs can only be given with a problem id")
-    if isinstance(problem, MTLRegression):
-        from reference_impls.problems.mtl_set import MTLRegressionSet
-
-        return MTLRegressionSet.from_network(problem)
-    if isinstance(problem, BilevelRidge):
-        raise ValueError("Pareto-set models run on point problems and mtl-regression, not on bilevel-ridge")
-    if isinstance(problem, NoisyProblem):
-        raise ValueError(f"Pareto-set models have no stochastic oracle in the runner: use the exact problem {problem.base.id!r}")
-    if not isinstance(problem, Problem):
-        raise ValueError(f"not a toy problem: {problem!r}")
-    return problem
+    return set_problem(problem, problem_params, who="Pareto-set models")
 
 
 def _first(*values: Any) -> Any:

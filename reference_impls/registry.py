@@ -121,6 +121,23 @@ def load_class(name: str) -> type:
     return getattr(module, entry.cls)
 
 
+def implements(method: Any, base: type, interface: str) -> bool:
+    """Whether ``method`` (a registry id, a class or an instance) is a ``base``: an instance or subclass of it, or a
+    registry id whose entry has ``interface`` or whose class subclasses ``base`` (a broken entry: False; create() says why)."""
+    if isinstance(method, base):
+        return True
+    if isinstance(method, type):
+        return issubclass(method, base)
+    if isinstance(method, str) and method in REGISTRY:
+        if REGISTRY[method].interface == interface:
+            return True
+        try:
+            return issubclass(load_class(method), base)
+        except (ImportError, AttributeError):
+            return False
+    return False
+
+
 def create(name: str, **hyperparameters: Any) -> Any:
     """Build the method registered as ``name`` with the given hyperparameters (paper defaults otherwise)."""
     return load_class(name)(**hyperparameters)

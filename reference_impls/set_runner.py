@@ -65,26 +65,14 @@ def _runner():  # the point runner imports this module lazily; import it lazily 
 
 def is_set_method(method: Any) -> bool:
     """Whether ``method`` (a registry id, a class or an instance) is a set method."""
-    if isinstance(method, SetMethod):
-        return True
-    if isinstance(method, type):
-        return issubclass(method, SetMethod)
-    if isinstance(method, str):
-        from reference_impls.registry import REGISTRY, load_class
+    from reference_impls.registry import implements
 
-        if method not in REGISTRY:
-            return False
-        if REGISTRY[method].interface == "set":
-            return True
-        try:
-            return issubclass(load_class(method), SetMethod)
-        except (ImportError, AttributeError):  # a broken entry fails in create(), with its own message
-            return False
-    return False
+    return implements(method, SetMethod, "set")
 
 
-def set_problem(problem: Any, problem_params: dict[str, Any] | None = None) -> Problem:
-    """The point problem a set method optimises: ``mtl-regression`` becomes P networks (``MTLRegressionSet``)."""
+def set_problem(problem: Any, problem_params: dict[str, Any] | None = None, *, who: str = "set methods") -> Problem:
+    """The point problem a set method (or a Pareto-set model: ``who``) optimises: ``mtl-regression`` becomes P networks
+    (``MTLRegressionSet``); bilevel and stochastic problems are refused with a ValueError naming ``who``."""
     from reference_impls.problems.bilevel_ridge import BilevelRidge
     from reference_impls.problems.mtl_regression import MTLRegression
     from reference_impls.problems.noisy import NoisyProblem
@@ -98,9 +86,9 @@ def set_problem(problem: Any, problem_params: dict[str, Any] | None = None) -> P
 
         return MTLRegressionSet.from_network(problem)
     if isinstance(problem, BilevelRidge):
-        raise ValueError("set methods run on point problems and mtl-regression, not on bilevel-ridge (one model with train/validation losses)")
+        raise ValueError(f"{who} run on point problems and mtl-regression, not on bilevel-ridge (one model with train/validation losses)")
     if isinstance(problem, NoisyProblem):
-        raise ValueError(f"set methods have no stochastic oracle in the runner: use the exact problem {problem.base.id!r}")
+        raise ValueError(f"{who} have no stochastic oracle in the runner: use the exact problem {problem.base.id!r}")
     if not isinstance(problem, Problem):
         raise ValueError(f"not a toy problem: {problem!r}")
     return problem

@@ -246,6 +246,28 @@ def check_preferences(preferences: Tensor, P: int | None = None, K: int | None =
     return preferences
 
 
+def preference_batch(preference: Tensor, K: int, dtype: torch.dtype, *, name: str) -> tuple[Tensor, bool]:
+    """A Pareto-set model's input: (K,) or (B, K) -> ((B, K) checked with :func:`check_preferences`, whether it was one row)."""
+    r = torch.as_tensor(preference, dtype=dtype)
+    single = r.ndim == 1
+    rb = r[None] if single else r  # (B, K)
+    check_preferences(rb.detach(), None, K, name=name)
+    return rb, single
+
+
+def loss_batch(losses: Tensor, preferences: Tensor, *, name: str, what: str = "preferences") -> tuple[Tensor, Tensor]:
+    """The inputs of ``ParetoModel.loss`` as (F (B, K), r (B, K)): same shape, finite losses, valid preferences (ValueError)."""
+    F = losses[None] if losses.ndim == 1 else losses  # (B, K)
+    r = torch.as_tensor(preferences, dtype=F.dtype)
+    r = r[None] if r.ndim == 1 else r  # (B, K)
+    if F.shape != r.shape:
+        raise ValueError(f"{name}: losses {tuple(F.shape)} and {what} {tuple(r.shape)} must have the same shape (B, K)")
+    if not bool(torch.isfinite(F).all()):
+        raise ValueError(f"{name}: the losses contain NaN or infinite entries")
+    check_preferences(r.detach(), None, F.shape[1], name=f"{name} {what}")
+    return F, r
+
+
 def sample_preferences(num: int, K: int, *, alpha: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
     """``num`` preferences ~ Dirichlet(α𝟙) (num, K), as Pareto-set models sample them during training."""
     conc = torch.full((num, K), float(alpha), dtype=torch.float64)
@@ -253,4 +275,4 @@ def sample_preferences(num: int, K: int, *, alpha: float = 1.0, generator: torch
     return w / w.sum(1, keepdim=True)
 
 
-__all__ = ["ParetoModel", "SetMethod", "check_preferences", "sample_preferences", "simplex_preferences"]
+__all__ = ["ParetoModel", "SetMethod", "check_preferences", "loss_batch", "preference_batch", "sample_preferences", "simplex_preferences"]

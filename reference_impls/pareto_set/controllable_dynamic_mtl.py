@@ -83,7 +83,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import ParetoModel, check_preferences, sample_preferences
+from reference_impls.core.sets import ParetoModel, check_preferences, loss_batch, sample_preferences
 
 
 def gumbel_softmax(log_alpha: Tensor, zeta: float, generator: torch.Generator | None) -> Tensor:
@@ -407,14 +407,7 @@ class ControllableDynamicMTL(ParetoModel):
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
         """mean_b [Σ_i r_bi L_bi + Ω_b] (stage 1) or mean_b Σ_i r_bi L_bi (stage 2; Ω only of the training draw)."""
-        F = losses[None] if losses.ndim == 1 else losses  # (B, K)
-        r = torch.as_tensor(preferences, dtype=F.dtype)
-        r = r[None] if r.ndim == 1 else r
-        if F.shape != r.shape:
-            raise ValueError(f"{self.name}: losses {tuple(F.shape)} and preferences {tuple(r.shape)} must have the same shape (B, K)")
-        if not bool(torch.isfinite(F).all()):
-            raise ValueError(f"{self.name}: the losses contain NaN or infinite entries")
-        check_preferences(r.detach(), None, F.shape[1], name=f"{self.name} preferences")
+        F, r = loss_batch(losses, preferences, name=self.name)  # (B, K), (B, K)
         r = r / r.sum(1, keepdim=True)
         task = (r * F).sum(1)  # L_task = Σ_i r_i L_i, (B,)
         omega = getattr(self, "_omega", None)

@@ -84,7 +84,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import check_preferences
+from reference_impls.core.sets import loss_batch, preference_batch
 from reference_impls.core.solvers import min_norm_weights
 from reference_impls.finite_set.pareto_mtl import circle_preferences
 from reference_impls.pareto_set.phn import PHN
@@ -171,10 +171,7 @@ class ControllablePMTL(PHN):
     def forward(self, preference: Tensor) -> Tensor:
         if self.ray_mlp is None:
             raise ValueError(f"{self.name}: the hypernetwork is not built: call begin(K, n, ...) (or pass K and n)")
-        r = torch.as_tensor(preference, dtype=self.dtype)
-        single = r.ndim == 1
-        rb = r[None] if single else r  # (B, K)
-        check_preferences(rb, None, self.K, name=f"{self.name} preference")
+        rb, single = preference_batch(preference, self.K, self.dtype, name=f"{self.name} preference")  # (B, K)
         e = self.ray_mlp(rb)  # (B, h)
         B, C = rb.shape[0], self.chunks.shape[0]
         inputs = torch.cat([e[:, None, :].expand(B, C, -1), self.chunks[None].expand(B, -1, -1)], dim=2)  # [e; z_c], (B, C, h + d)
@@ -185,7 +182,7 @@ class ControllablePMTL(PHN):
 
     def adaptive_weights(self, losses: Tensor, preferences: Tensor) -> Tensor:
         """α (B, K) = λ + Σ_{j∈I} β_j (u_j − û) from ParetoMTL's min-norm problem on g_i = ∇_θ L_i (D2–D4)."""
-        F, r = self._batch(losses, preferences, self.name)
+        F, r = loss_batch(losses, preferences, name=self.name)
         if bool((F.detach() < 0).any()):
             raise ValueError(f"{self.name}: the constrained criterion needs non-negative losses (sectors in the positive orthant, D6)")
         theta = self._last_output
@@ -224,7 +221,7 @@ class ControllablePMTL(PHN):
         return alpha
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F, r = self._batch(losses, preferences, self.name)
+        F, r = loss_batch(losses, preferences, name=self.name)
         if self.criterion == "ls":
             return (r * F).sum(1).mean()  # mean_b Σ_i p_bi L_bi
         alpha = self.adaptive_weights(F, r).to(F)  # (B, K), constants

@@ -53,7 +53,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import ParetoModel, check_preferences
+from reference_impls.core.sets import ParetoModel, loss_batch, preference_batch
 
 COSINE_EPS = 1e-8  # torch.nn.functional.cosine_similarity's default clamp of each norm (D4)
 
@@ -121,22 +121,12 @@ class COSMOS(ParetoModel):
     def forward(self, preference: Tensor) -> Tensor:
         if self.net is None:
             raise ValueError("cosmos: the network is not built: call begin(K, n, ...) (or pass K and n)")
-        r = torch.as_tensor(preference, dtype=self.dtype)
-        single = r.ndim == 1
-        rb = r[None] if single else r  # (B, K)
-        check_preferences(rb, None, self.K, name="cosmos preference")
+        rb, single = preference_batch(preference, self.K, self.dtype, name="cosmos preference")  # (B, K)
         x = self.net(rb)  # x = MLP(r), the preference as the network's input, (B, n)
         return x[0] if single else x
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F = losses[None] if losses.ndim == 1 else losses  # (B, K)
-        r = torch.as_tensor(preferences, dtype=F.dtype)
-        r = r[None] if r.ndim == 1 else r  # (B, K)
-        if F.shape != r.shape:
-            raise ValueError(f"cosmos: losses {tuple(F.shape)} and preferences {tuple(r.shape)} must have the same shape (B, K)")
-        if not bool(torch.isfinite(F).all()):
-            raise ValueError("cosmos: the losses contain NaN or infinite entries")
-        check_preferences(r.detach(), None, F.shape[1], name="cosmos preferences")
+        F, r = loss_batch(losses, preferences, name="cosmos")  # (B, K), (B, K)
         linear = (r * F).sum(1)  # Σ_i r_i ℓ_i, (B,)
         if F.shape[1] == 1:
             return linear.mean()  # K = 1: the cosine term is constant where defined (D4)

@@ -69,7 +69,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import ParetoModel, check_preferences
+from reference_impls.core.sets import ParetoModel, loss_batch, preference_batch
 
 
 class HyperTransformer(ParetoModel):
@@ -147,10 +147,7 @@ class HyperTransformer(ParetoModel):
     def forward(self, preference: Tensor) -> Tensor:
         if not self.built:
             raise ValueError("hyper-transformer: the model is not built: call begin(K, n, ...) (or pass K and n)")
-        r = torch.as_tensor(preference, dtype=self.dtype)
-        single = r.ndim == 1
-        rb = r[None] if single else r  # (B, K)
-        check_preferences(rb, None, self.K, name="hyper-transformer preference")
+        rb, single = preference_batch(preference, self.K, self.dtype, name="hyper-transformer preference")  # (B, K)
         e = torch.relu(rb[:, :, None] * self.embed_weight + self.embed_bias)  # e_i = ReLU(w_i r_i + b_i), (B, K, h)
         a = e + self.attention(e, e, e, need_weights=False)[0]  # e + MHA(e, e, e), (B, K, h)
         u = a + self.ffn2(torch.relu(self.ffn1(a)))  # a + FFN(a), (B, K, h)
@@ -181,14 +178,7 @@ class HyperTransformer(ParetoModel):
         return u / u.sum(1, keepdim=True)
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F = losses[None] if losses.ndim == 1 else losses  # (B, K)
-        r = torch.as_tensor(preferences, dtype=F.dtype)
-        r = r[None] if r.ndim == 1 else r  # (B, K)
-        if F.shape != r.shape:
-            raise ValueError(f"hyper-transformer: losses {tuple(F.shape)} and preferences {tuple(r.shape)} must have the same shape (B, K)")
-        if not bool(torch.isfinite(F).all()):
-            raise ValueError("hyper-transformer: the losses contain NaN or infinite entries")
-        check_preferences(r.detach(), None, F.shape[1], name="hyper-transformer preferences")
+        F, r = loss_batch(losses, preferences, name="hyper-transformer")  # (B, K), (B, K)
         c = self.c(F.shape[1]).to(F)  # (K,)
         return (r * (F - c)).max(1).values.mean()  # mean_b max_i r_bi (f_bi − c_i)
 

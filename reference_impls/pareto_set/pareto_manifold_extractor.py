@@ -68,7 +68,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import ParetoModel, check_preferences
+from reference_impls.core.sets import ParetoModel, check_preferences, loss_batch, preference_batch
 from reference_impls.core.solvers import SolverError
 
 
@@ -155,9 +155,7 @@ class ParetoManifoldExtractor(ParetoModel):
         """(x (B, n), μ (B, m)) for preferences (B, K); m = 0 without constraints (μ ≥ 0 at a KKT pair, not by construction)."""
         if self.ray_mlp is None:
             raise ValueError(f"{self.name}: the network is not built: call begin(K, n, ...) (or pass K and n)")
-        r = torch.as_tensor(preference, dtype=self.dtype)
-        r = r[None] if r.ndim == 1 else r  # (B, K)
-        check_preferences(r.detach(), None, self.K, name=f"{self.name} preference")
+        r, _ = preference_batch(preference, self.K, self.dtype, name=f"{self.name} preference")  # (B, K)
         out = self.head(self.ray_mlp(r))  # (B, n + m)
         x = out[:, : self.n]  # x = W_x e + c_x, (B, n)
         mu = out[:, self.n :]  # μ = W_μ e + c_μ (its sign is the FB term's job), (B, m)
@@ -186,14 +184,7 @@ class ParetoManifoldExtractor(ParetoModel):
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
         """The criterion C (module docstring), mean over the B preferences; ``losses`` from :meth:`task_losses`."""
-        F = losses[None] if losses.ndim == 1 else losses  # (B, K)
-        r = torch.as_tensor(preferences, dtype=F.dtype)
-        r = r[None] if r.ndim == 1 else r  # (B, K)
-        if F.shape != r.shape:
-            raise ValueError(f"{self.name}: losses {tuple(F.shape)} and preferences {tuple(r.shape)} must have the same shape (B, K)")
-        if not bool(torch.isfinite(F).all()):
-            raise ValueError(f"{self.name}: the losses contain NaN or infinite entries")
-        check_preferences(r.detach(), None, F.shape[1], name=f"{self.name} preferences")
+        F, r = loss_batch(losses, preferences, name=self.name)  # (B, K), (B, K)
         if self._last is None or self._last[2] is not losses:
             raise ValueError(f"{self.name}: loss() needs the losses returned by task_losses(problem, preferences) (the FJC residual differentiates them in x)")
         x, mu, _ = self._last

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import ParetoModel, check_preferences
+from reference_impls.core.sets import ParetoModel, loss_batch, preference_batch
 from reference_impls.core.solvers import SolverError
 
 
@@ -157,24 +157,9 @@ class PHN(ParetoModel):
     def forward(self, preference: Tensor) -> Tensor:
         if self.ray_mlp is None:
             raise ValueError(f"{self.name}: the hypernetwork is not built: call begin(K, n, ...) (or pass K and n)")
-        r = torch.as_tensor(preference, dtype=self.dtype)
-        single = r.ndim == 1
-        rb = r[None] if single else r  # (B, K)
-        check_preferences(rb, None, self.K, name=f"{self.name} preference")
+        rb, single = preference_batch(preference, self.K, self.dtype, name=f"{self.name} preference")  # (B, K)
         theta = self.head(self.ray_mlp(rb))  # θ = W·MLP(r) + b, (B, n)
         return theta[0] if single else theta
-
-    @staticmethod
-    def _batch(losses: Tensor, preferences: Tensor, name: str) -> tuple[Tensor, Tensor]:
-        F = losses[None] if losses.ndim == 1 else losses  # (B, K)
-        r = torch.as_tensor(preferences, dtype=F.dtype)
-        r = r[None] if r.ndim == 1 else r  # (B, K)
-        if F.shape != r.shape:
-            raise ValueError(f"{name}: losses {tuple(F.shape)} and preferences {tuple(r.shape)} must have the same shape (B, K)")
-        if not bool(torch.isfinite(F).all()):
-            raise ValueError(f"{name}: the losses contain NaN or infinite entries")
-        check_preferences(r.detach(), None, F.shape[1], name=f"{name} preferences")
-        return F, r
 
 
 class PHNLS(PHN):
@@ -184,7 +169,7 @@ class PHNLS(PHN):
     target = "ls"
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F, r = self._batch(losses, preferences, self.name)
+        F, r = loss_batch(losses, preferences, name=self.name)
         return (r * F).sum(1).mean()  # mean_b Σ_i r_bi ℓ_bi, (scalar)
 
 
@@ -214,7 +199,7 @@ class PHNEPO(PHN):
         """α (B, K) on the simplex for each row: EPO's LP on C = G Gᵀ, G_i = ∇_φ ℓ_i (D4 for vertices and failures)."""
         from reference_impls.finite_set.epo_lp import adjustments, epo_alpha, scaled_gramians
 
-        F, r = self._batch(losses, preferences, self.name)
+        F, r = loss_batch(losses, preferences, name=self.name)
         if bool((F.detach() < 0).any()):
             raise ValueError("phn-epo: losses must be non-negative (EPO uses log(r ⊙ ℓ)); shift them by a lower bound (D5)")
         params = [p for p in self.parameters() if p.requires_grad]
@@ -245,7 +230,7 @@ class PHNEPO(PHN):
         return self.last_alpha
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F, r = self._batch(losses, preferences, self.name)
+        F, r = loss_batch(losses, preferences, name=self.name)
         alpha = self.epo_weights(F, r).to(F)  # (B, K), constants
         return (F.shape[1] * alpha * F).sum(1).mean()  # mean_b Σ_i K α_bi ℓ_bi
 

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 
 from reference_impls.core.hypervolume import hypervolume_gradient, nondominated_fronts
-from reference_impls.core.sets import sample_preferences
+from reference_impls.core.sets import loss_batch, sample_preferences
 from reference_impls.pareto_set.phn import PHN
 
 ANGLE_START = 0.1  # trainer.py: start = 0.1
@@ -177,7 +177,7 @@ class PHNHVI(PHN):
         return r / torch.linalg.vector_norm(r, dim=-1, keepdim=True)
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F, r = self._batch(losses, preferences, self.name)  # (p, K), (p, K)
+        F, r = loss_batch(losses, preferences, name=self.name)  # (p, K), (p, K)
         cos = ray_cosines(F, r.to(F))  # (p,)
         if self.epochs_done < self.warmup_epochs:
             self.last_weights = None

@@ -60,7 +60,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from reference_impls.core.sets import ParetoModel, check_preferences
+from reference_impls.core.sets import ParetoModel, check_preferences, loss_batch
 
 
 def sample_log_uniform(num: int, K: int, low: float, high: float, *, generator: torch.Generator | None = None) -> Tensor:
@@ -149,14 +149,7 @@ class YOTO(ParetoModel):
         return x[0] if single else x
 
     def loss(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        F = losses[None] if losses.ndim == 1 else losses  # (B, K)
-        lam = torch.as_tensor(preferences, dtype=F.dtype)
-        lam = lam[None] if lam.ndim == 1 else lam  # (B, K)
-        if F.shape != lam.shape:
-            raise ValueError(f"yoto: losses {tuple(F.shape)} and loss weights {tuple(lam.shape)} must have the same shape (B, K)")
-        if not bool(torch.isfinite(F).all()):
-            raise ValueError("yoto: the losses contain NaN or infinite entries")
-        check_preferences(lam.detach(), None, F.shape[1], name="yoto loss weights")
+        F, lam = loss_batch(losses, preferences, name="yoto", what="loss weights")  # (B, K), (B, K)
         return (lam * F).sum(1).mean()  # mean_b Σ_i λ_bi ℓ_bi (paper Eq. 2, a Monte-Carlo estimate)
 
 
