@@ -295,6 +295,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     lines.append(f"implementation: {impl.status}" + (f" ({impl.reason})" if impl.reason else ""))
     if impl.reconstructed:
         lines.append(f"reconstructed: {impl.reconstructed}")
+    if impl.toy_scale:
+        lines.append(f"toy scale: {impl.toy_scale}")
     registry = _registry(root) if impl.methods else {}
     for name in impl.methods:
         entry = registry.get(name)

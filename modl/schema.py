@@ -233,6 +233,11 @@ class Implementation(_Strict):
         description="What the implementation had to reconstruct because the paper leaves it open and no "
         "official code exists (shown with the implementation); omit when everything follows the paper or its code.",
     )
+    toy_scale: Line | None = Field(
+        default=None,
+        description="What stands in for the paper's experiments at toy scale (small models, synthetic data, "
+        "seeded task models) and what of the paper is not reproduced (shown with the implementation).",
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> Implementation:

@@ -95,6 +95,13 @@ _ENTRIES: list[tuple[str, str, str, str, str, str]] = [
     ("cosmos", "cosmos", "preference-conditioned", "pareto_set.cosmos", "COSMOS", "pareto-model"),
     ("yoto", "yoto", "preference-conditioned", "pareto_set.yoto", "YOTO", "pareto-model"),
     ("controllable-dynamic-mtl", "controllable-dynamic-mtl", "preference-conditioned", "pareto_set.controllable_dynamic_mtl", "ControllableDynamicMTL", "pareto-model"),
+    ("pamal", "pamal", "model-combination", "pareto_set.pamal", "PaMaL", "pareto-model"),
+    ("lorpman", "lorpman", "model-combination", "pareto_set.lorpman", "LORPMAN", "pareto-model"),
+    ("pareto-merging", "yomo", "model-combination", "pareto_set.pareto_merging", "ParetoMerging", "pareto-model"),
+    ("moe-fusion", "moe-fusion", "model-combination", "pareto_set.moe_fusion", "MoEFusion", "pareto-model"),
+    ("moe-fusion-epo", "moe-fusion", "model-combination", "pareto_set.moe_fusion", "MoEFusionEPO", "pareto-model"),
+    ("palora", "palora", "model-combination", "pareto_set.palora", "PaLoRA", "pareto-model"),
+    ("panacea", "panacea", "model-combination", "pareto_set.panacea", "Panacea", "pareto-model"),
 ]
 
 REGISTRY: dict[str, MethodInfo] = {

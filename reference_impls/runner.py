@@ -80,7 +80,7 @@ from reference_impls.core.loss_weighting import LossWeighting, StartBatch
 from reference_impls.core.sets import SetMethod
 from reference_impls.problems import Problem, get_problem
 from reference_impls.problems.bilevel_ridge import BilevelRidge
-from reference_impls.problems.mtl_regression import MTLRegression
+from reference_impls.problems.network import NetworkProblem
 from reference_impls.problems.noisy import NoisyProblem
 
 OPTIMIZERS = ("adam", "sgd")
@@ -137,6 +137,10 @@ class RunResult:
             if self.extra.get("weights") is not None:
                 line += "; final weights w: " + ", ".join(f"{float(v):.6g}" for v in self.extra["weights"][-1])
             lines.append(line)
+        if self.extra.get("test_accuracy") is not None:  # network problems with a test split (multi-digits)
+            acc = ", ".join(f"{float(v):.4f}" for v in self.extra["test_accuracy"])
+            test = ", ".join(f"{float(v):.6g}" for v in self.extra["test_losses"])
+            lines.append(f"test accuracy per task: {acc}; test losses: {test}")
         return "\n".join(lines) + "\n"
 
 
@@ -444,8 +448,8 @@ def run(
         raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
-    if representation and not isinstance(problem, MTLRegression):
-        raise ValueError("representation (-UB) mode needs a network problem (mtl-regression)")
+    if representation and not isinstance(problem, NetworkProblem):
+        raise ValueError("representation (-UB) mode needs a network problem (mtl-regression, multi-digits)")
     name, factory = _method_factory(method, params)
     with torch.random.fork_rng(devices=[]), _threads(threads):
         torch.manual_seed(int(seed))
@@ -453,7 +457,7 @@ def run(
         report = _Progress(f"{name} on {getattr(problem, 'id', problem)}", steps, progress)
         settings = dict(method=name, steps=steps, lr=lr, seed=int(seed), optimizer=optimizer, record_every=record_every, report=report)
         try:
-            if isinstance(problem, MTLRegression):
+            if isinstance(problem, NetworkProblem):
                 return _run_model(probe, problem, representation=representation, **settings)
             if isinstance(problem, BilevelRidge):
                 return _run_bilevel(probe, problem, **settings)
@@ -798,17 +802,17 @@ def _finish(problem: Problem, method: str, optimizer: str, steps: int, lr: float
 
 
 def _run_model(
-    m: Any, problem: MTLRegression, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, representation: bool,
+    m: Any, problem: NetworkProblem, *, method: str, steps: int, lr: float, seed: int, optimizer: str, record_every: int, representation: bool,
     report: Callable[[int], None] | None = None,
 ) -> RunResult:  # fmt: skip
     if isinstance(m, SetMethod):
-        raise ValueError(f"{method} is a set method: mtl-regression trains a single network")
+        raise ValueError(f"{method} is a set method: {problem.id} trains a single network")
     if isinstance(m, LossWeighting) and m.bilevel:
-        raise ValueError(f"{method} is a bi-level method: it needs a validation split, which mtl-regression does not define (use --problem bilevel-ridge)")
+        raise ValueError(f"{method} is a bi-level method: it needs a validation split, which {problem.id} does not define (use --problem bilevel-ridge)")
     if representation and not (isinstance(m, Weighting) or "attach" in defined_hooks(m)):
         raise ValueError(f"{method}: the representation (-UB) mode needs a weighting or a method with an activation hook")
     if not isinstance(m, LossWeighting) and not callable(m):
-        raise ValueError(f"{method} is not a method usable on mtl-regression")
+        raise ValueError(f"{method} is not a method usable on {problem.id}")
     model = problem.reset(seed)
     shared, task = problem.shared_parameters(), problem.task_parameters()
     opt = _optimizer(optimizer, list(model.parameters()) + learnable_parameters([m]), lr)
@@ -831,7 +835,7 @@ def _run_model(
     ps = metrics.pareto_stationarity(problem.jacobian())[None]  # (1,)
     return RunResult(
         method=method, problem=problem.id, optimizer=optimizer, steps=steps, lr=lr, seed=seed,
-        x=None, f=F, x_final=None, f_final=F[-1], ps_measure=ps, extra={"hv_reference": None, "methods": [m]},
+        x=None, f=F, x_final=None, f_final=F[-1], ps_measure=ps, extra={"hv_reference": None, "methods": [m], **problem.evaluation()},
     )  # fmt: skip
 
 

@@ -71,20 +71,23 @@ def is_set_method(method: Any) -> bool:
 
 
 def set_problem(problem: Any, problem_params: dict[str, Any] | None = None, *, who: str = "set methods") -> Problem:
-    """The point problem a set method (or a Pareto-set model: ``who``) optimises: ``mtl-regression`` becomes P networks
-    (``MTLRegressionSet``); bilevel and stochastic problems are refused with a ValueError naming ``who``."""
+    """The point problem a set method (or a Pareto-set model: ``who``) optimises: a network problem becomes P networks
+    (``mtl-regression`` -> ``mtl-regression-set``, ``multi-digits`` -> ``multi-digits-set``); bilevel and stochastic
+    problems are refused with a ValueError naming ``who``."""
     from reference_impls.problems.bilevel_ridge import BilevelRidge
-    from reference_impls.problems.mtl_regression import MTLRegression
     from reference_impls.problems.noisy import NoisyProblem
 
     if isinstance(problem, str):
         problem = get_problem(problem, **(problem_params or {}))
     elif problem_params:
         raise ValueError("problem knobs can only be given with a problem id")
-    if isinstance(problem, MTLRegression):
-        from reference_impls.problems.mtl_set import MTLRegressionSet
+    from reference_impls.problems.network import NetworkProblem
 
-        return MTLRegressionSet.from_network(problem)
+    if isinstance(problem, NetworkProblem):
+        point = problem.set_version()  # mtl-regression -> mtl-regression-set, multi-digits -> multi-digits-set
+        if point is None:
+            raise ValueError(f"{who} have no version of {problem.id!r} as a point problem (P networks at once)")
+        return point
     if isinstance(problem, BilevelRidge):
         raise ValueError(f"{who} run on point problems and mtl-regression, not on bilevel-ridge (one model with train/validation losses)")
     if isinstance(problem, NoisyProblem):

@@ -405,6 +405,8 @@ class SiteModel:
         out = []
         if impl.reconstructed:
             out.append(f'!!! warning "Reconstructed"\n    {E.md(impl.reconstructed)}\n')
+        if impl.toy_scale:
+            out.append(f'!!! note "At toy scale"\n    {E.md(impl.toy_scale)}\n')
         for m in methods:
             family = self.catalog.category(m.family).title if _has_category(self.catalog, m.family) else m.family
             out.append(f"### {E.md(m.name)} {{ #{method_anchor(m.name)} }}\n")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -193,10 +193,12 @@ class ParetoModel(nn.Module, ABC):
         return None
 
     @default_hook
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Called once before training, before the optimiser is built: K objectives, n the dimension of a
-        solution, the planned steps, the ideal point (K,) or None, and ``initial_points(num)`` (num, n)
-        from the problem's seeded starting distribution. Build the layers sized for the problem here."""
+        solution, the planned steps, the ideal point (K,) or None, ``initial_points(num)`` (num, n)
+        from the problem's seeded starting distribution, and the problem itself (model combinations read
+        its layout ``problem.parameter_shapes()``, base model and task models). Build the layers sized
+        for the problem here."""
 
     @default_hook
     def update(self, new_losses: Tensor, preferences: Tensor) -> None:

@@ -164,7 +164,7 @@ class ControllableDynamicMTL(ParetoModel):
             self.weight_hypernet[-1].weight.zero_()
             self.weight_hypernet[-1].bias.zero_()
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build the hypernets for K tasks and plan the two stages over ``steps``."""
         if self.edge_hypernet is None:
             self.build(K)
@@ -392,8 +392,8 @@ class ControllableDynamicMTL(ParetoModel):
         """x (B, n) on a point problem; else the ML tree one-hots and (Δγ, Δβ), flattened (module docstring)."""
         if self.edge_hypernet is None:
             raise ValueError(f"{self.name}: the hypernets are not built: call begin(K, n, ...) (or run_pareto)")
+        r, c, single = self._inputs(preference, None)  # the input's own errors first
         self._require_anchor()
-        r, c, single = self._inputs(preference, None)
         parents, out = self.ml_tree(r, c)
         delta = self.modulation(r, c)
         if self._mode == "point":

@@ -48,7 +48,7 @@ pulls ℓ towards the axis), K = 1 (D4), ℓ = 0 (D4), non-finite losses or pref
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -111,7 +111,7 @@ class COSMOS(ParetoModel):
         self.K, self.n = K, n
         self.net = nn.Sequential(nn.Linear(K, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, n)).to(self.dtype)
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build the network for the problem (K, n), or check the one built already."""
         if self.net is None:
             self.build(K, n)

@@ -132,7 +132,7 @@ class HyperTransformer(ParetoModel):
             raise ValueError(f"hyper-transformer: the box must be finite with lo < hi, got {box}")
         self.box = (lo, hi)
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build the layers for the problem (K, n), or check the ones built already."""
         if not self.built:
             self.build(K, n)

@@ -144,7 +144,7 @@ class ParetoManifoldExtractor(ParetoModel):
         self.ray_mlp = nn.Sequential(nn.Linear(K, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h)).to(self.dtype)
         self.head = nn.Linear(h, n + self.m).to(self.dtype)  # (x, μ)
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build the layers for the problem (K, n), or check the ones built already."""
         if self.ray_mlp is None:
             self.build(K, n)

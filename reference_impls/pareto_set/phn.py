@@ -57,7 +57,7 @@ single task; PHN-EPO: D4), non-finite losses or preferences → ValueError.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -147,7 +147,7 @@ class PHN(ParetoModel):
         self.ray_mlp = nn.Sequential(nn.Linear(K, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h)).to(self.dtype)
         self.head = nn.Linear(h, n).to(self.dtype)  # θ = W e + b (D1)
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build the layers for the problem (K, n), or check the ones built already."""
         if self.ray_mlp is None:
             self.build(K, n)

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -138,11 +138,11 @@ class PHNHVI(PHN):
         self.epochs_done = 0  # counted by on_epoch_end: the warm-up lasts warmup_epochs epochs
         self.last_weights: Tensor | None = None  # (p, K) the HV weights of the last call (None in warm-up)
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build (or check) the hypernetwork and restart the warm-up."""
         if K > 3:
             raise ValueError(f"phn-hvi: the exact hypervolume gradient is implemented for K <= 3 objectives, got K={K}")
-        super().begin(K, n, steps=steps, ideal=ideal, initial_points=initial_points)
+        super().begin(K, n, steps=steps, ideal=ideal, initial_points=initial_points, problem=problem)
         self.epochs_done = 0
 
     def on_epoch_end(self, epoch: int) -> None:

@@ -4,7 +4,7 @@
 (``site/implementations/design.md``) train with :func:`start_pareto_model` once and then
 :func:`pareto_step` at every step, so a user's loop drives the same hooks as the runner:
 
-* ``begin(K, n, steps=, ideal=, initial_points=)`` once, before the optimiser is built (the model
+* ``begin(K, n, steps=, ideal=, initial_points=, problem=)`` once, before the optimiser is built (the model
   sizes its layers for the problem);
 * per step: r = ``model.sample_preferences(B, K, generator)`` (B, K); F = ``model.task_losses(problem,
   r)`` (B, K) with a graph; ``model.loss(F, r).backward()``; ``optimizer.step()``; then ``update(F_new,
@@ -24,12 +24,12 @@ from reference_impls.core.sets import ParetoModel, check_preferences
 
 
 def start_pareto_model(model: ParetoModel, problem: Any, *, steps: int, seed: int = 0) -> None:
-    """Call ``model.begin`` (if defined) with the problem's K, n, the step budget, ideal point and seeded starting points."""
+    """Call ``model.begin`` (if defined) with the problem's K, n, the step budget, ideal point, seeded starting points and the problem."""
     if not isinstance(model, ParetoModel):
         raise ValueError(f"{model!r} is not a Pareto-set model (reference_impls.core.sets.ParetoModel)")
     if "begin" in defined_hooks(model):
         ideal = problem.ideal_point() if hasattr(problem, "ideal_point") else None
-        model.begin(problem.K, problem.n, steps=steps, ideal=ideal, initial_points=lambda num: problem.initial_points(seed, num=num))
+        model.begin(problem.K, problem.n, steps=steps, ideal=ideal, initial_points=lambda num: problem.initial_points(seed, num=num), problem=problem)
 
 
 def check_model_optimised(model: ParetoModel, optimizer: Any) -> None:

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -120,7 +120,7 @@ class YOTO(ParetoModel):
         """Training loss weights λ (num, K): log-uniform on [low, high] per coordinate (not on the simplex)."""
         return sample_log_uniform(num, K, self.low, self.high, generator=generator)
 
-    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None) -> None:
+    def begin(self, K: int, n: int, *, steps: int, ideal: Tensor | None = None, initial_points: Callable[[int], Tensor] | None = None, problem: Any = None) -> None:
         """Build the layers for the problem (K, n), or check the ones built already."""
         if self.body is None:
             self.build(K, n)

@@ -7,10 +7,14 @@
 
 Point problems (subclasses of :class:`Problem`): ``biquad``, ``vlmop2``, ``zdt1``, ``zdt2``, ``zdt-skewed``, ``dtlz2``,
 ``cagrad-toy``, ``mtl-linear``, ``cpfl-ex1``, ``cpfl-ex2`` (the Hyper-Transformer paper's examples); with a stochastic oracle (``noisy.py``): ``noisy-biquad``,
-``noisy-cagrad-toy``. Model problem: ``mtl-regression`` (a network; used through
-``aggregator.backward``); ``mtl-regression-set`` (P such networks as a point problem, for set methods). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
+``noisy-cagrad-toy``. Model problems (a network, used through ``aggregator.backward``; base class
+:class:`~reference_impls.problems.network.NetworkProblem`): ``mtl-regression``, ``multi-digits`` (two overlapped
+handwritten digits from scikit-learn's bundled digits, left and right digit as two tasks); ``mtl-regression-set`` (P such networks as a point problem, for set methods). Bi-level problem: ``bilevel-ridge`` (train/validation losses of a model ω
 with a closed-form lower level; for Auto-Lambda, MOML, FORUM). Many-objective problem: ``clusters`` (m objectives
 ||x − a_i||² with anchors in k planted clusters and proven sum-of-minimum / minimax optima; few-for-many methods).
+Model-combination problems (Pareto-set models that combine, adapt or merge parameter tensors): ``lowrank-regression``
+(multi-output linear regression whose tasks differ from a base by an exact rank ρ; closed-form Pareto set) and
+``merging-mlp`` (a pretrained small MLP with K separately fine-tuned task models, built by a seeded script).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
     "mtl-linear": ("mtl_regression", "MTLLinear"),
     "mtl-regression": ("mtl_regression", "MTLRegression"),
     "mtl-regression-set": ("mtl_set", "MTLRegressionSet"),
+    "lowrank-regression": ("lowrank_regression", "LowRankRegression"),
+    "merging-mlp": ("merging_mlp", "MergingMLP"),
+    "multi-digits": ("multi_digits", "MultiDigits"),
+    "multi-digits-set": ("multi_digits", "MultiDigitsSet"),
     "mo-regression": ("mo_regression", "MORegression"),
     "bilevel-ridge": ("bilevel_ridge", "BilevelRidge"),
     "noisy-biquad": ("noisy", "NoisyBiQuad"),

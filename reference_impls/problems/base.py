@@ -143,6 +143,15 @@ class Problem:
         lower, upper = self.bounds
         return torch.maximum(torch.minimum(x, upper.to(x)), lower.to(x))
 
+    def parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The layout of a decision vector x ∈ R^n as named tensors, in flatten (row-major) order.
+
+        Default: one vector ``[("x", (n,))]``. Problems whose x is a network's parameters list its
+        tensors; 2-D entries are weight matrices (out, in), where low-rank adapters go (model
+        combinations read it through :class:`~reference_impls.pareto_set.combination.ParameterLayout`).
+        """
+        return [("x", (self.n,))]
+
     # ------------------------------------------------------------------------------------------
     # Starting points and known solutions
     # ------------------------------------------------------------------------------------------

@@ -19,13 +19,14 @@ conv{ŵ_k}: the Pareto set is conv{ŵ_k}.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from reference_impls.problems.base import Problem, arc_length_parameters, distance_to_hull
+from reference_impls.problems.network import NetworkProblem
 
 
 def make_data(
@@ -131,7 +132,7 @@ class _Net(nn.Module):
         return torch.cat([head(Z) for head in self.heads], dim=1), Z  # (N, K), (N, hidden)
 
 
-class MTLRegression:
+class MTLRegression(NetworkProblem):
     """``mtl-regression``: a shared tanh encoder and K linear heads trained on the synthetic data.
 
     Unlike the point problems, the optimisation variable is the parameter vector of a torch module:
@@ -144,10 +145,6 @@ class MTLRegression:
     default_optimizer = "adam"
     default_steps = 300
     default_lr = 1e-2
-    hv_reference = None
-    bounds = None
-    has_pareto_front = False
-    has_pareto_set = False
 
     def __init__(
         self,
@@ -172,15 +169,8 @@ class MTLRegression:
         self.X, self.Y, self.W_star = X.to(self.device), Y.to(self.device), W.to(self.device)
         self._model: _Net | None = None
 
-    def reset(self, seed: int = 0) -> nn.Module:
-        """A freshly initialised model (PyTorch's default initialisation under ``seed``)."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            self._model = _Net(self.p, self.hidden, self.K).to(dtype=self.dtype, device=self.device)
-        return self._model
-
-    def model(self) -> nn.Module:
-        return self._model if self._model is not None else self.reset(0)
+    def _new_network(self) -> nn.Module:
+        return _Net(self.p, self.hidden, self.K)
 
     def shared_parameters(self) -> list[Tensor]:
         return list(self.model().encoder.parameters())
@@ -195,23 +185,11 @@ class MTLRegression:
         f = ((pred - Y) ** 2).mean(0)  # f_k = mean (ŷ_k − y_k)², (K,)
         return (f, Z) if return_representation else f
 
-    def batches(self, seed: int = 0) -> Iterator[Tensor | None]:
-        """An endless stream of row-index batches (None = full batch when ``batch_size`` is None)."""
-        g = torch.Generator().manual_seed(int(seed))
-        while True:
-            if self.batch_size is None:
-                yield None
-                continue
-            perm = torch.randperm(self.N, generator=g)
-            for start in range(0, self.N - self.batch_size + 1, self.batch_size):
-                yield perm[start : start + self.batch_size].to(self.device)
+    def set_version(self, num_starts: int = 8) -> Any:
+        """P such networks as one point problem (``mtl-regression-set``)."""
+        from reference_impls.problems.mtl_set import MTLRegressionSet
 
-    def jacobian(self) -> Tensor:
-        """(K, n_shared) full-data Jacobian with respect to the shared parameters, detached."""
-        from reference_impls.core.aggregator import jacobian
-
-        J, _ = jacobian(list(self.losses().unbind()), self.shared_parameters())
-        return J.detach()
+        return MTLRegressionSet.from_network(self, num_starts=num_starts)
 
     def linear(self) -> MTLLinear:
         """The closed-form linear variant on the same data."""

@@ -54,6 +54,11 @@ class MTLRegressionSet(Problem):
         W1, b1, W2, b2 = torch.split(x, sizes, dim=1)
         return W1.reshape(B, h, p), b1, W2.reshape(B, K, h), b2
 
+    def parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The network's tensors in the order of :meth:`unflatten`."""
+        h, p, K = self.hidden, self.p, self.K
+        return [("W_enc", (h, p)), ("b_enc", (h,)), ("W_heads", (K, h)), ("b_heads", (K,))]
+
     def flatten(self, model: torch.nn.Module) -> Tensor:
         """A network of ``MTLRegression`` (n,) in the order of :meth:`unflatten`."""
         enc, heads = model.encoder, model.heads

@@ -329,6 +329,8 @@ def test_show_prints_a_record_with_links_implementation_and_tests(run_modl: Run)
     assert "(missing)" not in out and "reconstructed:" not in out
     result = run_modl("show", "xwc-mgda")  # a reconstruction says so where the implementation is listed
     assert result.returncode == 0 and "\nreconstructed: The paper's text could not be read" in result.stdout
+    result = run_modl("show", "panacea")  # so does what stands in for the paper's experiments
+    assert result.returncode == 0 and "\ntoy scale: The frozen base is a small model instead of a large language model" in result.stdout
     result = run_modl("show", "pcgrd")
     assert result.returncode == 1 and result.stderr == "modl show: error: unknown record id 'pcgrd'; did you mean 'pcgrad'?\n"
 

@@ -191,7 +191,7 @@ class OracleModel(ParetoModel):
         self.calls: Counter = Counter()
         self.seen: list = []
 
-    def begin(self, K, n, *, steps, ideal=None, initial_points=None):
+    def begin(self, K, n, *, steps, ideal=None, initial_points=None, problem=None):
         self.calls["begin"] += 1
         self.seen.append(("begin", K, n, steps, ideal.clone(), initial_points(3).shape))
         self.anchors = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)

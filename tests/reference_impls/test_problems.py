@@ -11,7 +11,7 @@ import torch
 from reference_impls.metrics import igd, pareto_stationarity, projected_pareto_stationarity
 from reference_impls.problems import Problem, get_problem, problem_ids
 
-POINT_PROBLEMS = ["biquad", "bi-sphere", "vlmop2", "zdt1", "zdt2", "zdt-skewed", "dtlz2", "cagrad-toy", "mtl-linear"]
+POINT_PROBLEMS = ["biquad", "bi-sphere", "vlmop2", "zdt1", "zdt2", "zdt-skewed", "dtlz2", "cagrad-toy", "mtl-linear", "lowrank-regression"]
 
 
 
@@ -23,7 +23,7 @@ def _ps(problem: Problem, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_lists_every_problem_and_rejects_unknown_ids_and_knobs():
-    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy", "clusters", "mo-regression", "cpfl-ex1", "cpfl-ex2"])  # cpfl: test_hyper_transformer.py
+    assert problem_ids() == sorted(POINT_PROBLEMS + ["mtl-regression", "mtl-regression-set", "bilevel-ridge", "noisy-biquad", "noisy-cagrad-toy", "clusters", "mo-regression", "cpfl-ex1", "cpfl-ex2", "merging-mlp", "multi-digits", "multi-digits-set"])  # cpfl: test_hyper_transformer.py; merging-mlp: test_combination_problems.py; multi-digits: test_multi_digits.py
     with pytest.raises(ValueError, match="unknown problem 'nope'; known: bi-sphere, bilevel-ridge, biquad"):
         get_problem("nope")
     with pytest.raises(ValueError, match="bad knob"):

@@ -129,7 +129,8 @@ def test_registry_is_read_without_the_package(tmp_path: Path) -> None:
 def test_implemented_record_shows_code_deviations_and_tests(tmp_path: Path) -> None:
     root = _code_root(tmp_path / "repo")
     implemented = record(
-        implementation={"status": "implemented", "methods": ["plain"], "reconstructed": "Step 3's schedule, left open by the paper."}
+        implementation={"status": "implemented", "methods": ["plain"], "reconstructed": "Step 3's schedule, left open by the paper.",
+                        "toy_scale": "A 4-unit MLP stands in for the paper's ResNet."}
     )
     other = record(
         id="other-method", title="Another Method", links={"paper": "https://example.org/other"},
@@ -154,9 +155,11 @@ def test_implemented_record_shows_code_deviations_and_tests(tmp_path: Path) -> N
     assert "return J.sum(0)  # Eq. (1): d = sum_i g_i" in text  # the source itself, pulled from the file
     assert "tests/reference_impls/test_plain.py" in text
     assert "Reconstructed" in text and "Step 3's schedule, left open by the paper." in text  # the record's caveat
+    assert "At toy scale" in text and "A 4-unit MLP stands in for the paper's ResNet." in text  # what stands in
 
     other_page = (site / "papers" / "other-method" / "index.html").read_text(encoding="utf-8")
     assert "Planned" in other_page and 'id="method-' not in other_page and "Reconstructed" not in other_page
+    assert "At toy scale" not in other_page
     survey_page = (site / "papers" / "a-survey" / "index.html").read_text(encoding="utf-8")
     assert "Not applicable: A survey." in survey_page
 
