@@ -101,6 +101,29 @@ def test_the_ls_map_is_the_base_plus_an_exactly_rank_rho_part(rank, seed):
     torch.testing.assert_close(F, p.losses(X))
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_the_closed_form_front_is_the_image_of_the_segment(noise):
+    """Each front point is F(Ŵ_1 + t(Ŵ_2 − Ŵ_1)) for the t at which f_1 takes its value (f_1 rises strictly on the
+    segment, from its minimum at Ŵ_1): f_2 there, evaluated on the data, agrees to 1e-10; the ends are exact."""
+    p = get_problem("lowrank-regression", noise=noise)
+    F = p.pareto_front(60)  # (60, 2)
+    W1, W2 = p.task_optima
+    torch.testing.assert_close(F[[0, -1]], p.losses(torch.stack([W1, W2])), rtol=1e-12, atol=1e-15)
+    grid = torch.linspace(0, 1, 2001, dtype=F64)
+    f1 = p.losses(W1 + grid[:, None] * (W2 - W1))[:, 0]  # (T,) direct evaluation, increasing
+    assert bool((f1.diff() > 0).all())
+    idx = torch.searchsorted(f1.contiguous(), F[1:-1, 0].contiguous()).clamp(1, len(grid) - 1)
+    lo, hi = f1[idx - 1], f1[idx]
+    t = grid[idx - 1] + (F[1:-1, 0] - lo) / (hi - lo) * (grid[idx] - grid[idx - 1])  # bracketed, then one secant
+    for _ in range(3):  # Newton on the quadratic f_1(t) = F_1: exact to rounding
+        x = (W1 + t[:, None] * (W2 - W1)).requires_grad_(True)
+        g = torch.autograd.grad(p.losses(x)[:, 0].sum(), x)[0] @ (W2 - W1)  # df_1/dt, (M,)
+        t = t - (p.losses(x.detach())[:, 0] - F[1:-1, 0]) / g
+    direct = p.losses(W1 + t[:, None] * (W2 - W1))  # (M, 2)
+    torch.testing.assert_close(direct[:, 1], F[1:-1, 1], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(p.ideal_point(), torch.stack([F[:, 0].min(), F[:, 1].min()]), rtol=1e-12, atol=1e-15)
+
+
 def test_noise_makes_the_fits_differ_from_the_planted_optima_and_the_oracle_stays_certified():
     p = get_problem("lowrank-regression", noise=0.1)
     W_star = p.base + torch.einsum("oj,kj,ij->koi", p.U, p.C, p.V).reshape(2, -1)

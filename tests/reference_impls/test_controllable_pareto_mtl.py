@@ -141,17 +141,11 @@ def test_degenerate_preferences_and_a_single_objective():
 
 def test_invalid_inputs_raise_clear_errors():
     model = ControllablePMTL(criterion="constrained", ray_hidden=8, K=2, n=3)
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model(torch.tensor([float("nan"), 1.0], dtype=torch.float64))
-    with pytest.raises(ValueError, match="non-negative"):
-        model(torch.tensor([-0.5, 1.5], dtype=torch.float64))
     r = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
     with pytest.raises(ValueError, match="non-negative losses"):
         model.loss(-model(r)[:, :2].abs() - 1.0, r)
     with pytest.raises(ValueError, match="last forward"):
         model.loss(torch.ones(1, 2, dtype=torch.float64), r)  # losses without a graph to θ
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model.loss(torch.tensor([[1.0, float("inf")]], dtype=torch.float64), r)
     with pytest.raises(ValueError, match="not built"):
         ControllablePMTL()(torch.tensor([0.5, 0.5], dtype=torch.float64))
     with pytest.raises(ValueError, match="criterion"):

@@ -148,12 +148,6 @@ def test_degenerate_inputs():
     assert bool(torch.isfinite(grad).all()) and float(grad.abs().max()) == 0.0, grad
     with pytest.raises(ValueError, match="task_losses"):
         model.loss(F.detach().clone(), vertices)  # losses not from task_losses: no x to differentiate
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model(torch.tensor([float("nan"), 1.0], dtype=torch.float64))
-    with pytest.raises(ValueError, match="non-negative"):
-        model(torch.tensor([-0.5, 1.5], dtype=torch.float64))
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model.loss(torch.tensor([[1.0, float("inf")]], dtype=torch.float64), torch.tensor([[0.5, 0.5]], dtype=torch.float64))
     with pytest.raises(ValueError, match="columns"):
         ParetoManifoldExtractor(K=2, n=3, A=A, b=B)
     with pytest.raises(ValueError, match="zero"):

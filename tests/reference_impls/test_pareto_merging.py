@@ -286,8 +286,6 @@ def test_degenerate_inputs_raise_clear_errors():
     for r in ([float("nan"), 1.0], [-0.5, 1.5], [0.0, 0.0]):
         with pytest.raises(ValueError):
             model(torch.tensor([r], dtype=torch.float64))
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model.loss(torch.tensor([[float("inf"), 1.0]], dtype=torch.float64), torch.tensor([[0.5, 0.5]], dtype=torch.float64))
     for kw in ({"rank": 0}, {"scalarisation": "epo"}, {"mu": 0.0}, {"objective": "entropy"}):
         with pytest.raises(ValueError):
             ParetoMerging(**kw)

@@ -138,14 +138,6 @@ def test_degenerate_preferences_and_a_single_objective():
 
 def test_invalid_inputs_raise_clear_errors():
     model = PHNLS(K=2, n=3)
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model(torch.tensor([float("nan"), 1.0], dtype=torch.float64))
-    with pytest.raises(ValueError, match="non-negative"):
-        model(torch.tensor([-0.5, 1.5], dtype=torch.float64))
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        model.loss(torch.tensor([[1.0, float("inf")]], dtype=torch.float64), torch.tensor([[0.5, 0.5]], dtype=torch.float64))
-    with pytest.raises(ValueError, match="same shape"):
-        model.loss(torch.ones(2, 2, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64) / 2)
     with pytest.raises(ValueError, match="not built"):
         PHNLS()(torch.tensor([0.5, 0.5], dtype=torch.float64))
     with pytest.raises(ValueError, match="was built for"):
