@@ -176,12 +176,33 @@ def run_pareto(
     )  # fmt: skip
 
 
+def reference_curves(problem: Any, num: int = 11) -> dict[str, Tensor]:
+    """What a plot shows in place of a true front on a problem without one but with merging data (``merging-mlp``).
+
+    ``"reference front (estimate)"``: ``problem.reference_front`` at ``num`` evenly spaced preferences (K = 2);
+    ``"task arithmetic θ_0 + λΣτ_k"``: λ = 0, 0.1, ..., 1; ``"task models"``: the fine-tuned models. Each (m, K).
+    Empty for problems with an analytic front or without ``task_vectors``."""
+    if getattr(problem, "has_pareto_front", False) or not hasattr(problem, "task_vectors") or problem.K != 2:
+        return {}
+    t = torch.linspace(0, 1, num, dtype=torch.float64)
+    prefs = torch.stack([t, 1 - t], dim=1).clamp_min(1e-3)  # (num, 2), positive entries
+    out: dict[str, Tensor] = {}
+    if hasattr(problem, "reference_front"):
+        out["reference front (estimate)"] = problem.reference_front(prefs)[1]
+    lam = torch.linspace(0, 1, 11, dtype=problem.dtype)[:, None]  # (11, 1)
+    with torch.no_grad():
+        out["task arithmetic θ_0 + λΣτ_k"] = problem.losses(problem.base + lam * problem.task_vectors.sum(0))
+        out["task models"] = problem.losses(problem.task_models)
+    return out
+
+
 def plot_pareto(result: Any, problem: Any, path: str | Path) -> Path:
     """Draw the learned front (the dense grid's losses, a line) against the true front, with the held-out points marked.
 
     K = 2: objective space, true front (grey), learned front (blue line), held-out points (red ×) and,
-    where an oracle exists, their true positions (black ○) joined to them. K = 3: a 3-D scatter. Written
-    atomically.
+    where an oracle exists, their true positions (black ○) joined to them; on a merging problem without a
+    true front, :func:`reference_curves` instead (the reference front's estimate, task arithmetic, the
+    task models). K = 3: a 3-D scatter. Written atomically.
     """
     import io
 
@@ -204,6 +225,11 @@ def plot_pareto(result: Any, problem: Any, path: str | Path) -> Path:
             ax.scatter(*front.T, s=2, color="0.7", label="true front")
         else:
             ax.plot(front[:, 0], front[:, 1], color="0.6", lw=3, label="true front")
+    styles = {"reference front (estimate)": dict(color="0.5", ls="--", lw=2), "task arithmetic θ_0 + λΣτ_k": dict(color="tab:green", marker="+", ls=":"),
+              "task models": dict(color="k", marker="*", ls="", ms=10)}  # fmt: skip
+    for label, curve in reference_curves(problem).items():
+        C = curve.detach().cpu().numpy()
+        ax.plot(C[:, 0], C[:, 1], label=label, **styles[label])
     if m.get("grid_f") is not None and K >= 2:
         G = m["grid_f"].cpu().numpy()
         if three:
@@ -231,4 +257,4 @@ def plot_pareto(result: Any, problem: Any, path: str | Path) -> Path:
     return out
 
 
-__all__ = ["is_pareto_model", "metrics_table", "pareto_problem", "plot_pareto", "run_pareto"]
+__all__ = ["is_pareto_model", "metrics_table", "pareto_problem", "plot_pareto", "reference_curves", "run_pareto"]

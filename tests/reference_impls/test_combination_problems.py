@@ -224,3 +224,19 @@ def test_merging_mlp_is_deterministic_and_its_starts_follow_the_default_initiali
     assert torch.equal(X1, X2) and torch.equal(F1, F2)
     with pytest.raises(ValueError, match="negative"):
         a.reference_front(torch.tensor([[-0.2, 1.2]], dtype=F64))
+
+
+def test_plots_of_merging_problems_show_the_reference_front_and_task_arithmetic():
+    """`modl run ... --problem merging-mlp --plot`: with no true front, the plot shows the reference front's estimate,
+    task arithmetic and the task models; every task-arithmetic point but λ = 0 and 1 is strictly dominated by a
+    reference point (what the plot conveys). Problems with an analytic front show it instead."""
+    from reference_impls.pareto_runner import reference_curves
+
+    assert reference_curves(get_problem("biquad")) == {} and reference_curves(get_problem("lowrank-regression")) == {}
+    p = get_problem("merging-mlp")
+    curves = reference_curves(p, num=5)
+    assert list(curves) == ["reference front (estimate)", "task arithmetic θ_0 + λΣτ_k", "task models"]
+    R, TA = curves["reference front (estimate)"], curves["task arithmetic θ_0 + λΣτ_k"]  # (5, 2), (11, 2)
+    for f in TA[1:-1]:
+        assert bool((R < f).all(1).any()), f
+    torch.testing.assert_close(curves["task models"], p.losses(p.task_models))
