@@ -91,13 +91,6 @@ def svd_split(D: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------------- exact properties
 
 
-def test_the_fast_front_of_the_tests_is_the_problems_front():
-    fast, own = problem(2), LowRankRegression(task_rank=2)
-    front = own.pareto_front(50)  # (50, 2), its ends included
-    torch.testing.assert_close(fast.pareto_front(50), front, rtol=1e-10, atol=1e-12 * float(front.max()))  # f_k(Ŵ_k) = 0 up to rounding
-    torch.testing.assert_close(fast.ideal_point(), front.min(0).values, rtol=1e-12, atol=1e-12 * float(front.max()))
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_vertices_give_the_main_network_plus_the_scaled_low_rank_part(seed):
     g = torch.Generator().manual_seed(seed)
