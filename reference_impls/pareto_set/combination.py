@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from reference_impls.problems.base import adam_minimise
+
 
 class ParameterLayout:
     """Named tensors of a flat parameter vector: ``split`` (B, n) -> [(B, *shape)], ``join`` back."""
@@ -80,16 +82,8 @@ def fine_tune(problem: Any, start: Tensor, weights: Tensor, *, steps: int, lr: f
     if w.shape != (problem.K,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
         raise ValueError(f"fine_tune: weights must be {problem.K} non-negative finite numbers with a positive sum, got {weights!r}")
     torch.manual_seed(int(seed))
-    x = start.detach().to(problem.dtype).clone().reshape(1, -1).requires_grad_(True)  # (1, n)
-    opt = torch.optim.Adam([x], lr=lr)
-    for t in range(int(steps)):
-        opt.zero_grad(set_to_none=True)
-        loss = problem.losses(x)[0] @ w  # Σ_k w_k f_k(x)
-        if not bool(torch.isfinite(loss)):
-            raise ValueError(f"fine_tune: non-finite loss at step {t} (lower the learning rate)")
-        loss.backward()
-        opt.step()
-    return x.detach()[0]
+    x0 = start.detach().to(problem.dtype).reshape(1, -1)  # (1, n)
+    return adam_minimise(x0, lambda x: problem.losses(x)[0] @ w, steps=steps, lr=lr, what="fine_tune")[0]  # Σ_k w_k f_k(x)
 
 
 __all__ = ["ParameterLayout", "fine_tune"]

@@ -216,6 +216,23 @@ class Problem:
         return f"{type(self).__name__}(id={self.id!r}, K={self.K}, n={self.n})"
 
 
+def adam_minimise(x0: Tensor, objective: Any, *, steps: int, lr: float, what: str = "adam_minimise") -> Tensor:
+    """Full-batch Adam on ``objective(x) -> scalar`` from x0 (a copy; any shape), ``steps`` steps, deterministic; returns x.
+
+    Used to build seeded models (``merging-mlp``'s pretrained base and task models, its reference front) and by
+    :func:`reference_impls.pareto_set.combination.fine_tune`. A non-finite objective raises a ValueError naming ``what``."""
+    x = x0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for t in range(int(steps)):
+        opt.zero_grad(set_to_none=True)
+        value = objective(x)
+        if not bool(torch.isfinite(value)):
+            raise ValueError(f"{what}: non-finite loss at step {t} (lower the learning rate)")
+        value.backward()
+        opt.step()
+    return x.detach()
+
+
 def distance_to_segment(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """Distance of each row of x (B, n) to the segment [a, b] (n,): clamp the projection parameter to [0, 1]."""
     d = b - a  # (n,)

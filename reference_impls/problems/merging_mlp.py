@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from reference_impls.problems.base import Problem
+from reference_impls.problems.base import Problem, adam_minimise
 
 
 def _shapes(p: int, h: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -74,17 +74,6 @@ def _default_init(num: int, p: int, h: int, g: torch.Generator) -> Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _adam(x0: Tensor, objective: Any, steps: int, lr: float) -> Tensor:
-    """Full-batch Adam on ``objective(x) -> scalar`` from x0 (B, n); deterministic."""
-    x = x0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    for _ in range(int(steps)):
-        opt.zero_grad(set_to_none=True)
-        objective(x).backward()
-        opt.step()
-    return x.detach()
-
-
 @functools.lru_cache(maxsize=8)
 def _build(K: int, p: int, h: int, N: int, N_test: int, delta: float, shift: float, pretrain_steps: int, finetune_steps: int, lr: float, finetune_lr: float, data_seed: int) -> dict[str, Tensor]:
     """The data, the pretrained base and the fine-tuned task models (float64, CPU); cached, treat as read-only."""
@@ -115,12 +104,12 @@ def _build(K: int, p: int, h: int, N: int, N_test: int, delta: float, shift: flo
     X_pre = 1.5 * torch.randn(1, 2 * N, p, generator=g, dtype=dt)  # pretraining inputs, (1, 2N, p)
     Y_pre = teacher(0, X_pre[0])[None]  # (1, 2N)
     theta = _default_init(1, p, h, g)  # (1, n)
-    base = _adam(theta, lambda x: ((_predict(x, X_pre, p, h) - Y_pre) ** 2).mean(), pretrain_steps, lr)  # θ_0, (1, n)
+    base = adam_minimise(theta, lambda x: ((_predict(x, X_pre, p, h) - Y_pre) ** 2).mean(), steps=pretrain_steps, lr=lr, what="merging-mlp pretraining")  # θ_0, (1, n)
 
     def task_loss(k: int) -> Any:
         return lambda x: ((_predict(x, X[k : k + 1], p, h) - Y[k : k + 1]) ** 2).mean()
 
-    task_models = torch.cat([_adam(base, task_loss(k), finetune_steps, finetune_lr) for k in range(K)])  # θ_k, (K, n)
+    task_models = torch.cat([adam_minimise(base, task_loss(k), steps=finetune_steps, lr=finetune_lr, what="merging-mlp fine-tuning") for k in range(K)])  # θ_k, (K, n)
     return {"X": X, "Y": Y, "X_test": X_test, "Y_test": Y_test, "centres": centres, "base": base[0], "task_models": task_models}
 
 
@@ -204,7 +193,7 @@ class MergingMLP(Problem):
         key = (tuple(mu.reshape(-1).tolist()), int(steps), float(lr))
         if key not in self._reference_cache:
             x0 = self.base[None].expand(mu.shape[0], -1)  # (B, n)
-            X = _adam(x0, lambda x: (self._losses(x) * mu).sum(), steps, lr)  # Σ_b μ_b·f(x_b)
+            X = adam_minimise(x0, lambda x: (self._losses(x) * mu).sum(), steps=steps, lr=lr, what="merging-mlp reference_front")  # Σ_b μ_b·f(x_b)
             self._reference_cache[key] = (X, self._losses(X).detach())
         X, F = self._reference_cache[key]
         return X.clone(), F.clone()
