@@ -5,6 +5,8 @@
 #   make lock         regenerate requirements/lock.txt (keeps the current pins where still allowed)
 #   make lock-upgrade regenerate it with the newest allowed versions
 #   make test-latest  install the newest allowed versions into .venv-latest and run the tests there
+#   make bench-suite  every method on the results suites (modl bench; BENCH_ARGS="--quick" for the short one)
+#   make figures      regenerate the papers' toy figures from our implementations
 SHELL := /bin/bash
 PYTHON ?= python3
 PY    := .venv/bin/python
@@ -49,7 +51,7 @@ BLAS_NATIVE_CMD := import ctypes, glob, os, numpy; \
   name = lib.scipy_openblas_get_corename64_; name.restype = ctypes.c_char_p; print(name().decode())
 
 .PHONY: all setup validate readme site serve test test-latest lock lock-upgrade bench bench-catalog bench-site \
-        bench-aggregators bench-step bench-toy bench-deps bib json lint-readme clean
+        bench-aggregators bench-step bench-toy bench-deps bench-suite figures bib json lint-readme clean
 
 all: setup validate readme site
 
@@ -160,6 +162,18 @@ bench-step: bench-deps
 # The paper-default toy run (cagrad-toy, 35,000 steps x 5 starts) of every method: run and method time.
 bench-toy: setup
 	$(PY) benchmarks/toy_runs.py --store
+
+# Every registered method on the results suites (issue 15): resumable cells in artifacts/bench/cells/, the
+# results in benchmarks/results/suites/ (committed). BENCH_ARGS="--quick" for the CI-sized sweep.
+bench-suite: setup
+	$(PY) -m modl bench --jobs $$(nproc) $(BENCH_ARGS)
+
+# The papers' toy figures regenerated from our implementations (issue 15): benchmarks/results/figures/*.{png,json},
+# committed and shown on the method pages; each script's --all, or figure ids (e.g. toy_trajectories.py cagrad).
+figures: setup
+	$(PY) benchmarks/figures/toy_trajectories.py --all
+	$(PY) benchmarks/figures/concave_front.py --all
+	$(PY) benchmarks/figures/fronts.py --all
 
 clean:
 	rm -rf public .pytest_cache artifacts catalog.json catalog.bib

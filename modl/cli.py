@@ -12,6 +12,7 @@
     modl methods                       list the registered reference implementations
     modl problems                      list the toy problems (K, n, Pareto set, defaults; needs torch)
     modl run METHOD --problem P ...    run a reference implementation on a toy problem (needs torch)
+    modl bench [--quick] [--shard i/n] run every method on the results suites (resumable cells; needs torch)
 
 Every command acts on the checkout it is run in: the nearest folder, from the current directory
 upwards, that holds ``catalog/`` and ``pyproject.toml`` (``--root`` names another one), never on the
@@ -316,6 +317,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_from_cli(args)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from reference_impls.bench.engine import main as bench_main  # imports torch when cells run
+
+    return bench_main(args, _root(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modl",
@@ -434,6 +441,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="method hyperparameter (e.g. c=0.4); problem.KNOB=V sets a problem knob (problem.scale=0.1), run.optimizer=sgd the optimiser",
     )
     p.set_defaults(func=cmd_run)
+
+    p = command("bench", "run every registered method on the results suites (needs torch)",
+                "Run every registered method on the suites it applies to (reference_impls/bench/suites.py), over "
+                "seeds, as independent cells stored one file each (a finished, unchanged cell is never run again), "
+                "then write one results file per complete suite (JSON and CSV) and index.json. Exits 1 when a cell "
+                "ends in an error, after writing everything else.")
+    p.add_argument("--quick", action="store_true", help="short settings (CI): results in artifacts/bench-quick/results/")
+    p.add_argument("--suite", action="append", default=None, metavar="ID", help="only these suites (repeat or comma-separate)")
+    p.add_argument("--method", action="append", default=None, metavar="ID", help="only these methods (repeat or comma-separate)")
+    p.add_argument("--seeds", default=None, metavar="S,S", help="only these seeds, e.g. 0,1")
+    p.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (deterministic, balanced by estimated cost)")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="worker processes (default: all cores; 1 runs in-process)")
+    p.add_argument("--cells", default=None, metavar="DIR", help="cell store (default: artifacts/bench/cells/, quick: artifacts/bench-quick/cells/)")
+    p.add_argument("--output", default=None, metavar="DIR", help="results folder (default: benchmarks/results/suites/, quick: artifacts/bench-quick/results/)")
+    p.add_argument("--force", action="store_true", help="rerun the selected cells even when they are on disk")
+    p.add_argument("--collect", action="store_true", help="only assemble the results files from the cells on disk")
+    p.add_argument("--list", action="store_true", help="print the plan (suite, method, seed, state) without running")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -6,6 +6,9 @@ cite the survey, the Contributing pointer) with ``{{placeholders}}``; this modul
 - ``{{contents}}``: the Contents list, H2 and H3 sections only (awesome-lint allows two levels);
 - ``{{sections}}``: one heading per taxonomy node (H2, H3, H4 by depth) and, under each leaf,
   an ordered list of its papers in :func:`modl.catalog.entry_order` (year, then title);
+- ``{{reference_implementations}}``: the "Reference implementations" section, a short summary from
+  the registry, the test files and the results index (how many methods, per family, how many tested,
+  the benchmark suites, a link to the site's Results page), in the Contents after the sections;
 - ``{{name}}``, ``{{tagline}}``, ``{{site_url}}``, ``{{repo_url}}``, ``{{paper_count}}``.
 
 Item format (passes awesome-lint 2.3.0)::
@@ -15,7 +18,9 @@ Item format (passes awesome-lint 2.3.0)::
 A paper listed in more than one section (``categories[1:]``) appears in full only in its primary
 section (``categories[0]``); elsewhere its main link is its catalog page and the description
 says where it is listed, so no URL is repeated. Every record string is escaped with
-:mod:`modl.render.markdown` (``html_breaks=False`` in link text and headings). The output depends on the catalog only: byte-stable, LF, one final newline.
+:mod:`modl.render.markdown` (``html_breaks=False`` in link text and headings). The output depends on the
+catalog, the registry, the test files' test counts and benchmarks/results/suites/ only: byte-stable, LF,
+one final newline.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from modl.render.bibtex import render_survey_entry
 from modl.schema import Category, Paper, Survey, Venue
 
 SEPARATOR = " · "
+IMPLEMENTATIONS_HEADING = "Reference implementations"
 _PLACEHOLDER_RE = re.compile(r"\{\{([a-z_]+)\}\}")
 
 
@@ -161,10 +167,12 @@ def render_item(catalog: Catalog, paper: Paper, leaf_id: str, anchors: dict[str,
 
 
 def _heading_anchors(catalog: Catalog) -> dict[str, str]:
-    """GitHub anchor of every category heading, in document order (Contents has its own)."""
+    """GitHub anchor of every category heading, then of the implementations section, in document order."""
     slugger = Slugger()
     slugger.slug("Contents")  # the only heading generated before the sections besides the title
-    return {cat.id: slugger.slug(cat.title) for _, cat in catalog.walk_categories()}
+    anchors = {cat.id: slugger.slug(cat.title) for _, cat in catalog.walk_categories()}
+    anchors[IMPLEMENTATIONS_HEADING] = slugger.slug(IMPLEMENTATIONS_HEADING)
+    return anchors
 
 
 def render_contents(catalog: Catalog, anchors: dict[str, str]) -> str:
@@ -172,6 +180,7 @@ def render_contents(catalog: Catalog, anchors: dict[str, str]) -> str:
     for depth, cat in catalog.walk_categories():
         if depth <= 1:
             lines.append(f"{'  ' * depth}- [{escape_markdown_text(cat.title, html_breaks=False)}](#{anchors[cat.id]})")
+    lines.append(f"- [{IMPLEMENTATIONS_HEADING}](#{anchors[IMPLEMENTATIONS_HEADING]})")
     return "\n".join(lines)
 
 
@@ -204,6 +213,62 @@ def render_sections(catalog: Catalog, anchors: dict[str, str]) -> str:
     return "\n\n".join(blocks)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def render_implementations(catalog: Catalog) -> str:
+    """The "Reference implementations" section: counts from the registry and the tests, the suites, a link.
+
+    Prose only (awesome-lint checks every list after the Contents as a list of resources), and no link the
+    header already has (awesome-lint rejects a repeated URL)."""
+    from modl.site.data import code_root, method_facts  # reads the registry and tests as text; no torch
+    from modl.site.results import load_suites
+
+    methods = method_facts(code_root(catalog.root))
+    base = catalog.project.site_url if catalog.project.site_url.endswith("/") else catalog.project.site_url + "/"
+    results_url = markdown_url(base + "results/")
+    lines = [f"## {IMPLEMENTATIONS_HEADING}", ""]
+    if not methods:
+        lines.append("No method has a reference implementation in `reference_impls/` yet.")
+        return "\n".join(lines)
+    families: dict[str, int] = {}
+    for m in methods.values():
+        families[m.family] = families.get(m.family, 0) + 1
+    order = {cat.id: i for i, (_, cat) in enumerate(catalog.walk_categories())}
+    parts = []
+    for family in sorted(families, key=lambda f: (order.get(f, len(order)), f)):
+        title = catalog.category(family).title if family in order else family
+        parts.append(f"{families[family]} {escape_markdown_text(title)}")
+    papers = {m.paper for m in methods.values()}
+    tested = sum(1 for m in methods.values() if m.tested)
+    text = (
+        f"`reference_impls/` holds {_count(len(methods), 'method')} of "
+        f"{_count(len(papers), 'paper')} as small PyTorch reference implementations: " + ", ".join(parts) + ". "
+        f"{tested} of the {len(methods)} have tests (exact properties on random inputs and behaviour on toy "
+        "problems with a known Pareto set); each has a page on the site with its update rule, usage, "
+        "deviations from the paper, results and reproduced figures."
+    )
+    lines.append(text)
+    lines.append("")
+    suites = load_suites(catalog.root).suites
+    if suites:
+        titles = "; ".join(escape_markdown_text(s.title) for s in suites)
+        seeds = sorted({len(s.seeds) for s in suites})
+        over = _count(seeds[0], "seed") if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]} seeds"
+        lines.append(
+            f"`modl bench` runs every method on those of the {_count(len(suites), 'benchmark suite')} it applies "
+            f"to, over {over} ({titles}); the tables, the reproduced figures of the papers and the speed "
+            f"against TorchJD are on the site's [Results]({results_url}) page."
+        )
+    else:
+        lines.append(
+            f"`modl bench` runs every method on the benchmark suites it applies to; its tables, the reproduced "
+            f"figures of the papers and the speed against TorchJD are on the site's [Results]({results_url}) page."
+        )
+    return "\n".join(lines)
+
+
 def render_survey_citation(survey: Survey) -> str:
     """"[Title](url) by A, B, and C (arXiv:ID, YEAR)", escaped for Markdown."""
     title = escape_markdown_text(survey.title)
@@ -224,6 +289,7 @@ def render_readme(catalog: Catalog) -> str:
         "survey_bibtex": render_survey_entry(catalog.project.survey).rstrip("\n"),
         "contents": render_contents(catalog, anchors),
         "sections": render_sections(catalog, anchors),
+        "reference_implementations": render_implementations(catalog),
     }
 
     def fill(match: re.Match[str]) -> str:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modl.catalog import REPO_ROOT, Catalog, CatalogError
+from modl.site.docmath import Block, Deviation, parse_deviations, parse_update_rule  # noqa: F401 - re-exported
 from modl.validate import exec_module_file
 
 CATALOG_ROOT_ENV = "MODL_CATALOG_ROOT"
@@ -56,12 +56,6 @@ def load(root: Path) -> Catalog:
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Deviation:
-    label: str  # "D1"
-    text: str
-
-
 @dataclass
 class MethodFacts:
     """What the site shows about one registered reference implementation."""
@@ -75,8 +69,10 @@ class MethodFacts:
     source_path: str  # relative to the code root
     source: str | None  # the module's text, None when the file is missing
     deviations: list[Deviation] = field(default_factory=list)
+    update_rule: list[Block] | None = None  # the blocks of the docstring's "Update rule:" section, None without one
     test_path: str = ""
     test_count: int = 0  # test functions in test_path (0 when the file is missing)
+    bilevel: bool = False  # the class derives from BilevelLossWeighting: it needs a validation split
 
     @property
     def tested(self) -> bool:
@@ -112,48 +108,6 @@ def load_properties(root: Path) -> tuple[dict[str, tuple[str, str]], dict[str, d
     return dict(getattr(module, "PROPERTIES", {})), dict(getattr(module, "TABLE", {}))
 
 
-_DEVIATIONS_HEAD = re.compile(r"^\s*Deviations\b[^:\n]*:\s*(.*)$")
-_ITEM = re.compile(r"^(\s*)(?:\(?(D\d+)\)?|(\d+))[.):]?\s+(.*)$")
-
-
-def parse_deviations(docstring: str | None) -> list[Deviation]:
-    """The numbered list under the ``Deviations:`` heading of a module docstring.
-
-    Items start with ``D1.``, ``D1:``, ``(D1)``, ``D1`` or ``1.``; indented lines continue an item;
-    the list ends at the first non-indented line that is not an item, after the list has started.
-    """
-    if not docstring:
-        return []
-    lines = docstring.expandtabs().splitlines()
-    for start, line in enumerate(lines):
-        head = _DEVIATIONS_HEAD.match(line)
-        if head:
-            break
-    else:
-        return []
-    items: list[list[str]] = []
-    labels: list[str] = []
-    item_indent = 0  # indentation of the current item's first line (set when an item starts)
-    head_indent = len(lines[start]) - len(lines[start].lstrip())
-    inline = head.group(1).strip()
-    if inline and inline.lower().rstrip(".") in ("none", "no deviations"):
-        return []
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        if items and indent > item_indent:  # continuation, even if it starts with "2." or "D3"
-            items[-1].append(line.strip())
-            continue
-        item = _ITEM.match(line)
-        if item and (item.group(2) or item.group(3)):
-            labels.append(item.group(2) or f"D{item.group(3)}")
-            items.append([item.group(4).strip()])
-            item_indent = indent
-            continue
-        if items or indent <= head_indent:
-            break
-    return [Deviation(label, " ".join(parts)) for label, parts in zip(labels, items)]
 
 
 def count_tests(path: Path) -> int:
@@ -184,11 +138,17 @@ def method_facts(root: Path) -> dict[str, MethodFacts]:
         file = root / source_path
         source = file.read_text(encoding="utf-8") if file.is_file() else None
         deviations: list[Deviation] = []
+        update_rule = None
+        bilevel = False
         if source is not None:
             try:
-                deviations = parse_deviations(ast.get_docstring(ast.parse(source)))
+                tree = ast.parse(source)
             except SyntaxError as error:
                 raise SiteError(f"{source_path}:{error.lineno}: cannot be parsed: {error.msg}") from None
+            docstring = ast.get_docstring(tree)
+            deviations = parse_deviations(docstring)
+            update_rule = parse_update_rule(docstring)
+            bilevel = _derives_from(tree, str(entry.cls), "BilevelLossWeighting")
         test_path = f"tests/reference_impls/test_{module.rsplit('.', 1)[-1]}.py"
         out[name] = MethodFacts(
             name=name,
@@ -200,7 +160,27 @@ def method_facts(root: Path) -> dict[str, MethodFacts]:
             source_path=source_path,
             source=source,
             deviations=deviations,
+            update_rule=update_rule,
             test_path=test_path,
             test_count=count_tests(root / test_path),
+            bilevel=bilevel,
         )
     return out
+
+
+def _derives_from(tree: ast.Module, cls: str, base: str) -> bool:
+    """Whether class ``cls`` of a parsed module names ``base`` among its bases (directly or through a class of the module)."""
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    seen: set[str] = set()
+    todo = [cls]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in classes:
+            continue
+        seen.add(name)
+        for node in classes[name].bases:
+            base_name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+            if base_name == base:
+                return True
+            todo.append(base_name)
+    return False

@@ -4,10 +4,11 @@
   ``repo_url`` from ``catalog/project.yaml``, builds the navigation from the taxonomy and sets the tags
   allow-list (venue short names and years), so an unknown tag fails the build.
 * ``on_files``: adds every generated page (sections, papers, indexes, statistics, downloads,
-  reference implementations) and the downloads (catalog.bib, catalog.json, paper.schema.json) as
-  virtual files; nothing generated is written into ``site/``.
+  reference implementations, one page per registered method, the Results section read from
+  benchmarks/results/), the downloads (catalog.bib, catalog.json, paper.schema.json) and the reproduced
+  figures' images as virtual files; nothing generated is written into ``site/``.
 * ``on_page_markdown``: fills the data markers of the hand-written home page.
-* ``on_serve``: ``mkdocs serve`` also watches catalog/ and reference_impls/.
+* ``on_serve``: ``mkdocs serve`` also watches catalog/, reference_impls/ and benchmarks/results/.
 
 Problems (an invalid catalog, a missing renderer) stop the build with one clear message.
 """
@@ -59,6 +60,7 @@ def _nav(model: SiteModel, has_design: bool) -> list[Any]:
         {"Catalog": [section(c) for c in model.catalog.categories]},
         {"Browse": [{"By venue": "venues.md"}, {"By year": "years.md"}]},
         {"Reference implementations": implementations},
+        {"Results": model.results_nav()},
         {"Statistics": "statistics.md"},
         {"Downloads": "downloads.md"},
     ]
@@ -73,9 +75,10 @@ def on_config(config, **kwargs):
         model = build_site_model(catalog, has_design=has_design)
         pages = model.pages()
         downloads = model.downloads()
+        images = model.images()
     except SiteError as error:
         raise PluginError(f"modl site: {error}") from None
-    _state.update(model=model, pages=pages, downloads=downloads)
+    _state.update(model=model, pages=pages, downloads=downloads, images=images)
 
     project = catalog.project
     config["site_url"] = project.site_url
@@ -99,13 +102,15 @@ def on_config(config, **kwargs):
 
 
 def on_files(files: Files, config, **kwargs):
-    for uri in [*_state["pages"], *_state["downloads"]]:
+    for uri in [*_state["pages"], *_state["downloads"], *_state["images"]]:
         if files.get_file_from_path(uri) is not None:
             raise PluginError(f"modl site: {uri} is generated; remove it from {config['docs_dir']}")
     for uri, text in _state["pages"].items():
         files.append(File.generated(config, uri, content=text))
     for uri, text in _state["downloads"].items():
         files.append(File.generated(config, uri, content=text.encode("utf-8")))
+    for uri, data in _state["images"].items():
+        files.append(File.generated(config, uri, content=data))
     return files
 
 
@@ -126,7 +131,7 @@ def on_page_content(html: str, page, config, files, **kwargs):
 def on_serve(server, config, builder, **kwargs):
     """``mkdocs serve`` rebuilds when records, vocabularies, the registry or method sources change."""
     root = catalog_root()
-    for folder in (root / "catalog", root / "reference_impls"):
+    for folder in (root / "catalog", root / "reference_impls", root / "benchmarks" / "results"):
         if folder.is_dir():
             server.watch(str(folder))
     return server

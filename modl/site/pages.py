@@ -1,30 +1,37 @@
-"""Markdown of every generated page, built from the catalog and the registry.
+"""Markdown of every generated page, built from the catalog, the registry and the stored results.
 
 :func:`build_site_model` gathers the data once; :meth:`SiteModel.pages` returns ``{src_uri: markdown}``
-for the section, paper, index, statistics, downloads and reference-implementation pages, and
-:meth:`SiteModel.downloads` the files written next to them (BibTeX, JSON, JSON Schema).
+for the section, paper, index, statistics, downloads and reference-implementation pages, one page per
+registered method (``methods/<id>.md``: update rule, usage, its row of every results table, figures,
+deviations, tests, source) and the Results section (``results/``: one page per suite of
+benchmarks/results/suites/, the reproduced figures, the speed tables; see :mod:`modl.site.results`);
+:meth:`SiteModel.downloads` the files written next to them (BibTeX, JSON, JSON Schema) and
+:meth:`SiteModel.images` the figures' PNGs.
 
-Record text enters Markdown only through :mod:`modl.site.escape`; internal links are Markdown links
-(so mkdocs checks them at build), external links raw ``<a>`` elements with escaped ``href``.
+Record text enters Markdown only through :mod:`modl.site.escape`, and text that may hold math (record
+summaries with ``$..$``, docstring prose with :math:) through :mod:`modl.site.docmath`; internal links
+are Markdown links (so mkdocs checks them at build), external links raw ``<a>`` elements with escaped ``href``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modl.catalog import Catalog, entry_order
 from modl.schema import Category, Paper
+from modl.site import docmath
 from modl.site import escape as E
+from modl.site import results as R
 from modl.site.data import MethodFacts, SiteError, code_root, method_facts
 
 SECTIONS_DIR = "sections"
 PAPERS_DIR = "papers"
+METHODS_DIR = "methods"
 SCHEMA_SOURCE = "catalog/schema/paper.schema.json"
 DOWNLOAD_BIB = "downloads/catalog.bib"
 DOWNLOAD_JSON = "downloads/catalog.json"
@@ -45,10 +52,8 @@ def _renderers():
     return render_bibtex, render_json
 
 
-def method_anchor(name: str) -> str:
-    """Anchor of a method's heading on its paper page (registry ids are kebab-case; others are slugged)."""
-    slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
-    return f"method-{slug or 'x'}"
+def method_uri(name: str) -> str:
+    return f"{METHODS_DIR}/{name}.md"
 
 
 def section_uri(category_id: str) -> str:
@@ -201,7 +206,14 @@ class SiteModel:
         out["statistics.md"] = self.statistics_page()
         out["downloads.md"] = self.downloads_page()
         out["implementations/index.md"] = self.implementations_page()
+        for name in self.methods:
+            out[method_uri(name)] = self.method_page(name)
+        out.update(self.results_pages())
         return out
+
+    def images(self) -> dict[str, bytes]:
+        """Binary files of the site: every reproduced figure's PNG, at the uri its pages link to."""
+        return {R.figure_image_uri(f.id): f.path.read_bytes() for f in self.figures}
 
     def downloads(self) -> dict[str, str]:
         out = {
@@ -330,7 +342,7 @@ class SiteModel:
         out = [_front(page_title, [venue.short, str(paper.year)], {"search": {"boost": 2}}), f"# {E.md(paper.title)}\n"]
         if paper.short_name:
             out.append(f"**{E.md(paper.short_name)}** · {E.md(venue.short)} {paper.year}\n")
-        out.append(f"{E.md(paper.summary)}\n")
+        out.append(f"{docmath.summary_markdown(paper.summary)}\n")
         venue_text = f"{E.md(venue.short)} {paper.year} ({E.md(venue.name)}"
         venue_text += f", {E.md(paper.venue_note)})" if paper.venue_note else ")"
         cats = []
@@ -402,65 +414,316 @@ class SiteModel:
                     "shown here once the record's status is `implemented`.\n"
                 )
             return f"Planned{planned}: this paper's method has no reference implementation in `reference_impls` yet.\n"
+        uri = paper_uri(paper.id)
+        out = self._caveats(paper)
+        noun = "implementation" if len(methods) == 1 else "implementations"
+        out.append(f"This paper's method has {len(methods)} reference {noun} in `reference_impls`; each page shows "
+                   "its update rule, usage, results, figures, deviations from the paper, tests and source:\n")
+        for m in methods:
+            out.append(f"- [{E.md(m.name)}]({_rel(uri, method_uri(m.name))}): {self._method_line(m)}")
+        out.append("")
+        return "\n".join(out)
+
+    def _caveats(self, paper: Paper) -> list[str]:
+        """The record's notes on a reconstruction and on what stands in at toy scale, as admonitions."""
+        impl = paper.implementation
         out = []
         if impl.reconstructed:
             out.append(f'!!! warning "Reconstructed"\n    {E.md(impl.reconstructed)}\n')
         if impl.toy_scale:
             out.append(f'!!! note "At toy scale"\n    {E.md(impl.toy_scale)}\n')
-        for m in methods:
-            family = self.catalog.category(m.family).title if _has_category(self.catalog, m.family) else m.family
-            out.append(f"### {E.md(m.name)} {{ #{method_anchor(m.name)} }}\n")
+        return out
+
+    def _method_line(self, m: MethodFacts) -> str:
+        """class, interface and tests of a method, in one line."""
+        if m.source is None:
+            tests = "source missing"
+        elif m.tested:
+            tests = f"{m.test_count} test {'function' if m.test_count == 1 else 'functions'}"
+        else:
+            tests = "no tests yet"
+        return f"class `{m.cls}`, interface `{m.interface}`, {tests}."
+
+    # method pages
+
+    def _family_link(self, uri: str, family: str) -> str:
+        if _has_category(self.catalog, family):
+            return f"[{E.md(self.catalog.category(family).title)}]({_rel(uri, section_uri(family))})"
+        return E.md(family)
+
+    def method_link(self, name: str) -> str | None:
+        return method_uri(name) if name in self.methods else None
+
+    def _paper_name_link(self, paper_id: str) -> tuple[str, str] | None:
+        """(page, name) of a paper: its short name, else its title."""
+        paper = self.catalog.papers.get(paper_id)
+        return (paper_uri(paper.id), paper.short_name or paper.title) if paper else None
+
+    def method_problem(self, m: MethodFacts) -> str:
+        """A toy ``modl run`` accepts for the method: bi-level methods need bilevel-ridge's validation split;
+        set methods run on VLMOP2, Pareto-set models on the bi-quadratic, the rest on the CAGrad toy."""
+        if m.bilevel:
+            return "bilevel-ridge"
+        return {"set": "vlmop2", "pareto-model": "biquad"}.get(m.interface, "cagrad-toy")
+
+    def method_page(self, name: str) -> str:
+        m = self.methods[name]
+        uri = method_uri(name)
+        paper = self.catalog.papers.get(m.paper)
+        label = (paper.short_name or paper.title) if paper else m.paper
+        out = [_front(f"{name}: {label} (reference implementation)")]
+        out.append(f"# {E.md(name)}\n")
+        if paper is not None:
+            venue = self.catalog.venues[paper.venue]
             out.append(
-                f"Implemented in {E.link(m.source_path, self.repo_file_url(m.source_path))} "
-                f"(class `{m.cls}`, interface `{m.interface}`, family {E.md(family)}).\n"
+                f"Reference implementation of [{E.md(paper.title)}]({_rel(uri, paper_uri(paper.id))})"
+                f"{' (' + E.md(paper.short_name) + ')' if paper.short_name else ''}, {E.md(venue.short)} {paper.year}.\n"
             )
-            usage = f'import reference_impls\nmethod = reference_impls.create("{m.name}")\n'
-            if m.interface in ("aggregator", "weighting", "gramian-weighting"):
-                usage += "d = method(J)  # J: (K, n) task gradients as rows -> d: (n,) update direction\n"
-            elif m.interface == "set" and m.family == "preference-vector-free":
-                usage += (
-                    "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians; no preferences\n"
-                    "D = method.step(X, F, J, None)  # -> D: (P, n), then X <- X - lr * D\n"
-                    "# or: reference_impls.set_runner.run_set(method, problem, solutions=P)\n"
+            out.append(f"{docmath.summary_markdown(paper.summary)}\n")
+        else:
+            out.append(f"Reference implementation of the paper `{E.md(m.paper)}` (not in the catalog).\n")
+        if m.source is None:
+            status = "source missing"
+        elif m.tested:
+            status = "tested"
+        else:
+            status = "untested"
+        facts = [
+            ("Family", self._family_link(uri, m.family)),
+            ("Interface", f"`{m.interface}` (see [the design page]({_rel(uri, 'implementations/design.md')}))"
+             if self._has_design else f"`{m.interface}`"),
+            ("Class", f"`{m.cls}` in {E.link(m.source_path, self.repo_file_url(m.source_path))}"),
+            ("Status", status),
+        ]
+        out.append("\n".join(f"- **{k}:** {v}" for k, v in facts) + "\n")
+        if paper is not None and m in self.paper_methods(paper):
+            out.extend(self._caveats(paper))
+
+        out.append("## Update rule\n")
+        if m.update_rule:
+            out.append(docmath.block_markdown(m.update_rule))
+        else:
+            out.append(f"*The module docstring of `{m.source_path}` has no `Update rule:` section yet.*\n")
+
+        out.append("## Usage\n")
+        out.append(_fence(usage_snippet(m), "python"))
+        out.append("From the command line (needs torch):\n")
+        out.append(_fence(f"modl run {name} --problem {self.method_problem(m)}\nmodl bench --method {name}", "sh"))
+
+        out.append("## Results\n")
+        out.append(self._method_results(m, uri))
+
+        figures = [f for f in self.figures if name in f.methods]
+        if figures:
+            out.append("## Reproduced figures\n")
+            for figure in figures:
+                out.append(self._figure(figure, uri, "###"))
+
+        out.append("## Deviations from the paper and the official code\n")
+        if m.deviations:
+            labels = [d.label for d in m.deviations]
+            plain = labels == [f"D{i}" for i in range(1, len(labels) + 1)]
+            for i, d in enumerate(m.deviations, start=1):
+                text = docmath.markdown(d.text)
+                out.append(f"{i}. {text}" if plain else f"{i}. **{E.md(d.label)}** {text}")
+            out.append("")
+        else:
+            out.append("None listed in the module docstring.\n")
+
+        out.append("## Tests\n")
+        if m.tested:
+            noun = "function" if m.test_count == 1 else "functions"
+            out.append(f"{E.link(m.test_path, self.repo_file_url(m.test_path))}: {m.test_count} test {noun}, run in CI.\n")
+        else:
+            out.append(f"None yet (expected in `{m.test_path}`).\n")
+
+        out.append("## Source\n")
+        if m.source is None:
+            out.append(f"The module file `{m.source_path}` is missing.\n")
+        else:
+            out.append(f'??? note "{E.md(m.source_path)}"\n')
+            block = _fence(m.source, "python", 'linenums="1"')
+            out.append("".join(f"    {line}" if line.strip() else line for line in block.splitlines(True)))
+        return "\n".join(out)
+
+    def _method_results(self, m: MethodFacts, uri: str) -> str:
+        """The method's row of every suite table (same cells as the suite pages), then n/a and failed cells."""
+        out = []
+        not_applicable = []
+        failed = []
+        for suite in self.results.suites:
+            link = f"[{E.md(suite.title)}]({_rel(uri, R.suite_uri(suite.id))})"
+            row = suite.row(m.name)
+            if row is not None:
+                out.append(f"### {link}\n")
+                out.append(R.sortable(R.table_rows(suite, [row], lambda r: E.md(r.method))))
+            reason = suite.not_applicable().get(m.name)
+            if reason is not None:
+                not_applicable.append(f"- {link}: {E.md(reason)}")
+            failed += [f"- {link}, seed {E.md(c.seed)}: {E.md(c.reason or 'no reason given')}"
+                       for c in suite.errors() if c.method == m.name]
+        if not self.results.suites:
+            return f"*No results yet:* `modl bench` writes them ([Results]({_rel(uri, R.INDEX_URI)})).\n"
+        head = (
+            f"Mean ± standard deviation over seeds, from the [results files]({_rel(uri, R.INDEX_URI)}); "
+            "↓ lower is better, ↑ higher is better.\n"
+        )
+        if not out:
+            head = f"This method has no finished cell in the [results]({_rel(uri, R.INDEX_URI)}).\n"
+        if not_applicable:
+            out.append("Not applicable:\n")
+            out += not_applicable + [""]
+        if failed:
+            out.append("Failed cells:\n")
+            out += failed + [""]
+        return head + "\n" + "\n".join(out)
+
+    def _figure(self, figure: R.Figure, uri: str, heading: str) -> str:
+        return R.figure_markdown(
+            figure, uri, rel=_rel, paper_link=self._paper_name_link, method_link=self.method_link,
+            prose=docmath.summary_markdown, heading=heading,
+        )
+
+    # the Results section
+
+    def results_pages(self) -> dict[str, str]:
+        out = {R.INDEX_URI: self.results_index_page(), R.FIGURES_URI: self.figures_page(), R.SPEED_URI: self.speed_page()}
+        for suite in self.results.suites:
+            out[R.suite_uri(suite.id)] = self.suite_page(suite)
+        return out
+
+    def results_nav(self) -> list[dict[str, str]]:
+        nav = [{"Overview": R.INDEX_URI}]
+        nav += [{E.html(s.title): R.suite_uri(s.id)} for s in self.results.suites]
+        return nav + [{"Reproduced figures": R.FIGURES_URI}, {"Speed against TorchJD": R.SPEED_URI}]
+
+    def results_index_page(self) -> str:
+        uri = R.INDEX_URI
+        out = [_front("Results"), "# Results\n"]
+        out.append(
+            "Every registered method run on the suites it applies to, over several seeds (each suite gives its "
+            "own): single-solution methods "
+            "on the CAGrad / Nash-MTL / FAMO 2-D toy (loss scales 1 and 0.1, five standard starts), the synthetic "
+            "multi-task regression and the bi-quadratic with 3 tasks; set methods on the bi-quadratic, VLMOP2, "
+            "ZDT1, ZDT2 and DTLZ2; Pareto-set models on held-out preferences of the same; every family on "
+            "Multi-Digits. Each table is generated from its results file when the site is built.\n"
+        )
+        out.append("## Suites\n")
+        if not self.results.suites:
+            out.append("*No results yet: run `modl bench` to produce them.*\n")
+        else:
+            rows = ["| Suite | Compares | Problem | Methods | Cells ok / n/a / failed | Mode |",
+                    "| --- | --- | --- | ---: | --- | --- |"]
+            for suite in self.results.suites:
+                c = suite.counts()
+                problem = f"`{suite.problem}`" if suite.problem else R.MISSING
+                rows.append(
+                    f"| [{E.md(suite.title)}]({_rel(uri, R.suite_uri(suite.id))}) | {E.md(R.KINDS[suite.kind])} | "
+                    f"{problem} | {len(suite.rows)} | {c['ok']} / {c['n/a']} / {c['error']} | {E.md(suite.mode)} |"
                 )
-            elif m.interface == "pareto-model":
-                usage += (
-                    "from reference_impls.pareto_runner import run_pareto\n"
-                    "result = run_pareto(method, \"biquad\")  # trains a copy on sampled preferences, evaluates held-out ones\n"
-                    "model = result.extra[\"methods\"][0]  # the trained model\n"
-                    "x = model(preferences)  # (B, K) preferences -> (B, n) solutions\n"
-                    "print(result.extra[\"metrics\"])  # held-out error, HV and IGD of the learned front\n"
-                )
-            elif m.interface == "set":
-                usage += (
-                    "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians, preferences (P, K)\n"
-                    "D = method.step(X, F, J, preferences)  # -> D: (P, n), then X <- X - lr * D\n"
-                )
-            else:
-                usage += f"# interface {m.interface!r}: see the class docstring below for how to call it\n"
-            out.append(_fence(usage, "python"))
-            if m.tested:
-                noun = "test" if m.test_count == 1 else "tests"
-                out.append(
-                    f"Tests: {E.link(m.test_path, self.repo_file_url(m.test_path))}, "
-                    f"{m.test_count} test {'function' if m.test_count == 1 else 'functions'} ({noun} run in CI).\n"
-                )
-            else:
-                out.append(f"Tests: none yet (expected in `{m.test_path}`).\n")
-            out.append("#### Deviations from the paper and the official code\n")
-            if m.deviations:
-                for d in m.deviations:
-                    out.append(f"- **{E.md(d.label)}** {_docstring_text(d.text)}")
-                out.append("")
-            else:
-                out.append("None listed in the module docstring.\n")
-            out.append("#### Source\n")
-            if m.source is None:
-                out.append(f"The module file `{m.source_path}` is missing.\n")
-            else:
-                out.append(f'??? note "{E.md(m.source_path)}"\n')
-                block = _fence(m.source, "python", 'linenums="1"')
-                out.append("".join(f"    {line}" if line.strip() else line for line in block.splitlines(True)))
+            out.append(R.sortable(rows))
+        out.append("## Run the suites\n")
+        out.append(R.commands_markdown())
+        sweep = self.results.index.get("full_sweep") if isinstance(self.results.index, dict) else None
+        if isinstance(sweep, dict):
+            out.append(
+                f"The last full sweep ran {E.md(sweep.get('cells', '?'))} cells in {R.duration(sweep.get('wall_s'))} "
+                f"of wall time ({R.duration(sweep.get('cpu_s'))} of CPU time) with {E.md(sweep.get('jobs', '?'))} "
+                "worker processes.\n"
+            )
+        out.append("## Figures and speed\n")
+        n = len(self.figures)
+        out.append(
+            f"- [Reproduced figures]({_rel(uri, R.FIGURES_URI)}): {n} figure{'' if n == 1 else 's'} of the papers "
+            "regenerated from our implementations, each with a sentence on how it matches the paper."
+        )
+        out.append(f"- [Speed against TorchJD]({_rel(uri, R.SPEED_URI)}): aggregation and training-step times.")
+        out.append(f"- [Reference implementations]({_rel(uri, 'implementations/index.md')}): every method's page.\n")
+        return "\n".join(out)
+
+    def suite_page(self, suite: R.Suite) -> str:
+        uri = R.suite_uri(suite.id)
+        out = [_front(suite.title), f"# {E.md(suite.title)}\n"]
+        if suite.description:
+            out.append(f"{docmath.summary_markdown(suite.description)}\n")
+        facts = [("Compares", E.md(R.KINDS[suite.kind]))]
+        if suite.problem:
+            params = f" with {R.key_values(suite.problem_params)}" if suite.problem_params else ""
+            facts.append(("Problem", f"`{suite.problem}`{params}"))
+        if suite.settings:
+            facts.append(("Settings", R.key_values(suite.settings)))
+        facts.append(("Seeds", E.md(", ".join(str(s) for s in suite.seeds)) or R.MISSING))
+        facts.append(("Mode", E.md(suite.mode or R.MISSING)))
+        rel_path = suite.path.relative_to(self.catalog.root).as_posix() if suite.path.is_relative_to(self.catalog.root) else suite.path.name
+        facts.append(("Results file", E.link(rel_path, self.repo_file_url(rel_path))))
+        facts.append(("Run", f"`modl bench --suite {suite.id}`"))
+        out.append("\n".join(f"- **{k}:** {v}" for k, v in facts) + "\n")
+
+        out.append("## Table\n")
+        if suite.rows:
+            def method_cell(row: R.Row) -> str:
+                target = self.method_link(row.method)
+                return f"[{E.md(row.method)}]({_rel(uri, target)})" if target else E.md(row.method)
+
+            out.append(R.sortable(R.table_rows(suite, suite.rows, method_cell)))
+            out.append(
+                "Mean ± standard deviation over each method's finished seeds (*Seeds*; one seed shows the "
+                "mean alone); ↓ lower is better, "
+                f"↑ higher is better; {R.MISSING} where a metric does not apply. Click a column header to sort.\n"
+            )
+        else:
+            out.append("*No method finished a cell of this suite.*\n")
+        if suite.metrics:
+            out.append("## Metrics\n")
+            out.append("| Metric | Better | Description |\n| --- | --- | --- |")
+            for metric in suite.metrics:
+                better = {"lower": "lower ↓", "higher": "higher ↑"}.get(metric.better or "", R.MISSING)
+                out.append(f"| {E.md(metric.label)} (`{metric.id}`) | {better} | {R.in_table(docmath.summary_markdown(metric.description)) or R.MISSING} |")
+            out.append("")
+        not_applicable = suite.not_applicable()
+        if not_applicable:
+            out.append("## Not applicable\n")
+            for method, reason in not_applicable.items():
+                target = self.method_link(method)
+                name = f"[{E.md(method)}]({_rel(uri, target)})" if target else E.md(method)
+                out.append(f"- {name}: {E.md(reason)}")
+            out.append("")
+        errors = suite.errors()
+        if errors:
+            out.append("## Failed cells\n")
+            for cell in errors:
+                out.append(f"- {E.md(cell.method)}, seed {E.md(cell.seed)}: {E.md(cell.reason or 'no reason given')}")
+            out.append("")
+        out.append("## Environment\n")
+        if suite.environment:
+            out.append("| Key | Value |\n| --- | --- |")
+            out += [f"| {E.md(k)} | {E.md(v)} |" for k, v in suite.environment.items()]
+            out.append("")
+        else:
+            out.append("Not recorded.\n")
+        return "\n".join(out)
+
+    def figures_page(self) -> str:
+        uri = R.FIGURES_URI
+        out = [_front("Reproduced figures"), "# Reproduced figures\n"]
+        out.append(
+            "Toy figures of the papers, regenerated from our reference implementations with the paper's "
+            "settings or documented shorter ones. Each says what it reproduces and whether and how it matches "
+            "the paper; `make figures` regenerates them all.\n"
+        )
+        if not self.figures:
+            out.append("*No figures yet.*\n")
+        for figure in self.figures:
+            out.append(self._figure(figure, uri, "##"))
+        return "\n".join(out)
+
+    def speed_page(self) -> str:
+        out = [_front("Speed against TorchJD"), "# Speed against TorchJD\n"]
+        out.append(
+            "Our aggregators and training steps timed against TorchJD in the same process "
+            f"(see also the [reference implementations]({_rel(R.SPEED_URI, 'implementations/index.md')})).\n"
+        )
+        out.append(speed_section(Path(self.catalog.root), heading=False) or "*No speed measurements stored yet.*\n")
         return "\n".join(out)
 
     # indexes
@@ -545,8 +808,10 @@ class SiteModel:
         uri = "implementations/index.md"
         out = [_front("Reference implementations"), "# Reference implementations\n"]
         out.append(
-            "Every method registered in `reference_impls/registry.py`, with its family, status and tests. "
-            "Usage: `method = reference_impls.create(\"<id>\")`.\n"
+            "Every method registered in `reference_impls/registry.py`, with its family, status and tests; "
+            "each method's page shows its update rule, usage, results, figures, deviations and source. "
+            "Usage: `method = reference_impls.create(\"<id>\")`. "
+            f"[Results]({_rel(uri, R.INDEX_URI)}) compares them on the benchmark suites.\n"
         )
         if not self.methods:
             out.append("*No method is registered yet; implementations are listed here as they land.*\n")
@@ -557,8 +822,7 @@ class SiteModel:
                 paper = self.catalog.papers.get(m.paper)
                 paper_cell = f"[{E.md(paper.title)}]({_rel(uri, paper_uri(paper.id))})" if paper else E.md(m.paper)
                 shown = paper is not None and m in self.paper_methods(paper)
-                anchor = f"#{method_anchor(m.name)}" if shown else ""
-                name = f"[{E.md(m.name)}]({_rel(uri, paper_uri(paper.id))}{anchor})" if paper else E.md(m.name)
+                name = f"[{E.md(m.name)}]({_rel(uri, method_uri(m.name))})"
                 family = (
                     f"[{E.md(self.catalog.category(m.family).title)}]({_rel(uri, section_uri(m.family))})"
                     if _has_category(self.catalog, m.family)
@@ -575,14 +839,15 @@ class SiteModel:
                 out.append(f"| {name} | {paper_cell} | {family} | {E.md(m.interface)} | {status} | {m.test_count} |")
             out.append("\n</div>\n")
         out.append(properties_section(Path(self.catalog.root)))
-        out.append(self._speed_section())
+        out.append(
+            f"## Speed\n\nThe speed tables against TorchJD are in the Results section: "
+            f"[Speed against TorchJD]({_rel(uri, R.SPEED_URI)}).\n"
+        )
         out.append("See also: [Design of the reference implementations](design.md).\n" if self._has_design else "")
         return "\n".join(out)
 
-    def _speed_section(self) -> str:
-        """Tables from benchmarks/results/{aggregators,training_step}.json (see speed_section)."""
-        return speed_section(Path(self.catalog.root))
-
+    results: R.Results = field(default_factory=R.Results)
+    figures: list[R.Figure] = field(default_factory=list)
     _has_design: bool = False
 
 
@@ -710,7 +975,7 @@ def _wide_table(rows: list[dict], first_header: str, order: list[str], floor_lab
     return out
 
 
-def speed_section(root: Path) -> str:
+def speed_section(root: Path, *, heading: bool = True) -> str:
     """The implementations page's speed tables, times and ratios in separate labelled columns.
 
     One table per Jacobian of benchmarks/results/aggregators.json (aggregation alone) and one per
@@ -719,10 +984,10 @@ def speed_section(root: Path) -> str:
     step = _load_results(root / "benchmarks" / "results" / "training_step.json")
     if agg is None and step is None:
         return ""
-    out = ["## Speed\n"]
+    out = ["## Speed\n"] if heading else []
     if agg is not None:
         rows = [r for r in agg["rows"] if r.get("method") != "floor"]
-        out.append("### Aggregation of one Jacobian\n")
+        out.append(f"{'###' if heading else '##'} Aggregation of one Jacobian\n")
         out.append(
             "Milliseconds per call of `method(J)` on a float32 Jacobian J (K, n), best of interleaved rounds "
             f"(`benchmarks/aggregators.py`; {_run_facts(agg)}). *Ours / TorchJD* below 1 means ours is faster; "
@@ -745,7 +1010,7 @@ def speed_section(root: Path) -> str:
             out.append("")
     if step is not None:
         rows = step["rows"]
-        out.append("### Training step\n")
+        out.append(f"{'###' if heading else '##'} Training step\n")
         out.append(
             "Milliseconds per training step (zero the gradients, forward pass, backward) on a network with K "
             f"linear heads after {step.get('trained_steps', 20)} SGD steps (`benchmarks/training_step.py`; "
@@ -767,19 +1032,38 @@ def speed_section(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-_RST_LITERAL = re.compile(r"``(.+?)``")
-
-
-def _docstring_text(text: str) -> str:
-    """Docstring prose as escaped Markdown, with reST ``literals`` shown as code."""
-    parts = _RST_LITERAL.split(text)  # even indices: prose, odd: literals
-
-    def prose(part: str) -> str:  # E.md trims; keep the spaces around literals
-        lead = " " if part[:1].isspace() else ""
-        trail = " " if part[-1:].isspace() and part.strip() else ""
-        return lead + E.md(part) + trail
-
-    return "".join(f"<code>{E.md(part)}</code>" if i % 2 else prose(part) for i, part in enumerate(parts))
+def usage_snippet(m: MethodFacts) -> str:
+    """How to call a method from Python, by its interface (the one snippet of the site)."""
+    usage = f'import reference_impls\nmethod = reference_impls.create("{m.name}")\n'
+    if m.interface in ("aggregator", "weighting", "gramian-weighting"):
+        usage += "d = method(J)  # J: (K, n) task gradients as rows -> d: (n,) update direction\n"
+    elif m.interface == "set" and m.family == "preference-vector-free":
+        usage += (
+            "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians; no preferences\n"
+            "D = method.step(X, F, J, None)  # -> D: (P, n), then X <- X - lr * D\n"
+            "# or: reference_impls.set_runner.run_set(method, problem, solutions=P)\n"
+        )
+    elif m.interface == "loss-weighting":
+        usage += (
+            "w = method.weights(losses, step)  # losses: (K,) task losses -> w: (K,) loss weights\n"
+            "# in a training loop: reference_impls.core.hooks.train_step(method, closure, optimizer, shared_params)\n"
+        )
+    elif m.interface == "pareto-model":
+        usage += (
+            "from reference_impls.pareto_runner import run_pareto\n"
+            "result = run_pareto(method, \"biquad\")  # trains a copy on sampled preferences, evaluates held-out ones\n"
+            "model = result.extra[\"methods\"][0]  # the trained model\n"
+            "x = model(preferences)  # (B, K) preferences -> (B, n) solutions\n"
+            "print(result.extra[\"metrics\"])  # held-out error, HV and IGD of the learned front\n"
+        )
+    elif m.interface == "set":
+        usage += (
+            "# X (P, n) solutions, F (P, K) losses, J (P, K, n) Jacobians, preferences (P, K)\n"
+            "D = method.step(X, F, J, preferences)  # -> D: (P, n), then X <- X - lr * D\n"
+        )
+    else:
+        usage += f"# interface {m.interface!r}: see the class docstring for how to call it\n"
+    return usage
 
 
 def _has_category(catalog: Catalog, category_id: str) -> bool:
@@ -798,6 +1082,8 @@ def build_site_model(catalog: Catalog, *, has_design: bool = False) -> SiteModel
         repo_url=catalog.project.repo_url,
         render_bibtex=render_bibtex,
         render_json=render_json,
+        results=R.load_suites(Path(catalog.root)),
+        figures=R.load_figures(Path(catalog.root)),
     )
     model._has_design = has_design
     return model

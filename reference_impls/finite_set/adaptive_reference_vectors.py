@@ -1,4 +1,4 @@
-"""Adaptive reference vectors (GMOOAR): a bilevel scheme that moves the reference vectors to raise the hypervolume.
+r"""Adaptive reference vectors (GMOOAR): a bilevel scheme that moves the reference vectors to raise the hypervolume.
 
 Paper: Weiyu Chen and James T. Kwok, "Multi-Objective Deep Learning with Adaptive Reference Vectors",
 NeurIPS 2022 (OpenReview 9-8YT5G36g-; Algorithm 1, "GMOOAR"). No official code was found (searched
@@ -7,34 +7,59 @@ full text was not available to this implementation: **the algorithm below is rec
 paper's stated formulation (abstract and Algorithm 1's outline: reference-vector adaptation posed as a
 bilevel problem; the lower level solves one reference-vector-based subproblem per vector, the upper level
 moves the vectors to improve the quality of the solution set, measured by the hypervolume) and the
-reconstructed steps are listed as R1–R4. The catalog record should be marked "reconstructed".
+reconstructed steps are listed as R1–R4 (deviations D1–D4). The catalog record should be marked
+"reconstructed".
 
-Bilevel problem (the paper's formulation)::
+Update rule:
+    The bilevel problem (the paper's formulation): the upper level maximises the hypervolume of the
+    set at the reference point :math:`r`; the lower level solves one subproblem :math:`S` per
+    reference vector :math:`u_k`:
 
-    max_{U = (u_1..u_P)}  HV({F(x*_k(u_k))}_k ; r)                  # upper level: the set's hypervolume
-    s.t.  x*_k(u_k) ∈ argmin_x  S(F(x); u_k),  k = 1..P             # lower level: one subproblem per vector
+    .. math::
 
-Solver (single loop, alternating; what is implemented)::
+        \max_{U = (u_1, \dots, u_P)}\ \operatorname{HV}\big( \{ F(x^\ast_k(u_k)) \}_k;\ r \big) \quad \text{s.t.} \quad x^\ast_k(u_k) \in \arg\min_x S(F(x); u_k), \quad k = 1, \dots, P
 
-    every step (lower level, per solution k):
-        i*_k = argmax_i (f_i(x_k) − z_i)/u_{k,i};  d_k = ∇f_{i*_k}(x_k)        # R1: mTche, optimum on the ray z + t·u_k
-    every `adapt_every` steps inside the adaptation window (upper level):
-        r      = z + (1 + margin)(max over all losses seen so far − z)          # R3: reference point (only grows)
-        g_F,k  = ∂HV_norm/∂F_k,  HV_norm = HV/Π_i(r_i − z_i)                     # exact 2-D HV gradient (K = 3: central differences)
-        n_k    = normal of the plane through F_k and its K nearest neighbours     # R2': front normal estimated from the set
-        t_k    = n_kᵀ(F_k − z)/(n_kᵀu_k)
-        ∂F_k/∂u_k = t_k (I − u_k n_kᵀ/(n_kᵀu_k))                                 # R2: implicit hypergradient, front linearised at F_k
-        u_k   ← Π_Δ(u_k + β (∂F_k/∂u_k)ᵀ g_F,k)                                  # upper-level ascent step, projected on the simplex
+    Solver (single loop, alternating; R4). Lower level, every step, per solution :math:`k`: the
+    modified Tchebycheff direction (R1; as ``umod``: the active objective's gradient, not divided
+    by its entry of :math:`u_k`, umod's D1; the function's optimum lies on the ray
+    :math:`z + t u_k`), with :math:`z` the ideal point (ties go to the first index; a zero entry
+    of :math:`u_k` is the limit :math:`u_{k,i} \to 0`):
 
-R2 follows from the lower level: the subproblem's solution is where the ray z + t·u meets the front;
-with the front replaced by its tangent plane {F : nᵀ(F − F_k) = 0} at the current solution,
-F(u) = z + t(u)·u with t(u) = nᵀ(F_k − z)/(nᵀu), whose Jacobian is the oblique projection above. The
-update is therefore the exact gradient of the hypervolume when the front is locally flat, computed
-without second derivatives of the network (test: equal to finite differences on a linear front).
-R2': the normal is estimated from the set in objective space rather than from the Jacobians
-(Pareto-stationarity weights of J_k): on box-constrained problems (ZDT) the Jacobian's min-norm
-weights are not the front's normal (the bound-pushing coordinates dominate), and the upper level then
-drives every vector to one end of the front (observed: all 8 solutions at (1, 0) on ZDT1).
+    .. math::
+
+        i^\ast_k = \arg\max_{1 \le i \le K} \frac{f_i(x_k) - z_i}{u_{k,i}}, \qquad D_k = \nabla f_{i^\ast_k}(x_k)
+
+    and the runner hands :math:`D_k` to the problem's optimiser (with plain SGD,
+    :math:`x_k \leftarrow x_k - \eta D_k`).
+
+    Upper level, every ``adapt_every`` steps inside the adaptation window: the reference point only
+    grows (R3; :math:`F^{\text{worst}}` is each objective's worst value seen so far, the margin 0.1),
+    and the hypervolume is normalised (exact 2-D gradient; :math:`K = 3`: central differences, D5):
+
+    .. math::
+
+        r = z + (1 + \mathrm{margin})\big(F^{\text{worst}} - z\big), \qquad g_k = \frac{\partial \operatorname{HV}_{\text{norm}}}{\partial F_k}, \qquad \operatorname{HV}_{\text{norm}} = \frac{\operatorname{HV}}{\prod_i (r_i - z_i)}
+
+    With :math:`n_k` the unit normal of the least-squares plane through :math:`F_k` and its
+    :math:`K` nearest neighbours in objective space (R2'), the implicit hypergradient on the front
+    linearised at :math:`F_k` (R2) and the ascent step projected on the simplex (:math:`\beta` =
+    ``upper_lr``; :math:`u_k` is first scaled onto the simplex):
+
+    .. math::
+
+        t_k = \frac{n_k^\top (F_k - z)}{n_k^\top u_k}, \qquad \frac{\partial F_k}{\partial u_k} = t_k \Big( I - \frac{u_k n_k^\top}{n_k^\top u_k} \Big), \qquad u_k \leftarrow \Pi_\Delta\Big( u_k + \beta \Big(\frac{\partial F_k}{\partial u_k}\Big)^{\top} g_k \Big)
+
+    (:math:`u_k` is unchanged where :math:`n_k^\top u_k \le 0` or :math:`g_k = 0`.)
+
+R2 follows from the lower level: the subproblem's solution is where the ray from z along u meets the
+front; with the front replaced by its tangent plane at the current solution, F(u) = z + t(u)·u with t
+as above, whose Jacobian is the oblique projection above. The update is therefore the exact gradient
+of the hypervolume when the front is locally flat, computed without second derivatives of the
+network (test: equal to finite differences on a linear front). R2': the normal is estimated from the
+set in objective space rather than from the Jacobians (Pareto-stationarity weights of the Jacobian):
+on box-constrained problems (ZDT) the Jacobian's min-norm weights are not the front's normal (the
+bound-pushing coordinates dominate), and the upper level then drives every vector to one end of the
+front (observed: all 8 solutions at (1, 0) on ZDT1).
 
 Defaults (no official code; chosen here and stated): β = 0.5 (``upper_lr``) on the normalised
 hypervolume (scale-free); adaptation window 20 %–80 % of the step budget (``begin(steps=...)``), one
@@ -42,27 +67,31 @@ upper-level step every 10 lower-level steps; margin 0.1 for the reference point;
 point when the runner passes it, else 0 (as libmoon's scalarisations). Optimiser of the solutions: the
 runner's (the problem's default).
 
-Deviations: the reconstructed steps R1–R4 (no official code; paper not read in full) and D1–D2
-    R1. Lower-level subproblem: the modified Tchebycheff (f_i − z_i)/u_i, whose minimiser lies on the ray
-        z + t·u (as the rays of reference-vector methods; the direction is libmoon's mTche subgradient,
-        see :mod:`reference_impls.finite_set.umod`, D1). The paper's own lower-level solver may differ
-        (it cites PMTL/EPO-style reference-vector methods).
-    R2. Hypergradient by the implicit function theorem on the linearised front (above), not by
-        unrolling lower-level steps.
-    R3. Reference point of the hypervolume: 10 % beyond the worst value of each objective seen so far
-        (initial set included), or ``reference`` when given. A reference that follows the set's current
-        extent (tried first) shrinks with the set and collapses it; one at the front's nadir gives the
-        end points zero contribution, so they stop moving and can coincide.
-    R4. Schedule: single loop (lower-level steps interleaved with upper-level steps in a window of the
-        budget) rather than a solve-to-convergence inner loop; the last 20 % only refine the solutions.
-    D1. The upper level needs K ≤ 3 (an exact hypervolume); K = 3 differentiates it by central
+Deviations:
+    D1. R1, reconstructed: the lower-level subproblem is the modified Tchebycheff function, the max
+        over objectives of the gap to z divided by the vector's entry, whose minimiser lies on the
+        ray from z along u (as the rays of reference-vector methods; the direction is libmoon's
+        mTche subgradient, see :mod:`reference_impls.finite_set.umod`, D1). The paper's own
+        lower-level solver may differ (it cites PMTL/EPO-style reference-vector methods).
+    D2. R2, reconstructed: hypergradient by the implicit function theorem on the linearised front
+        (the update rule's oblique projection), not by unrolling lower-level steps; the front normal is estimated from the set in
+        objective space (R2').
+    D3. R3, reconstructed: reference point of the hypervolume 10 % beyond the worst value of each
+        objective seen so far (initial set included), or ``reference`` when given. A reference that
+        follows the set's current extent (tried first) shrinks with the set and collapses it; one at
+        the front's nadir gives the end points zero contribution, so they stop moving and can
+        coincide.
+    D4. R4, reconstructed: single loop (lower-level steps interleaved with upper-level steps in a
+        window of the budget) rather than a solve-to-convergence inner loop; the last 20 % only
+        refine the solutions.
+    D5. The upper level needs K ≤ 3 (an exact hypervolume); K = 3 differentiates it by central
         differences, K = 2 in closed form.
-    D2. Preferences are rows on the simplex (the reference vectors' directions; scale is irrelevant to
+    D6. Preferences are rows on the simplex (the reference vectors' directions; scale is irrelevant to
         mTche); the paper's reference vectors are directions in objective space, the same rays.
 
 Degenerate inputs: K = 1 or a set of dominated points gives no upper-level move (zero hypervolume
 gradient); zero reference-vector entries follow mTche's limit (see :func:`~reference_impls.finite_set.umod.mtche_active`);
-n_kᵀu_k = 0 (a normal orthogonal to the ray) leaves u_k unchanged; non-finite losses or Jacobians and
+a normal orthogonal to the ray leaves the vector unchanged; non-finite losses or Jacobians and
 invalid preferences raise ValueError; K > 3 raises ValueError in the upper level (no exact hypervolume).
 """
 
@@ -126,7 +155,7 @@ def hypervolume_gradient(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def front_normals(F: np.ndarray) -> np.ndarray:
     """Unit front normals (P, K) estimated from the set itself: the normal of the least-squares plane through
-    each point and its K nearest neighbours in objective space, oriented into the positive orthant (R2).
+    each point and its K nearest neighbours in objective space, oriented into the positive orthant (R2').
 
     Rows are zero where the neighbourhood is degenerate (fewer than K + 1 distinct points, or a normal
     with no positive orientation).

@@ -5,17 +5,18 @@ Ascent in Pareto Optimization", ICML 2020 (§3–4), and "Exact Pareto Optimal S
 Learning and Multi-Criteria Decision-Making", arXiv:2108.00597; official code dbmptr/EPOSearch
 ``toy_experiments/solvers/epo_lp.py`` (class EPO_LP, functions ``mu`` and ``adjustments``).
 
-For one solution with losses l (K,) > 0, Jacobian G (K, n) and preference r (K,) > 0:
+For one solution with losses l (K,) > 0, Jacobian G (K, n) and preference r (K,) > 0 (the full
+statement, as rendered math, is the ``Update rule`` of :mod:`reference_impls.finite_set.epo`):
 
-    l̂ = r ⊙ l / Σ_i r_i l_i                                  (normalised weighted losses)
-    μ(r ⊙ l) = Σ_i l̂_i log(K l̂_i) = KL(l̂ ‖ 𝟙/K)              (non-uniformity; 0 iff r ⊙ l ∝ 𝟙)
-    a = r ⊙ (log(K l̂) − μ)                                    (adjustments: d_bal = Gᵀa descends μ)
-    C = G Gᵀ,  J = {j : (Ca)_j > 0},  J* = argmax_j r_j l_j
-
-* balance mode (μ > ε):  max_{α∈Δ} αᵀCa  s.t.  (Cα)_j ≥ (Ca)_j for j ∉ J ∪ J*,  (Cα)_j ≥ 0 for j ∈ J*;
-  if J = ∅:  max_{α∈Δ} αᵀCa  s.t.  Cα ≥ 0                   (ICML 2020 Eq. 21–23; EPO_LP.prob_bal)
-* descent mode (μ ≤ ε):  max_{α∈Δ} 𝟙ᵀCα  s.t.  Cα ≥ 0,  αᵀCa ≥ min(max_j (Ca)_j, 0)
-  (restricted; ``relax=True`` drops the last constraint)     (EPO_LP.prob_dom / prob_rel)
+* normalised weighted losses l̂ = r ⊙ l / Σ(r ⊙ l); non-uniformity μ = KL(l̂ ‖ 𝟙/K), 0 exactly when
+  r ⊙ l ∝ 𝟙; adjustments a = r ⊙ (log(K l̂) − μ), so that Gᵀa descends μ; C = G Gᵀ; J the
+  objectives whose entry of Ca is positive, J* the maximisers of r ⊙ l;
+* balance mode (μ > ε): maximise αᵀCa over the simplex subject to (Cα) ≥ (Ca) on the entries
+  outside J ∪ J* and (Cα) ≥ 0 on J*; if J is empty, subject to Cα ≥ 0 (ICML 2020 Eq. 21–23;
+  ``EPO_LP.prob_bal``);
+* descent mode (μ ≤ ε): maximise 𝟙ᵀCα over the simplex subject to Cα ≥ 0 and
+  αᵀCa ≥ min(max(Ca), 0) (restricted; ``relax=True`` drops the last constraint;
+  ``EPO_LP.prob_dom`` / ``prob_rel``);
 
 and the search direction is d = Gᵀα (x ← x − η d). Each LP is solved by the certified
 :func:`reference_impls.core.lp.solve_lp` (HiGHS, KKT-checked); the official code uses cvxpy + GLPK.

@@ -1,4 +1,4 @@
-"""EPO Search (id ``epo-search``): EPO with its stopping rule and warm-started tours along the Pareto front.
+r"""EPO Search (id ``epo-search``): EPO with its stopping rule and warm-started tours along the Pareto front.
 
 Paper: D. Mahapatra, V. Rajan, "Exact Pareto Optimal Search for Multi-Task Learning and
 Multi-Criteria Decision-Making" (v1: "... Touring the Pareto Front"), arXiv:2108.00597, 2021.
@@ -7,43 +7,72 @@ Official code: dbmptr/EPOSearch ``toy_experiments/solvers/epo_search.py`` (the s
 front by chaining warm starts over several preferences).
 
 The search direction is EPO's (:mod:`reference_impls.finite_set.epo`, same LPs in
-:mod:`reference_impls.finite_set.epo_lp`): balance LP while μ(r ⊙ l) > ε, restricted (or relaxed)
-descent LP after, d = Gᵀα, x ← x − 10·max(μ, 0.1)·η·d. What EPO Search adds, and is implemented here:
+:mod:`reference_impls.finite_set.epo_lp`). What EPO Search adds, and is implemented here:
 
-1. The stopping rule (``epo_search.py``): a run stops as soon as ||d||_∞ < grad_tol. Here each
-   solution stops on its own (D_p = 0 from then on, and its LP is no longer solved), the others go on.
+1. The stopping rule (``epo_search.py``): a run stops as soon as ‖d‖∞ < ``grad_tol``. Here each
+   solution stops on its own (zero direction from then on, and its LP is no longer solved), the
+   others go on.
 2. Tours of the front from a warm start (paper §"touring the Pareto front"/PESA-EPO; ``trace_pf.py``
-   calls ``epo_search(r_k, x=x_{k−1})`` with the previous preference's solution as the start):
-   ``tour`` is a list of preference matrices (P, K); when solution p has stopped, its preference
+   calls ``epo_search`` for each preference with the previous preference's solution as the start):
+   ``tour`` is a list of preference matrices (P, K); when a solution has stopped, its preference
    becomes the next one of its tour (:meth:`EPOSearch.adapt_preferences`) and it restarts from
    where it stopped. Started on the front, the iterates stay on the front while moving to the
    new preference's EPO point (the paper's claim: controlled ascent trades one loss for another
    along the front rather than leaving it), which is what ``tests/.../test_epo_search.py`` checks.
-3. The relaxed descent LP (``relax=True``: drop αᵀCa ≥ min(max Ca, 0)) is an option of the
+3. The relaxed descent LP (``relax=True``: drop the constraint on αᵀCa) is an option of the
    official ``epo_search``; its default, as here, is the restricted LP.
 
-Defaults (official ``epo_search``/``trace_pf.py``): ε = 1e-4, grad_tol = 1e-4 (``epo_search``;
-``trace_pf.py`` passes 1e-5), step_size η = 0.1 (``default_lr``), max_iters 500
+Update rule:
+    Per solution :math:`p` that has not stopped, EPO's direction (see ``epo``): the balance LP
+    while the non-uniformity :math:`\mu` of :math:`r_p \odot l_p` exceeds :math:`\epsilon`, the
+    restricted (or relaxed) descent LP after, giving :math:`\alpha_p \in \Delta^K` and
+    :math:`d_p = G_p^\top \alpha_p`. The stopping rule and the step (official ``epo_search``):
+
+    .. math::
+
+        D_p = \begin{cases} 0 \ \text{and } p \text{ stops}, & \lVert d_p \rVert_\infty < \mathrm{grad\_tol} \text{ or } p \text{ has stopped before}, \\ 10 \max(\mu_p, 0.1)\, d_p, & \text{otherwise}, \end{cases} \qquad x_p \leftarrow x_p - \eta D_p
+
+    Tour (``trace_pf.py``'s warm starts, D8): after the step, every stopped solution with tour
+    left moves to its next preference and searches again from where it stopped:
+
+    .. math::
+
+        r_p \leftarrow \mathrm{tour}[s_p]_p, \qquad s_p \leftarrow s_p + 1 \qquad (\text{when } p \text{ has stopped and } s_p < \lvert \mathrm{tour} \rvert)
+
+    with :math:`s_p` the number of tour entries solution :math:`p` has already taken
+    (``step_rule=False`` drops the factor :math:`10 \max(\mu_p, 0.1)`).
+
+Defaults (official ``epo_search``/``trace_pf.py``): ε = 1e-4, ``grad_tol`` = 1e-4 (``epo_search``;
+``trace_pf.py`` passes 1e-5), ``step_size`` η = 0.1 (``default_lr``), ``max_iters`` 500
 (``default_steps``, trace_pf's); preferences as :class:`~reference_impls.finite_set.epo.EPO`
 (rows r > 0, only their direction matters; ``target_rays`` = 1/r normalised).
 
 State: ``stopped`` (P,) bool, ``stage`` (P,) the index of the current preference in
-[initial, *tour], ``switches`` a list of (step, solution, stage) — reset by :meth:`begin` and
+[initial, *tour], ``switches`` a list of (step, solution, stage), reset by :meth:`begin` and
 :meth:`reset`. Without :meth:`begin`, the state is created at the first step.
 
 Degenerate inputs: as EPO (ValueError for zero preference entries, negative or non-finite losses,
 non-finite Jacobians; SolverError when an LP's KKT check fails); K = 1 is gradient descent until
-|∇f|_∞ < grad_tol; a solution with zero gradients stops at once; a tour row equal to the current
-preference restarts a stopped solution, which stops again at the next step.
+the gradient's largest entry is below ``grad_tol``; a solution with zero gradients stops at once;
+a tour row equal to the current preference restarts a stopped solution, which stops again at the
+next step.
 
 Deviations:
-    D1–D6 of EPO apply (certified HiGHS LPs, the step rule folded into D, Jacobian scaling,
-        α clipping, zero losses); EPO's D4 (no stopping rule) is what this class restores.
+    D1. As EPO's D1: the LPs are solved by HiGHS and certified by their KKT conditions (official:
+        cvxpy + GLPK, status trusted).
+    D2. As EPO's D2: the official step factor 10·max(μ, 0.1) is folded into the direction, and
+        η = ``step_size`` is the runner's learning rate.
+    D3. As EPO's D3: each solution's Jacobian is divided by its largest row norm before the LPs.
+    D4. EPO's D4 (no stopping rule) does not apply: this class restores the official stopping rule.
+    D5. As EPO's D5: α is clipped at 0 and renormalised after the certified solve.
+    D6. As EPO's D6: zero losses use the logarithm of K times the larger of the normalised loss and
+        the machine epsilon in the adjustments, and 0·log 0 = 0 in μ.
     D7. The official loop stops the single run it performs; here the P solutions share the runner's
-        loop, so a stopped solution stays put (D_p = 0, no LP solved) until its tour moves it on.
+        loop, so a stopped solution stays put (zero direction, no LP solved) until its tour moves
+        it on.
     D8. A tour switches per solution as soon as that solution has stopped; ``trace_pf.py`` runs the
-        preferences one after the other, each with a fixed budget (max_iters = 500) and its own step
-        size (ss = 0.05, 0.2, 0.05). One η for all here.
+        preferences one after the other, each with a fixed budget (``max_iters`` = 500) and its own
+        step size (``ss`` = 0.05, 0.2, 0.05). One η for all here.
     D9. The paper's PESA-EPO front approximation and GP-EPO preference elicitation, procedures built
         around the search (which preferences to visit), are not implemented; ``tour`` takes the
         preferences from the caller.

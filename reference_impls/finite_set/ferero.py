@@ -1,4 +1,4 @@
-"""FERERO (id ``ferero``): preference-guided multi-objective learning as constrained vector optimisation.
+r"""FERERO (id ``ferero``): preference-guided multi-objective learning as constrained vector optimisation.
 
 Paper: Lisha Chen, A F M Saif, Yanning Shen, Tianyi Chen, "FERERO: A Flexible Framework for
 Preference-Guided Multi-Objective Learning", NeurIPS 2024 (OpenReview BmG3NgH5xu; no arXiv version).
@@ -6,46 +6,77 @@ Official code: lisha-chen/FERERO, ``toy_experiments/solvers/ferero.py`` (``ferer
 ``get_d_ferero``) and ``toy_experiments/solvers/min_norm_solvers_numpy.py``
 (``MinNormSolver.find_min_norm_element_PGD_H``).
 
-Problem. Minimise F(x) ∈ R^K with respect to the polyhedral cone of A (q × K; A = I is the Pareto
-order) subject to the preference constraints h(x) = B_h F(x) = 0 (the ray: F ∥ v) and, optionally,
-g(x) = B_g F(x) ≤ 0 (a region of interest). Each step solves, at x with ∇F = J (K × n),
+Problem. Minimise the loss vector F(x) with respect to the polyhedral cone of a matrix A (q × K;
+A = I is the Pareto order) subject to preference equality constraints h(x) = 0 (the ray: F parallel
+to v) and, optionally, inequality constraints g(x) ≤ 0 (a region of interest). Each step solves a
+small quadratic program for the direction, through its dual.
 
-    min_{d, c}  c + ½||d||²   s.t.  A ∇F d ≤ c·𝟙,  B_h ∇F d = −c_h·h(x),  B_g ∇F d ≤ −c_g·g(x)
+Update rule:
+    At a solution :math:`x` with losses :math:`F(x) \in \mathbb{R}^K` and Jacobian
+    :math:`\nabla F = J` (:math:`K \times n`), the constraints are
+    :math:`h(x) = B_h F(x) = 0` and :math:`g(x) = B_g F(x) \le 0`. The paper's direction
+    subproblem for a step :math:`x \leftarrow x + \eta d`:
 
-(x ← x + d), whose dual is the small QP over λ = Aᵀλ_f + B_gᵀλ_g + B_hᵀλ_h (K,)
+    .. math::
 
-    min  ½ λᵀ (J Jᵀ) λ − c_h λ_hᵀ h − c_g λ_gᵀ g   over  λ_f ∈ Δ_q,  λ_g ≥ 0,  λ_h ∈ R^{m}
+        \min_{d,\, c}\ c + \tfrac{1}{2}\lVert d \rVert^2 \quad \text{s.t.} \quad A \nabla F\, d \le c\,\mathbb{1}, \quad B_h \nabla F\, d = -c_h\, h(x), \quad B_g \nabla F\, d \le -c_g\, g(x)
 
-and the direction returned to the runner (X ← X − η D) is D = Jᵀλ = Σ_k λ_k ∇f_k.
+    is solved through its dual, a QP over the multipliers
+    :math:`y = (\lambda_f, \lambda_g, \lambda_h)` with
+    :math:`\lambda = A^\top \lambda_f + B_g^\top \lambda_g + B_h^\top \lambda_h \in \mathbb{R}^K`,
+    solved exactly and KKT-certified (:func:`simplex_qp`, D1; rows with a vanishing gradient are
+    dropped, D3):
 
-Preferences: each row v_p ≥ 0 (not all zero) is the ray itself: solution p should end with
-F(x_p) ∥ v_p (from the origin), i.e. B_h F = 0 with B_h = [v_2, −v_1]/||v|| for K = 2 (official
-code) and the K − 1 orthonormal rows ⊥ v for K ≥ 3 (D2). The official toy passes v = 1/r for EPO's
-preference r to compare with EPO; ``target_rays`` returns v/||v||. A zero entry v_i = 0 asks for
-f_i = 0. K = 1: no constraint, plain gradient descent.
+    .. math::
 
-Defaults (source): A = I (paper's Pareto order; ``ferero_search(A=np.eye(2))``); c_h = 1 (the ``- 1*H``
-term of ``find_min_norm_element_PGD_H``); c_g = 1 (no inequality in the official toy; same rule);
-toy step 0.5 with plain SGD (``compare_solvers.py``: ``ferero_search(..., step_size=0.5)``, from
-x_0 = (±0.3, ...) + 0.1·N(0, I)). From VLMOP2's U(−0.5, 0.5) starts (this project's problem), step 0.5
-sends the outermost solution of 2 of 6 seeds onto the plateau f = (1, 1), ∇f ≈ 0, in its first
-step (a large λ_h where ∇h is small) and it never leaves; with lr 0.1, 300 steps all reach their rays
+        \min_{\lambda_f \in \Delta^q,\ \lambda_g \ge 0,\ \lambda_h \in \mathbb{R}^m}\ \tfrac{1}{2} \lambda^\top (J J^\top) \lambda - c_h\, \lambda_h^\top h(x) - c_g\, \lambda_g^\top g(x)
+
+    The direction returned to the runner is :math:`D = -d`, handed to the problem's optimiser (no
+    run defaults are set here; with plain SGD, as the official toy, the step below):
+
+    .. math::
+
+        D = J^\top \lambda = \sum_{k=1}^K \lambda_k \nabla f_k, \qquad x \leftarrow x - \eta D
+
+    The preference row :math:`v \ge 0` is the ray itself (unit-normalised): :math:`B_h` has the
+    :math:`K - 1` orthonormal rows orthogonal to :math:`v`; for :math:`K = 2` the official
+    :math:`B_h = (v_2, -v_1)`, for :math:`K \ge 3` the last :math:`K - 1` rows of the Householder
+    reflection that maps :math:`v` to a multiple of the first axis (D2):
+
+    .. math::
+
+        B_h = \begin{pmatrix} v_2 & -v_1 \end{pmatrix} \ (K = 2), \qquad B_h = \big[\, I - 2\, w w^\top / \lVert w \rVert^2 \,\big]_{2..K}, \quad w = v + \operatorname{sign}(v_1)\, e_1 \ (K \ge 3)
+
+Preferences: each row (non-negative, not all zero) is the ray itself: the solution should end with
+F parallel to it (from the origin). The official toy passes the reciprocal of EPO's preference r to
+compare with EPO; ``target_rays`` returns the unit row. A zero entry asks for that loss to be 0.
+K = 1: no constraint, plain gradient descent.
+
+Defaults (source): A = I (paper's Pareto order; ``ferero_search(A=np.eye(2))``); c_h = 1 (the
+``- 1*H`` term of ``find_min_norm_element_PGD_H``); c_g = 1 (no inequality in the official toy;
+same rule); toy step 0.5 with plain SGD (``compare_solvers.py``: ``ferero_search(..., step_size=0.5)``,
+from starts (±0.3, ...) plus 0.1 times standard normal noise). From VLMOP2's uniform (−0.5, 0.5)
+starts (this project's problem), step 0.5 sends the outermost solution of 2 of 6 seeds onto the
+plateau f = (1, 1), where the gradient is ≈ 0, in its first step (a large equality multiplier where
+the constraint's gradient is small) and it never leaves; with lr 0.1, 300 steps all reach their rays
 (tests/reference_impls/test_ferero.py). No run defaults are set: the problem's apply.
 
 Deviations:
     D1. The dual QP is solved exactly (support enumeration of the simplex / non-negative blocks,
         each face by a KKT linear system, the answer certified by the full KKT conditions with
         per-coordinate tolerances; :func:`simplex_qp`), not by the official projected gradient
-        (γ = 0.1 from λ_f = 𝟙/K, λ_h = 1, stopped after 200 iterations or a change < 1e-3), which
-        stops early on ill-conditioned Gramians.
-    D2. K ≥ 3: B_h = the K − 1 orthonormal rows of a Householder reflection that are orthogonal to v
-        (the official code defines B_h only for K = 2 and fails with a NameError otherwise; for
-        K = 1 its ``get_d_ferero`` returns one array where ``ferero_search`` unpacks two).
-    D3. A constraint row whose gradient B∇F vanishes (||row|| ≤ κ·Σ_k |B_jk| ||∇f_k||) cannot be
-        corrected to first order and makes the dual unbounded; it is dropped for that step
-        (λ = 0 on it). Zero Jacobians thus give D = 0. The official PGD diverges instead.
-    D4. Inequality constraints B_g F ≤ 0 are linearised like the equality ones (dual variable
-        λ_g ≥ 0, linear term c_g g); the official toy code has none, so this follows the paper's
+        (γ = 0.1 from the cone multipliers 𝟙/K and the equality multiplier 1, stopped after 200
+        iterations or a change < 1e-3), which stops early on ill-conditioned Gramians.
+    D2. K ≥ 3: the equality rows are the K − 1 orthonormal rows of a Householder reflection that
+        are orthogonal to v (the official code defines them only for K = 2 and fails with a
+        NameError otherwise; for K = 1 its ``get_d_ferero`` returns one array where
+        ``ferero_search`` unpacks two).
+    D3. A constraint row whose gradient vanishes (its norm at most 64·K·ε times the sum over k of
+        the row's entry magnitude times that loss's gradient norm, ε the dtype's epsilon) cannot be corrected to
+        first order and makes the dual unbounded; it is dropped for that step (multiplier 0). Zero
+        Jacobians thus give D = 0. The official PGD diverges instead. Cone rows are never dropped.
+    D4. Inequality constraints are linearised like the equality ones (non-negative multipliers,
+        linear term :math:`c_g\, g(x)`); the official toy code has none, so this follows the paper's
         subproblem only ⚠.
     D5. Losses or Jacobians with NaN/inf raise NonFiniteError (a ValueError).
 """

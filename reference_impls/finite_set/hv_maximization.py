@@ -1,4 +1,4 @@
-"""HV maximisation for front prediction: P networks trained per sample on the hypervolume gradient (hv-maximization).
+r"""HV maximisation for front prediction: P networks trained per sample on the hypervolume gradient (hv-maximization).
 
 Paper: Deist, Grewal, Dankers, Alderliesten & Bosman, "Multi-objective learning using HV
 maximization", EMO 2023 (LNCS 13970, pp. 103–117, doi 10.1007/978-3-031-27250-9_8); first version
@@ -9,29 +9,48 @@ timodeist/multi_objective_learning ``mo_optimizers/hv_maximization.py`` (``HvMax
 ``mo_optimizers/functions_hv_grad_3d.py`` (the HIGA-MO gradient of Wang et al., EMO 2017, by the
 sweep of Emmerich & Deutz 2014) and ``run_mo_regression.py`` (``dynamic_weight_optimization_per_sample``).
 
-P networks give, for every sample s, P loss vectors L_ps· ∈ R^K (P, N, K). Per sample:
+Update rule:
+    :math:`P` networks with parameters :math:`x_p` give, for every sample :math:`s` of
+    :math:`N`, loss vectors :math:`L_{ps} \in \mathbb{R}^K`. Per sample, the networks are sorted
+    into non-dominated fronts (every network is in one front, :math:`\mathcal{F}_s(p)` is the one
+    holding :math:`p`), the reference point is the dynamic one of the official code
+    (:math:`r` the fixed reference point, factor 1.1), and each network's weights are minus the
+    hypervolume gradient of its own front, at unit length (``obj_space_normalize``; zero rows, for
+    points on or outside the reference point, stay zero, D2):
 
-    fronts 0, 1, ... = non-dominated sorting of {L_ps· : p}           (every network is in one front)
-    r_s = max(r, 1.1 · max_p L_ps·)                                    dynamic reference point (K,)
-    G_ps· = ∂HV(front(p); r_s)/∂L_ps·                                  the HV gradient of p's OWN front (≤ 0)
-    W_ps· = −G_ps· / ‖G_ps·‖                                           unit length per network and sample
+    .. math::
 
-and network p descends its weighted loss, mean over samples (``dynamic_loss`` of run_mo_regression.py):
+        r_s = \max\Big(r,\ 1.1 \max_p L_{ps}\Big), \qquad G_{ps} = \frac{\partial\, \mathrm{HV}\big(\mathcal{F}_s(p);\ r_s\big)}{\partial L_{ps}} \le 0, \qquad W_{ps} = -\frac{G_{ps}}{\lVert G_{ps} \rVert}
 
-    D_p = ∇_{x_p} (1/N) Σ_s Σ_k W_psk L_psk                           then Adam on every network
+    (maxima entrywise). Each network then descends its weighted loss averaged over the samples,
+    with the weights held constant (``dynamic_loss`` of ``run_mo_regression.py``), and Adam steps
+    every network:
 
-so a dominated network climbs the HV of its own front instead of getting a zero gradient, and each
-network's direction has the same weight in every sample. This is :meth:`sample_weights` plus the set
-runner's per-sample branch (``per_sample = True``; :func:`reference_impls.core.hooks.set_direction`).
-On a point problem (N = 1, no per-sample losses) :meth:`step` is the same rule with L = F:
-D_p = Σ_k W_pk ∇f_pk, the HV-gradient ascent of the set mapped through J and normalised per solution.
+    .. math::
+
+        D_p = \nabla_{x_p} \frac{1}{N} \sum_{s=1}^N \sum_{k=1}^K W_{psk}\, L_{psk}(x_p)
+
+    so a dominated network climbs the hypervolume of its own front instead of getting a zero
+    gradient, and each network's direction has the same weight in every sample. For
+    :math:`K = 2` the gradient of a point inside :math:`r_s` is the exact 2-D sweep, with
+    :math:`L^{\text{prev}}` and :math:`L^{\text{next}}` its neighbours in its front sorted by the
+    first loss (the reference point's coordinates at the ends):
+
+    .. math::
+
+        \frac{\partial \mathrm{HV}}{\partial L_{ps1}} = -\big(L^{\text{prev}}_{2} - L_{ps2}\big), \qquad \frac{\partial \mathrm{HV}}{\partial L_{ps2}} = -\big(L^{\text{next}}_{1} - L_{ps1}\big)
+
+    On a point problem (:math:`N = 1`, no per-sample losses) :meth:`step` is the same rule with
+    :math:`L = F`: :math:`D_p = \sum_k W_{pk} \nabla f_k(x_p)`.
+
+This is :meth:`sample_weights` plus the set runner's per-sample branch (``per_sample = True``;
+:func:`reference_impls.core.hooks.set_direction`).
 
 HV gradients come from :mod:`reference_impls.core.hypervolume` (``nondominated_fronts``,
 ``hypervolume_gradient``) for K = 1, 3 (and in the tests); for K = 2 a batched form of the same exact
-gradient runs over all N samples at once (:func:`_gradient_2d`: the 2-D sweep, ∂HV/∂f_{s,1} =
-−(f_2(prev) − f_2(s)), ∂HV/∂f_{s,2} = −(f_1(next) − f_1(s)), neighbours within the same front), since
-a per-sample Python loop costs ~1 s per step at N = 200; the tests check it against the per-sample
-functions on random, tied and duplicated inputs.
+gradient runs over all N samples at once (:func:`_gradient_2d`, the 2-D sweep above, neighbours
+within the same front), since a per-sample Python loop costs ~1 s per step at N = 200; the tests
+check it against the per-sample functions on random, tied and duplicated inputs.
 
 Defaults (``mo_regression_2obj.py``): reference point r = (20, 20) (here 20 in every objective),
 dynamic factor 1.1, per-network normalisation on; Adam lr 1e-3, β = (0.5, 0.999) (``default_betas``);
@@ -45,8 +64,8 @@ Deviations:
       its first copy's row. Identical networks therefore move identically and never separate
       (tested: a defined result, the official behaviour).
   D2. A row is normalised whenever its norm is > 0 (the official code skips normalisation when
-      ``np.isclose(‖G‖, 0)``, i.e. ‖G‖ ≤ 1e-8, a scale-dependent threshold); zero rows (points on
-      or outside r) stay zero.
+      ``np.isclose(norm, 0)``, i.e. a norm ≤ 1e-8, a scale-dependent threshold); zero rows (points
+      on or outside r) stay zero.
   D3. K = 3 with contributing points that share a coordinate: ``core.hypervolume``'s one-sided
       derivative (for increasing f) instead of the official code's zero rows for such points (set U,
       with a printed warning). K = 2 fronts cannot hold such points (one would dominate the other).

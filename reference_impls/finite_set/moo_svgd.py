@@ -1,4 +1,4 @@
-"""MOO-SVGD: multi-objective Stein variational gradient descent (MGDA directions + kernel repulsion).
+r"""MOO-SVGD: multi-objective Stein variational gradient descent (MGDA directions + kernel repulsion).
 
 Paper: Xingchao Liu, Xin Tong, Qiang Liu, "Profiling Pareto Front With Multi-Objective Stein
 Variational Gradient Descent", NeurIPS 2021 (OpenReview S2-j0ZegyrE). Official code:
@@ -6,101 +6,127 @@ gnobitab/MultiObjectiveSampling, ``zdt/moosvgd.py`` (solve_min_norm_2_loss, medi
 kernel_functional_rbf, get_gradient) and ``zdt/run_zdt_moosvgd.py`` (the ZDT loop). Peer:
 xzhang2523/libmoon ``libmoon/solver/gradient/methods/moosvgd_solver.py`` (copies the kernel).
 The paper's text was not reachable from this workplace: the update below is the official code's,
-which is the SVGD form the paper builds on (Liu & Wang, NeurIPS 2016) with ∇log p replaced by the
-MGDA direction (the lead records it as reconstructed from the official code).
+which is the SVGD form the paper builds on (Liu & Wang, NeurIPS 2016) with the score ∇log p replaced
+by the MGDA direction (the lead records it as reconstructed from the official code).
 
-The P particles x_1..x_P move jointly. With g_w(x_j) the MGDA (min-norm) direction of particle j and
-an RBF kernel k(x_j, x_i) = exp(−c·||F(x_j) − F(x_i)||²) on the *objective* values::
+Update rule:
+    The :math:`P` particles :math:`x_1, \dots, x_P` move jointly. Each particle's task gradients
+    are first pre-normalised (``normalization``, below) to :math:`\hat g_i(x_j)`, and its MGDA
+    (min-norm) direction is taken on them (``solve_min_norm_2_loss``; exact and KKT-certified, D1):
 
-    d_i = (1/P) Σ_j [ k(x_j, x_i) g_w(x_j) − (−½ ∇_{x_i} Σ_{j,l} k(x_j, x_l)) ]      (get_gradient)
-        = (1/P) [ Σ_j k_ij g_w(x_j) − 2c J_iᵀ Σ_j k_ij (F_i − F_j) ]                   (chain rule, h fixed)
-    x_i ← Π_box(x_i − Adam(d_i))
+    .. math::
 
-so −d_i descends along the kernel-averaged MGDA directions of the neighbours (driving term) and
-pushes F_i away from the objective values of close particles (repulsion: to first order the step
-−η·d_i increases every ||F_i − F_j||² with k_ij > 0). The −½ factor is the official code's
-(activatedgeek/svgd issue 1): for a kernel of x_i − x_j, SVGD's Σ_j ∇_{x_j} k(x_j, x_i) = −½ ∇_{x_i} ΣK;
-the official code keeps −½ ∇_{x_i} ΣK for the objective-space kernel, where the identity is an analogy.
+        \lambda_j = \arg\min_{\lambda \in \Delta^K} \left\lVert \sum_{i=1}^K \lambda_i\, \hat g_i(x_j) \right\rVert^2, \qquad g_w(x_j) = \sum_{i=1}^K \lambda_{j,i}\, \hat g_i(x_j)
 
-Kernel and bandwidth (``kernel_functional_rbf``):
-    D_jl = ||F_j − F_l||²                              (P, P) squared distances in objective space
-    h    = median(D) / log P                           numpy's median of all P² entries, diagonal included
-    k_jl = exp(−D_jl / 5e-6 · h) = exp(−D_jl · h/5e-6)   the official operator precedence ("no bracket")
-so c = h/5e-6 (``bandwidth="official"``, default): a kernel that *narrows* as the particles spread
-(c grows with h) and is not scale-invariant (c·D scales with F⁴). ``bandwidth="median"`` gives the
-standard SVGD median rule c = 1/h (Liu & Wang 2016), invariant to the scale of F. h is a constant
-for the kernel gradient (the official median detaches it).
+    An RBF kernel on the objective values (``kernel_functional_rbf``), with the official
+    bandwidth (default, ``bandwidth="official"``: :math:`c = h / (5 \cdot 10^{-6})`, the official
+    operator precedence of ``exp(-D / 5e-6 * h)``) or the standard SVGD median rule
+    (``bandwidth="median"``: :math:`c = 1/h`, Liu & Wang 2016); :math:`h` is numpy's median of all
+    :math:`P^2` entries, the diagonal included, and a constant for the kernel gradient:
 
-MGDA direction (``solve_min_norm_2_loss``): g_w(x_j) = Σ_i λ_ji ĝ_i(x_j), λ_j = argmin_{λ∈Δ} ||Σ_i λ_i ĝ_i(x_j)||²,
-on the pre-normalised gradients ĝ (``normalization``):
-    "coordinate" (default, ``run_zdt_moosvgd.py``: ``F.normalize(grad_i, dim=0)``): each task's
-        gradient matrix (P, n) divided column by column by its norm over the particles, ĝ_i[p, d] =
-        g_i[p, d] / ||g_i[:, d]||, which couples the particles (P = 1 turns ĝ into the sign pattern of g);
-    "l2": each particle's task gradient divided by its own norm (per-particle, MGDA's "l2" option);
-    "none": the raw gradients.
-The repulsion uses the raw Jacobian J_i (official: autograd through the losses, not the normalised copies).
+    .. math::
 
-``kernel=False`` switches the kernel off (k_ij = δ_ij, no repulsion): d_i = g_w(x_i)/P exactly,
-per-particle MGDA (on the chosen normalisation) times the constant 1/P, which Adam ignores up to its ε.
+        D_{jl} = \lVert F(x_j) - F(x_l) \rVert^2, \qquad h = \frac{\operatorname{median}(D)}{\log P}, \qquad k_{jl} = \exp(-c\, D_{jl})
+
+    The direction of particle :math:`i` (``get_gradient``) is the kernel-averaged MGDA direction
+    minus the official kernel gradient :math:`-\tfrac{1}{2}\nabla_{x_i} \sum_{j,l} k_{jl}`, in
+    closed form by the chain rule (D3), with :math:`J_i` particle :math:`i`'s raw Jacobian;
+    Adam steps it and the problem's box :math:`\mathcal{X}` clamps it:
+
+    .. math::
+
+        d_i = \frac{1}{P} \Big[ \sum_{j=1}^P k_{ij}\, g_w(x_j) - 2c\, J_i^\top \sum_{j=1}^P k_{ij} \big(F(x_i) - F(x_j)\big) \Big], \qquad x_i \leftarrow \Pi_{\mathcal{X}}\big(x_i - \operatorname{Adam}(d_i)\big)
+
+    so the step descends along the neighbours' MGDA directions (driving term) and pushes
+    :math:`F(x_i)` away from the objective values of close particles (repulsion: to first order the
+    step increases every :math:`\lVert F(x_i) - F(x_j) \rVert^2` with :math:`k_{ij} > 0`).
+    ``kernel=False`` sets :math:`k_{ij} = \delta_{ij}` (no repulsion): :math:`d_i = g_w(x_i)/P`,
+    per-particle MGDA times the constant :math:`1/P`, which Adam ignores up to its ε.
+
+    Pre-normalisation (``normalization``), for task :math:`i`'s gradient matrix :math:`g_i`
+    (:math:`P \times n`, one row per particle): ``"coordinate"`` (default, ``run_zdt_moosvgd.py``'s
+    ``F.normalize(grad_i, dim=0)``) divides each column by its norm over the particles, which
+    couples the particles (:math:`P = 1` turns :math:`\hat g` into the sign pattern of :math:`g`);
+    ``"l2"`` divides each particle's task gradient by its own norm; ``"none"`` keeps the raw
+    gradients (zero norms leave zeros, D2):
+
+    .. math::
+
+        \text{coordinate:}\ \hat g_i[p, t] = \frac{g_i[p, t]}{\lVert g_i[:, t] \rVert}, \qquad \text{l2:}\ \hat g_i(x_p) = \frac{g_i(x_p)}{\lVert g_i(x_p) \rVert}
+
+The −½ factor is the official code's (activatedgeek/svgd issue 1): for a kernel of the parameter
+difference, SVGD's sum of the kernel's gradients over the other particle equals −½ times the gradient
+of the kernel matrix's sum with respect to the particle; the official code keeps that form for the
+objective-space kernel, where the identity is an analogy. The official bandwidth gives a kernel that
+*narrows* as the particles spread (c grows with h) and is not scale-invariant (c·D scales with the
+fourth power of F); the median rule is invariant to the scale of F.
 
 Defaults and their source:
     * kernel on, official bandwidth c = median(D)/log P / 5e-6 (``moosvgd.py``: "5e-6 for zdt1,2,3").
     * normalization "coordinate" (``run_zdt_moosvgd.py``, "gradient normalization trick").
-    * Adam, 50 particles, 10 000 iterations at lr 5e-4, x ~ U(0, 1)^30 clamped to [1e-6, 1 − 1e-6] after every
-      step (``run_zdt_moosvgd.py``); here ``default_optimizer = "adam"``, ``default_lr = 1e-2``,
-      ``default_steps = 500`` (D5); the clamp is the problem's box (zdt1/zdt2 clamp to [1e-6, 1 − 1e-6]).
+    * Adam, 50 particles, 10 000 iterations at lr 5e-4, starts uniform in the 30-dimensional unit
+      cube, clamped to [1e-6, 1 − 1e-6] after every step (``run_zdt_moosvgd.py``); here
+      ``default_optimizer = "adam"``, ``default_lr = 1e-2``, ``default_steps = 500`` (D5); the
+      clamp is the problem's box (zdt1/zdt2 clamp to [1e-6, 1 − 1e-6]).
 
 Deviations: (from the official code, and from libmoon where it differs)
     D1. MGDA: the exact min-norm point for every K (K = 2: the solver layer's closed form batched over
         the particles, each certified by its KKT test; otherwise, or when that test fails,
         :func:`solvers.min_norm_weights` on the particle's Gramian: KKT-certified, SolverError otherwise;
-        Jacobians rescaled by a power of two where the Gramian would under- or overflow). Official K = 2 closed form clips γ to [0.001, 0.999] (γ = 0.999 when
-        ⟨g_1, g_2⟩ ≥ ||g_1||², 0.001 when ⟨g_1, g_2⟩ ≥ ||g_2||², the latter winning for identical
+        Jacobians rescaled by a power of two where the Gramian would under- or overflow). The
+        official K = 2 closed form clips γ to [0.001, 0.999] (γ = 0.999 when
+        :math:`\langle g_1, g_2 \rangle \ge \lVert g_1 \rVert^2`, 0.001 when
+        :math:`\langle g_1, g_2 \rangle \ge \lVert g_2 \rVert^2`, the latter winning for identical
         gradients) and handles K = 2 only; libmoon calls its iterative ``solve_mgda``.
     D2. "coordinate" normalisation divides a column by its norm only when that norm is positive (zero
         columns stay zero; ``F.normalize`` divides by max(norm, 1e-12), which leaves columns with
         norm < 1e-12 unnormalised, so tiny gradients would not be normalised); the norm is computed
         with a max-scaling that cannot overflow.
-    D3. The kernel gradient is the closed form above (the chain rule through J, h fixed), equal to the
-        official autograd of Σ_{j,l} k_jl through the losses (tested against autograd).
+    D3. The kernel gradient is the closed form of the update rule (the chain rule through J, h fixed), equal to the
+        official autograd of the kernel matrix's sum through the losses (tested against autograd).
     D4. P = 1: log P = 0 makes the official h = 0/0 (NaN); here the kernel of a single particle is
-        k_11 = 1 and the update is MGDA's (divided by P = 1). h = 0 with the official rule gives c = 0,
+        1 and the update is MGDA's (divided by P = 1). h = 0 with the official rule gives c = 0,
         k ≡ 1 and no repulsion (as the official code: e.g. all F equal, or more than half of the P²
-        pairs coincident); with the median rule it is the limit h → 0: k_ij = 1 for D_ij = 0, else 0,
-        no repulsion.
+        pairs coincident); with the median rule it is the limit h → 0: the kernel is 1 for a zero
+        distance, else 0, and there is no repulsion.
     D5. Defaults scaled for CI: 500 Adam steps at lr 1e-2 instead of 10 000 at 5e-4 (the same total
         lr·steps = 5); 5-dimensional zdt1 instead of 30 (the problem's default).
-    D6. Squared objective distances that overflow (|F| ≳ 1e154; float32 ≳ 1e19), or an official c = h/5e-6 that does,
-        raise ValueError instead of producing NaN.
-    D7. libmoon's set solver (``get_svgd_alpha_array``) forms per-particle weights Σ_j k_ij λ_j and the
-        kernel gradient with respect to F, and applies both to particle i's own Jacobian
-        (J_iᵀ Σ_j k_ij λ_j), not the neighbours' directions Σ_j k_ij J_jᵀ λ_j; the official code (followed
-        here) averages the directions.
+    D6. Squared objective distances that overflow (|F| ≳ 1e154; float32 ≳ 1e19), or an official
+        c = h/5e-6 that does, raise ValueError instead of producing NaN.
+    D7. libmoon's set solver (``get_svgd_alpha_array``) forms per-particle weights
+        :math:`\sum_j k_{ij} \lambda_j` and the kernel gradient with respect to F, and applies both
+        to particle i's own Jacobian (:math:`J_i^\top \sum_j k_{ij} \lambda_j`), not the
+        neighbours' directions :math:`\sum_j k_{ij} J_j^\top \lambda_j`; the official code
+        (followed here) averages the directions.
     D8. The update is computed in the input dtype (float32 stays float32); MGDA weights in float64
         (the solver layer).
 
 Observed (noted for users; tested where stated in tests/reference_impls/test_moo_svgd.py):
-    * The published code, run as published (float32 or float64, x ~ U(0, 1)^30, 50 particles, Adam lr 5e-4,
-      clamp), moves most particles to f_1 → 0 first (after 1000 steps max f_1 = 0.49); this implementation follows it
-      step for step (300 steps from one start: max |Δx| 7e-9), and after 10 000 steps its set has HV 0.19 at
-      r = (1, 1) (front 0.667), bunched near f_1 = 0. The ZDT1 figures committed with the code (first commit,
-      deleted in the next) show particles at f_1 = 1 after 1000 steps and a well-spread front after 9000: they
-      were made with another version of the code or settings.
+    * The published code, run as published (float32 or float64, 30-dimensional uniform starts, 50
+      particles, Adam lr 5e-4, clamp), moves most particles to a first loss near 0 first (after 1000
+      steps its largest value is 0.49); this implementation follows it step for step (300 steps from
+      one start: max |Δx| 7e-9), and after 10 000 steps its set has HV 0.19 at r = (1, 1) (front
+      0.667), bunched near a first loss of 0. The ZDT1 figures committed with the code (first commit,
+      deleted in the next) show particles at a first loss of 1 after 1000 steps and a well-spread
+      front after 9000: they were made with another version of the code or settings.
     * The "coordinate" normalisation rescales each task's gradient by its own per-coordinate factors
-      (ĝ_i = D_i g_i, D_i diagonal, D_1 ≠ D_2 in general), so MGDA on ĝ vanishes where
-      λ D_1 g_1 + (1 − λ) D_2 g_2 = 0, which is not Pareto stationarity: on vlmop2 (n = 20) every particle
-      stalls at a PS-measure ≈ 0.31 (kernel on or off, 400-1500 Adam steps, seeds 0-2), where "l2" and
-      "none" reach ≈ 0. On ZDT1 (g_1 = e_1: one non-zero column) and on the biquad's Pareto set it does not
-      matter. Use ``normalization="l2"`` for Pareto-stationary end points on other problems.
-    * Coincident objective vectors repel each other with zero force (F_i − F_j = 0), and the official median
-      counts the P zero diagonal entries: particles that meet (e.g. at a box corner of ZDT1) stay together,
-      and when more than half of the P² distances are zero the kernel becomes k ≡ 1 with no repulsion at all.
+      (a diagonal matrix per task, different between tasks in general), so MGDA on the normalised
+      gradients vanishes where a convex combination of the rescaled gradients is 0, which is not
+      Pareto stationarity: on vlmop2 (n = 20) every particle stalls at a PS-measure ≈ 0.31 (kernel
+      on or off, 400-1500 Adam steps, seeds 0-2), where "l2" and "none" reach ≈ 0. On ZDT1 (the
+      first loss's gradient is the first axis: one non-zero column) and on the biquad's Pareto set
+      it does not matter. Use ``normalization="l2"`` for Pareto-stationary end points on other
+      problems.
+    * Coincident objective vectors repel each other with zero force (their difference is 0), and the
+      official median counts the P zero diagonal entries: particles that meet (e.g. at a box corner
+      of ZDT1) stay together, and when more than half of the P² distances are zero the kernel
+      becomes k ≡ 1 with no repulsion at all.
 
-Degenerate inputs: P = 1 → MGDA; identical particles → their pairwise repulsion is exactly zero
-(F_i − F_j = 0) and they share one direction (the kernel-weighted mean of identical MGDA directions);
-K = 1 → g_w = ĝ_1, the kernel still acts in the one-dimensional objective space; zero gradients →
-g_w = 0 (min-norm rule of the solver layer); non-finite F or J → ValueError; the preferences are
-ignored (``needs_preferences = False``; a given matrix is not used).
+Degenerate inputs: P = 1 → MGDA; identical particles → their pairwise repulsion is exactly zero and
+they share one direction (the kernel-weighted mean of identical MGDA directions); K = 1 → the MGDA
+direction is the normalised gradient, the kernel still acts in the one-dimensional objective space;
+zero gradients → zero MGDA direction (min-norm rule of the solver layer); non-finite F or J →
+ValueError; the preferences are ignored (``needs_preferences = False``; a given matrix is not used).
 """
 
 from __future__ import annotations
@@ -282,7 +308,7 @@ class MOOSVGD(SetMethod):
 
     def step(self, X: Tensor, F: Tensor, J: Tensor, preferences: Tensor | None) -> Tensor:
         driving, kernel_grad = self.components(F, J)
-        return (driving - kernel_grad) / F.shape[0]  # (P, n): (K g_w − kernel_grad)/P
+        return (driving - kernel_grad) / F.shape[0]  # (P, n): d_i = (Σ_j k_ij g_w(x_j) − kernel_grad_i)/P
 
 
 __all__ = ["MOOSVGD", "mgda_directions", "normalize_gradients", "numpy_median", "rbf_kernel"]

@@ -1,4 +1,4 @@
-"""Many-objective multi-solution transport (id ``most``): P solutions share K objectives through an optimal transport.
+r"""Many-objective multi-solution transport (id ``most``): P solutions share K objectives through an optimal transport.
 
 Paper: Z. Li, T. Li, V. Smith, J. Bilmes, T. Zhou, "Many-Objective Multi-Solution Transport",
 ICLR 2025, arXiv 2403.04099. Official code: github.com/tianyi-lab/MosT (``update.py``
@@ -8,47 +8,70 @@ reviews); the algorithm below follows the abstract, the reviews' description of 
 (Eqs. 1-3: an OT lower level, a Γ-weighted MOO solved by MGDA per solution) and the official code,
 read in full (see the deviations). Reconstructed: the exact form of the weighted MGDA step (D3).
 
-Notation: the paper's n objectives and m solutions are K and P here; L_ij = f_i(x_j) (K, P).
+Notation: the paper's n objectives and m solutions are K and P here; L is the K × P matrix of the
+losses of every objective at every solution.
 
-The bi-level problem (paper Eqs. 1-3) and its alternating algorithm, one round per ``step``:
+Update rule:
+    One round of the bi-level problem (paper Eqs. 1-3) per ``step``, with
+    :math:`L_{ip} = f_i(x_p)`. The transport gives every objective its mass :math:`a_i` (rows: no
+    objective is ignored) and every solution its capacity :math:`b_p` (columns: no solution takes
+    all objectives); by default :math:`a = \mathbb{1}_K`, :math:`b = \tfrac{K}{P}\mathbb{1}_P` (so
+    :math:`P = 1` is exactly MGDA, D2). The cost is :math:`L` shifted per row by its minimum and
+    divided by its total (same optimal plans, D5), and :math:`\lambda_{\mathrm{div}}` is
+    ``diversity`` (official ``D_reg``, default 0):
 
-    Γ ∈ argmin_{Γ ∈ Ω(a, b)} ⟨Γ, L⟩,   Ω(a, b) = {Γ ∈ R_+^{K×P} : Γ𝟙_P = a, Γᵀ𝟙_K = b}   (optimal transport)
-    D_p = argmin { ||d|| : d ∈ conv{Γ_ip ∇f_i(x_p) : Γ_ip > 0} }                       (weighted MGDA, per solution)
-    x_p ← x_p − η D_p
+    .. math::
 
-The transport gives every objective its mass a_i (rows: no objective is ignored) and every solution
-its capacity b_p (columns: no solution takes all objectives); each solution then makes a common
-descent step for the objectives it was sent, weighted by how much of each it carries. D_p = 0 exactly
-when x_p is Pareto-stationary for its transported objectives (the paper's convergence target).
+        C_{ip} = \frac{L_{ip} - \min_q L_{iq}}{\sum_{j,q} (L_{jq} - \min_{q'} L_{jq'})}, \qquad \Gamma \in \arg\min_{\Gamma \in \Omega(a, b)} \langle \Gamma, C \rangle - \lambda_{\mathrm{div}} \sum_{i=1}^K \max_p \Gamma_{ip}, \qquad \Omega(a, b) = \{ \Gamma \in \mathbb{R}_{\ge 0}^{K \times P} : \Gamma \mathbb{1}_P = a,\ \Gamma^\top \mathbb{1}_K = b \}
 
-* Marginals: a = 𝟙_K, b = (K/P)𝟙_P (each objective has mass 1, split among solutions; each solution
-  carries K/P objectives' worth). With P = 1, Γ = 𝟙 and the step is exactly MGDA over all objectives.
-* Transport solver: the exact LP (``reference_impls.core.lp.solve_lp``: HiGHS, its primal-dual
-  optimality certificate checked, SolverError otherwise); the marginals of the returned plan are
-  checked again here. The cost is shifted per row by min_p L_ip and divided by its total (neither
-  changes the optimal plans: a row shift adds the constant Σ_i a_i c_i to every feasible ⟨Γ, L⟩).
-  When the marginals are unchanged, the previous step's plan is kept without an LP if it is still
-  certified optimal for the new cost (:func:`plan_is_optimal`: dual potentials on its support with
-  non-negative reduced costs, i.e. the LP optimality conditions); ``lp_solves`` / ``reused`` count both.
-* Diversity regulariser (``diversity`` = λ ≥ 0; official ``D_reg``, solved with ``ot.optim.cg``):
-  min_Γ ⟨Γ, C⟩ − λ Σ_i max_p Γ_ip over Ω. The regulariser rewards giving each objective to a
-  single solution (specialised, complementary solutions). The objective is concave, so conditional
-  gradient with exact line search moves from vertex to vertex of Ω (each an exact, certified LP with
-  the linearised cost C − λ·E, E_ip = 1 at the first argmax of row i), never increases it, and stops
-  at the first vertex it cannot improve; it starts from the unregularised optimal plan.
-* Curriculum of the marginals (``curriculum=True``; official ``adjust_ab``): with s_t = decay^t,
-  a = (1 − s_t) a_loss + s_t 𝟙_K and b = s_t b_loss + (1 − s_t)(K/P)𝟙_P, where (C⁺ = max(L, 0)/Σ max(L, 0))
-  a_loss,i ∝ min_p C⁺_ip (objectives served badly by every solution get more mass) and
-  b_loss,p ∝ the sum of the ⌈0.1 K⌉ smallest C⁺_ip of solution p, both scaled to total mass K
-  (uniform where the sums vanish): solutions start with capacities set by their current fit and end
-  balanced, while the objectives' masses move towards the hard ones.
-* Few objectives (K < P, the paper's n < m case; official ``zdt_moo.py``): the objectives are
-  replaced by K' = ``augmented`` (25) random convex combinations f'_k = Σ_i W_ki f_i, rows
-  W_k ~ Dirichlet(``dirichlet_alpha`` 𝟙_K), drawn once per run from ``seed``; then K ← K'.
-* Plan averaging (official ``Moving_Average``, ``--ot_ma 1``, ``sma_start_iter`` = 100): from
-  step ``average_from`` on, the plan used by the MGDA step is the running mean of the plans solved
-  since that step (it has the same marginals when they are fixed). ``last_plan`` is the plan solved
-  at the last step, ``plan`` the one used.
+    :math:`\lambda_{\mathrm{div}} = 0` is one exact certified LP (D1);
+    :math:`\lambda_{\mathrm{div}} > 0` is conditional gradient over vertices from that plan (D6).
+    Each solution then takes the min-norm (MGDA) step of the objectives it was sent, weighted by
+    how much of each it carries (D3; :math:`S_p` is its support):
+
+    .. math::
+
+        S_p = \{ i : \Gamma_{ip} > 10^{-9} \}, \qquad \lambda_p = \arg\min_{\lambda \in \Delta^{|S_p|}} \left\lVert \sum_{i \in S_p} \lambda_i\, \Gamma_{ip} \nabla f_i(x_p) \right\rVert^2, \qquad D_p = \sum_{i \in S_p} \lambda_{p,i}\, \Gamma_{ip} \nabla f_i(x_p)
+
+    (``direction="unweighted"``: :math:`D_p = \sum_{i \in S_p} \lambda_{p,i} \nabla f_i(x_p)`,
+    the official variant; :math:`D_p = 0` when :math:`S_p = \emptyset`). :math:`D_p = 0` exactly
+    when :math:`x_p` is Pareto-stationary for its transported objectives. The runner hands
+    :math:`D_p` to the problem's optimiser (no run defaults are set here; with plain SGD,
+    :math:`x_p \leftarrow x_p - \eta D_p`).
+
+    Options. Few objectives (:math:`1 < K < P`, official ``zdt_moo.py``): the objectives are
+    replaced once per run by :math:`K'` = ``augmented`` (25) random convex combinations
+    :math:`f'_k = \sum_i W_{ki} f_i`, :math:`W_k \sim \operatorname{Dir}(\alpha \mathbb{1}_K)`
+    (``dirichlet_alpha``, seeded), with gradients :math:`W J`. Curriculum (``curriculum=True``,
+    official ``adjust_ab``), at solve :math:`t` with :math:`s_t = \mathrm{decay}^t`, from the
+    clamped, normalised losses :math:`C^+ = \max(L, 0) / \sum \max(L, 0)`:
+
+    .. math::
+
+        a = (1 - s_t)\, a^{\mathrm{loss}} + s_t \mathbb{1}_K, \quad b = s_t\, b^{\mathrm{loss}} + (1 - s_t) \tfrac{K}{P} \mathbb{1}_P, \quad a^{\mathrm{loss}}_i \propto \min_p C^+_{ip}, \quad b^{\mathrm{loss}}_p \propto \sum_{k\text{ smallest}} C^+_{ip}
+
+    (:math:`k = \lceil 0.1 K \rceil` smallest entries of column :math:`p`; both scaled to total mass
+    :math:`K`, uniform where the sums vanish). Plan averaging (official ``Moving_Average``): after
+    ``average_from`` solves, the MGDA step uses the running mean of the plans solved since then.
+    ``alternate=True`` (D4) adds the official switch: the step is
+    :math:`\tfrac{P}{K} \sum_i \Gamma_{ip} \nabla f_i(x_p)`, with the plan just solved (not the
+    average), unless :math:`\langle \Gamma, L \rangle`
+    is below its moving average (0.95/0.05), then the weighted MGDA step above (after augmentation
+    :math:`K` counts the augmented objectives). :math:`K = 1`:
+    :math:`D_p = \nabla f_1(x_p)`.
+
+The transport solver is the exact LP (``reference_impls.core.lp.solve_lp``: HiGHS, its primal-dual
+optimality certificate checked, SolverError otherwise); the marginals of the returned plan are
+checked again here. When the marginals are unchanged, the previous step's plan is kept without an
+LP if it is still certified optimal for the new cost (:func:`plan_is_optimal`: dual potentials on
+its support with non-negative reduced costs, i.e. the LP optimality conditions); ``lp_solves`` /
+``reused`` count both. The diversity regulariser rewards giving each objective to a single solution
+(specialised, complementary solutions); the objective is concave, so conditional gradient with
+exact line search moves from vertex to vertex of the transport polytope (each an exact, certified
+LP with the linearised cost), never increases it, and stops at the first vertex it cannot improve.
+Under the curriculum, solutions start with capacities set by their current fit and end balanced,
+while the objectives' masses move towards the hard ones. ``last_plan`` is the plan solved at the
+last step, ``plan`` the one used.
 
 Defaults and their source: diversity = 0 (``options.py`` default, also what ``synthetic.sh`` runs),
 curriculum off (``zdt.sh``: ``adjust_ab=0``, the toy setting; ``synthetic.sh`` leaves it on, decay
@@ -63,34 +86,36 @@ scalarisation's, but the balanced capacities K/P and the stopping of MGDA once a
 hull of its transported anchors leave solutions between clusters: 2, 2, 4 of 5 planted clusters
 found on seeds 0-2 (tests/reference_impls/test_most.py).
 
-Degenerate inputs: K = 1 → D = ∇f_1 for every solution (the plan is trivial); P = 1 → MGDA;
+Degenerate inputs: K = 1 → every solution descends the one loss (the plan is trivial); P = 1 → MGDA;
 identical solutions → the transport still splits the objectives between them (any optimal vertex;
 their directions then differ unless the gradients coincide); a solution with no transported
-objective (capacity 0 under the curriculum) → D_p = 0; NaN/inf in F or J → ValueError.
+objective (capacity 0 under the curriculum) → zero direction; NaN/inf in F or J → ValueError.
 
 Deviations:
     D1. Exact transport (certified LP) instead of the official IPOT (proximal point, β = 0.01,
         200 iterations, ``ipot.py``), which converges to the same exact plan but stops early and
         has dense, approximate marginals; the official plan is then renormalised to total mass P.
-    D2. Scale of Γ: rows sum to 1 here (total mass K); the official code uses a = (P/K)𝟙, b = 𝟙
-        (total mass P). A global factor, so only the step length changes; chosen so that P = 1 is
-        exactly MGDA.
-    D3. Direction: the min-norm element Σ_i λ_ip Γ_ip ∇f_i of the weighted gradients (MGDA on the
-        weighted objectives Γ_ip f_i, as the abstract and reviews describe the upper level). The official code computes
-        λ on the weighted local updates but moves along Σ_i λ_ip g_i (the unweighted ones);
+    D2. Scale of Γ: rows sum to 1 here (total mass K); the official code uses masses P/K per
+        objective and 1 per solution (total mass P). A global factor, so only the step length
+        changes; chosen so that P = 1 is exactly MGDA.
+    D3. Direction: the min-norm element :math:`\sum_i \lambda_{p,i} \Gamma_{ip} \nabla f_i` of the
+        weighted gradients (MGDA on the weighted objectives :math:`\Gamma_{ip} f_i`, as the abstract
+        and reviews describe the upper level). The official code computes λ on the weighted local
+        updates but moves along :math:`\sum_i \lambda_{p,i} \nabla f_i` (the unweighted ones);
         ``direction="unweighted"`` gives that variant. Both are 0 at the same (Pareto-stationary)
-        points. The official code also drops objectives with Γ_ip ≤ 1e-8; here the support is
-        Γ_ip > 1e-9 (exact LP vertices have exact zeros).
+        points. The official code also drops objectives whose transported mass is ≤ 1e-8; here the
+        support is a mass > 1e-9 (exact LP vertices have exact zeros).
     D4. The official round alternates by a test on the set objective ⟨Γ, L⟩ against its moving
         average (MGDA when it decreased, else the Γ-weighted sum of the local updates, i.e. linear
         scalarisation) and re-solves the transport ``ot_iter`` times on a first-order prediction of
         the losses; here every step is one transport solve and one weighted-MGDA step (the paper's
         alternation). ``alternate=True`` adds the official switch: the step is the Γ-weighted sum
-        (P/K)·Σ_i Γ_ip ∇f_i (the official scale, columns summing to 1) unless ⟨Γ, L⟩ is below its
-        moving average (0.95/0.05, started at the first value, as ``zdt_moo.py``), then weighted MGDA.
-        Near a fixed point this makes the round a balanced k-means (Lloyd) step. Measured (SGD 0.05):
-        on an equal-size 5×25 clustered instance one solution per cluster on 4/6 seeds with it, 1/6
-        without; on the planted ``clusters`` (unequal sizes) 2, 2, 4 of 5 clusters either way.
+        :math:`\tfrac{P}{K} \sum_i \Gamma_{ip} \nabla f_i` (the official scale, columns summing to 1)
+        unless ⟨Γ, L⟩ is below its moving average (0.95/0.05, started at the first value, as
+        ``zdt_moo.py``), then weighted MGDA. Near a fixed point this makes the round a balanced
+        k-means (Lloyd) step. Measured (SGD 0.05): on an equal-size 5×25 clustered instance one
+        solution per cluster on 4/6 seeds with it, 1/6 without; on the planted ``clusters``
+        (unequal sizes) 2, 2, 4 of 5 clusters either way.
     D5. Cost normalisation: the official code clamps L at 0 and divides by the total; here each
         row is shifted by its minimum (the optimal plans do not change; negative losses are
         allowed) and divided by the total. The curriculum's loss-based marginals use max(L, 0),

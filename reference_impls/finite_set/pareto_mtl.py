@@ -1,54 +1,79 @@
-"""Pareto MTL (id ``pareto-mtl``): one constrained MGDA subproblem per preference vector.
+r"""Pareto MTL (id ``pareto-mtl``): one constrained MGDA subproblem per preference vector.
 
 Paper: X. Lin, H.-L. Zhen, Z. Li, Q. Zhang, S. Kwong, "Pareto Multi-Task Learning", NeurIPS 2019,
 arXiv:1912.12854. Official code: Xi-L/ParetoMTL ``synthetic_example/run_synthetic_example.py``
 (toy) and ``multiMNIST/train.py`` (networks).
 
-The preference vectors u_1..u_P split the objective space into P sectors. Solution k solves the
-subproblem (paper Eq. 6)
+The P preference vectors split the objective space into P sectors; solution k minimises the losses
+while staying in the sector where its own preference is the closest in angle (paper Eq. 6), by an
+initial phase that walks into the sector and a main phase that runs MGDA on the constrained
+problem.
 
-    min_θ F(θ)   s.t.  𝒢_j(θ) = (u_j − u_k)ᵀ F(θ) ≤ 0   for every j ≠ k,
+Update rule:
+    Solution :math:`k` has unit preference :math:`u_k = r_k / \lVert r_k \rVert`, losses
+    :math:`F(\theta) \in \mathbb{R}^K` and gradients :math:`g_i = \nabla f_i(\theta)`. Its
+    constraints (paper Eq. 6) and their active set (official code, D1 and D2) are
 
-i.e. F stays in the sector where u_k is the closest preference in angle. With the active set
-I_k(θ) = {j ≠ k : 𝒢_j(θ) > 0} (official code; see D1) and g_i = ∇f_i, ∇𝒢_j = Σ_i (u_j − u_k)_i g_i:
+    .. math::
 
-* initial phase (paper §3.2, Eq. 12–13; the first 20 % of the iterations in the official toy):
-  d = min-norm point of conv{∇𝒢_j : j ∈ I_k}, d = 0 when I_k = ∅ (the solution is already in its
-  sector): a descent direction for every violated constraint;
-* main phase (paper Eq. 10–11, Alg. 1 line 6): d = min-norm point of conv({g_i}_i ∪ {∇𝒢_j}_{j∈I_k}),
-  λ, β = argmin_{λ,β ≥ 0, Σλ + Σβ = 1} ||Σ_i λ_i g_i + Σ_j β_j ∇𝒢_j||²: a direction that decreases
-  every objective and every active constraint (MGDA on the constrained problem).
+        \mathcal{G}_j(\theta) = (u_j - u_k)^\top F(\theta) \le 0 \quad (j \ne k), \qquad I_k = \{ j \ne k : \mathcal{G}_j(\theta) > 0 \}, \qquad \nabla \mathcal{G}_j = \sum_{i=1}^K (u_j - u_k)_i\, g_i
 
-Equivalently (paper Eq. 14, the official code's "reformulate ParetoMTL as linear scalarization"),
-d = Σ_i α_i g_i with loss weights α_i = λ_i + Σ_{j∈I_k} β_j (u_j − u_k)_i (they can be negative);
-that is how the direction is formed here: the min-norm problem is solved on the Gramian
-A (J Jᵀ) Aᵀ with A = [I_K; (u_j − u_k)_{j∈I_k}] by the certified Wolfe solver
-(:func:`reference_impls.core.solvers.min_norm_weights`), α = Aᵀ(λ; β) and d = αᵀJ.
-The runner steps X ← X − η d.
+    Initial phase (paper §3.2, Eq. 12–13; the first ``init_fraction`` = 20 % of the steps, D3):
+    :math:`d = 0` when :math:`I_k = \emptyset` (already in the sector), otherwise the min-norm
+    point of the active constraints' gradients, a descent direction for every violated constraint:
 
-Preferences: rows r_k ≥ 0 (any scale; a zero entry is allowed, e.g. the end points (1, 0) and
-(0, 1) of the paper's circle); u_k = r_k/||r_k||. The paper's default set for K = 2 is the P
-"circle points" u_k = (cos t_k, sin t_k), t_k = kπ/(2(P − 1)) (``circle_points`` in the official
-code); :meth:`ParetoMTL.default_preferences` returns them scaled onto the simplex. For K ≥ 3 it
-returns :func:`~reference_impls.core.sets.simplex_preferences`. The losses are assumed
-non-negative (sectors live in the positive orthant), as in the paper.
+    .. math::
+
+        \beta^\star = \arg\min_{\beta \in \Delta^{|I_k|}} \left\lVert \sum_{j \in I_k} \beta_j \nabla \mathcal{G}_j \right\rVert^2, \qquad d = \sum_{j \in I_k} \beta^\star_j \nabla \mathcal{G}_j
+
+    Main phase (paper Eq. 10–11, Alg. 1 line 6): the min-norm point of the objectives' and the
+    active constraints' gradients together, a direction that decreases every objective and every
+    active constraint:
+
+    .. math::
+
+        (\lambda^\star, \beta^\star) = \arg\min_{\lambda, \beta \ge 0,\ \sum_i \lambda_i + \sum_j \beta_j = 1} \left\lVert \sum_{i=1}^K \lambda_i g_i + \sum_{j \in I_k} \beta_j \nabla \mathcal{G}_j \right\rVert^2
+
+    In both phases the direction is formed as loss weights (paper Eq. 14, the official code's
+    "reformulate ParetoMTL as linear scalarization"; the weights can be negative), and the runner
+    takes a plain gradient step:
+
+    .. math::
+
+        \alpha = \lambda^\star + \sum_{j \in I_k} \beta^\star_j (u_j - u_k), \qquad d = \sum_{i=1}^K \alpha_i g_i, \qquad \theta \leftarrow \theta - \eta\, d
+
+    (in the initial phase :math:`\lambda^\star = 0`). The min-norm problems are solved on the
+    Gramian :math:`A (G G^\top) A^\top` of the vectors, with :math:`G` the Jacobian (rows
+    :math:`g_i`) and :math:`A` stacking the identity (main phase only) over the rows
+    :math:`(u_j - u_k)^\top`, by the certified Wolfe solver
+    (:func:`reference_impls.core.solvers.min_norm_weights`); then :math:`\alpha = A^\top (\lambda^\star; \beta^\star)`.
+
+Preferences: rows of non-negative entries (any scale; a zero entry is allowed, e.g. the end points
+(1, 0) and (0, 1) of the paper's circle), normalised to unit length. The paper's default set for
+K = 2 is the P "circle points" (cos t, sin t) at the angles t = kπ/(2(P − 1)), k = 0..P − 1
+(``circle_points`` in the official code); :meth:`ParetoMTL.default_preferences` returns them scaled
+onto the simplex. For K ≥ 3 it returns :func:`~reference_impls.core.sets.simplex_preferences`.
+The losses are assumed non-negative (sectors live in the positive orthant), as in the paper.
 
 Defaults (official toy, ``run_synthetic_example.py``): plain gradient steps of size 1.0
 (``default_optimizer = "sgd"``, ``default_lr = 1.0``), 100 iterations of which the first 20 %
-(``init_fraction = 0.2``) are the initial phase; P = 5..10 preferences; x0 ~ U(−0.5, 0.5)^20.
+(``init_fraction = 0.2``) are the initial phase; P = 5..10 preferences; starting points uniform in
+(−0.5, 0.5) in 20 dimensions.
 
-Degenerate inputs: K = 1 — no constraint can be active (all u_k are equal), the initial phase does
-nothing and the main phase is gradient descent. Duplicate preferences — u_j − u_k = 0, so that
-constraint is never active (the duplicates share a sector). A solution whose gradients are all
-zero gets d = 0. Non-finite losses or Jacobians raise ValueError; a min-norm problem whose
-optimality conditions fail raises SolverError.
+Degenerate inputs: K = 1: no constraint can be active (all unit preferences are equal), the
+initial phase does nothing and the main phase is gradient descent. Duplicate preferences: their
+difference is 0, so that constraint is never active (the duplicates share a sector). A solution
+whose gradients are all zero gets d = 0. Non-finite losses or Jacobians raise ValueError; a
+min-norm problem whose optimality conditions fail raises SolverError.
 
 Deviations:
-    D1. Active set 𝒢_j > 0 (official code) rather than the paper's 𝒢_j ≥ −ε (§3.2): with ε = 0
-        the two agree except on the sector boundary itself, where the paper's rule also adds the
-        constraint; the official code's rule is the one whose toy results the paper reports.
-    D2. The activation test uses (u_j − u_k)ᵀF, not (u_j − u_k)ᵀF/||F|| as in the official code:
-        the sign, which is all the test uses, is the same (and F = 0 needs no special case).
+    D1. Active set :math:`\mathcal{G}_j > 0` (official code) rather than the paper's
+        :math:`\mathcal{G}_j \ge -\epsilon` (§3.2): with ε = 0 the two agree except on the sector
+        boundary itself, where the paper's rule also adds the constraint; the official code's rule
+        is the one whose toy results the paper reports.
+    D2. The activation test uses :math:`(u_j - u_k)^\top F`, not
+        :math:`(u_j - u_k)^\top F / \lVert F \rVert` as in the official code: the sign, which is
+        all the test uses, is the same (and F = 0 needs no special case).
     D3. The initial phase always lasts ``init_fraction``·T steps (official code), with d = 0 once
         the solution is feasible; the paper (Alg. 1) stops it as soon as a feasible point is found,
         which gives the same iterates except that the main phase starts earlier. ``begin`` reads T;

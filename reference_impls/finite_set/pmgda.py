@@ -1,53 +1,77 @@
-"""PMGDA (id ``pmgda``): predict-and-correct MGDA towards a preference constraint h(F) = 0.
+r"""PMGDA (id ``pmgda``): predict-and-correct MGDA towards a preference constraint h(F) = 0.
 
 Paper: Xiaoyuan Zhang, Xi Lin, Qingfu Zhang, "PMGDA: A Preference-based Multiple Gradient Descent
 Algorithm", arXiv 2402.09492, 2024. Official code (as integrated in LibMOON):
 xzhang2523/libmoon ``libmoon/solver/gradient/methods/pmgda_solver.py`` (``solve_pmgda``,
 ``get_pmgda_DWA_coeff``, ``constraint``/``pbi``) and ``libmoon/config/pmgda.json``.
 
-Preference constraint (official ``constraint``, PBI mode): with λ̂ = r/||r|| the unit preference,
+Update rule:
+    Per solution, with losses :math:`F \in \mathbb{R}^K`, gradients :math:`\nabla f_i` and unit
+    preference :math:`\hat\lambda = r / \lVert r \rVert`, the preference constraint is PBI's
+    :math:`d_2`, the distance of :math:`F` from the ray through :math:`r` (official
+    ``constraint``, PBI mode), with its gradient by the chain rule through the losses:
 
-    h(F) = ||F − (Fᵀλ̂) λ̂||            (PBI's d₂: distance of F from the ray through r)
-    ∂h/∂F = e/h,  e = F − (Fᵀλ̂)λ̂        ∇h = Σ_i (∂h/∂f_i) ∇f_i   (chain rule through the losses)
+    .. math::
 
-Each step, per solution (G = [∇f_1; …; ∇f_K; ∇h], rows ĝ_j = G_j/||G_j||):
+        e = F - (F^\top \hat\lambda)\, \hat\lambda, \qquad h(F) = \lVert e \rVert, \qquad \frac{\partial h}{\partial F} = \frac{e}{h}, \qquad \nabla h = \sum_{i=1}^K \frac{\partial h}{\partial f_i} \nabla f_i
 
-* Prediction, h < h_eps (paper Eq. 8, dual Eq. 11): the min-norm point of the gradients in the
-  tangent space of the constraint,
-      (μ, ν) = argmin_{μ∈Δ_K, ν∈R} ||Σ_i μ_i ∇f_i + ν ∇h||²,   D = Σ_i μ_i ∇f_i + ν ∇h
-  (primal: min_{v,a} a + ½||v||² s.t. ⟨∇f_i, v⟩ ≤ a, ⟨∇h, v⟩ = 0).
-* Correction, h ≥ h_eps (paper Eq. 20, official LP): over μ ∈ Δ_{K+1} and t,
-      min t   s.t.  ⟨∇f_i, d⟩ ≥ −t (i ≤ K),   ⟨∇h, d⟩ ≥ σ||∇h||,   d = Σ_j μ_j ĝ_j,
-  and D = d, i.e. loss weights μ'_i = μ_i/||∇f_i|| + (μ_{K+1}/||∇h||)·∂h/∂f_i (paper Eq. 18,
-  ``get_pmgda_DWA_coeff``). The direction decreases h at a rate ≥ σ||∇h|| per unit step while
-  keeping the worst objective's increase as small as possible.
+    Prediction, :math:`h < h_\epsilon` (paper Eq. 8, dual Eq. 11; solved exactly and certified,
+    D3): the min-norm point of the gradients in the tangent space of the constraint (primal:
+    :math:`\min_{v, a}\ a + \tfrac{1}{2}\lVert v \rVert^2` s.t.
+    :math:`\langle \nabla f_i, v \rangle \le a`, :math:`\langle \nabla h, v \rangle = 0`):
 
-The runner moves X ← Π_box(X − η D). Preferences: rows r ≥ 0 (not all zero); solution p should end
-on the ray through r_p from the origin, F ∝ r_p (``target_rays`` = r/||r||); a zero entry asks for
-f_i = 0 on that solution. K = 1: h ≡ 0, plain gradient descent.
+    .. math::
 
-Defaults (source): h_eps = 0.01, σ = 0.95 (``libmoon/config/pmgda.json``, the values the LibMOON core
+        (\mu, \nu) = \arg\min_{\mu \in \Delta^K,\ \nu \in \mathbb{R}} \left\lVert \sum_{i=1}^K \mu_i \nabla f_i + \nu \nabla h \right\rVert^2, \qquad D = \sum_{i=1}^K \mu_i \nabla f_i + \nu \nabla h
+
+    Correction, :math:`h \ge h_\epsilon` (paper Eq. 20, official LP; HiGHS, certified, D1): with
+    the unit rows :math:`\hat g_j = G_j / \lVert G_j \rVert` of
+    :math:`G = [\nabla f_1; \dots; \nabla f_K; \nabla h]` (zero rows stay zero, D2),
+
+    .. math::
+
+        \min_{\mu \in \Delta^{K+1},\ t \in \mathbb{R}}\ t \quad \text{s.t.} \quad \langle \nabla f_i, d \rangle \ge -t \ (i \le K), \quad \langle \nabla h, d \rangle \ge \sigma \lVert \nabla h \rVert, \qquad d = \sum_{j=1}^{K+1} \mu_j \hat g_j, \qquad D = d
+
+    i.e. loss weights :math:`\mu_i / \lVert \nabla f_i \rVert + (\mu_{K+1} / \lVert \nabla h \rVert)\, \partial h / \partial f_i`
+    (paper Eq. 18, ``get_pmgda_DWA_coeff``): the direction decreases :math:`h` at a rate of at
+    least :math:`\sigma \lVert \nabla h \rVert` per unit step while keeping the worst objective's
+    increase as small as possible. Where :math:`\nabla h` vanishes the constraint is dropped
+    (:math:`\nu = 0`, prediction; D4). The runner hands :math:`D` to the problem's optimiser (no
+    run defaults are set here; LibMOON uses Adam) and projects onto the box :math:`\mathcal{X}`;
+    with plain SGD the step is
+
+    .. math::
+
+        x \leftarrow \Pi_{\mathcal{X}}(x - \eta D)
+
+Preferences: rows of non-negative entries (not all zero); each solution should end on the ray
+through its preference from the origin (``target_rays`` is the unit row); a zero entry asks for that
+loss to be 0 on that solution. K = 1: h ≡ 0, plain gradient descent.
+
+Defaults (source): ``h_eps`` = 0.01, σ = 0.95 (``libmoon/config/pmgda.json``, the values the LibMOON core
 reads); LibMOON's synthetic runs use Adam, lr 1e-3, 500 epochs (``PMGDASolver``, ``GradBaseSolver``).
-No run defaults are set here (the problem's apply). The step must keep lr·σ||∇h|| < 2·h_eps, or the
-correction overshoots the ray and the set 2-cycles with h > h_eps (VLMOP2: lr ≤ 0.02; the problem's
+No run defaults are set here (the problem's apply). The step must keep lr·σ·‖∇h‖ < 2·``h_eps``, or the
+correction overshoots the ray and the set 2-cycles with h > ``h_eps`` (VLMOP2: lr ≤ 0.02; the problem's
 0.5 fails). On box-constrained ZDT1 the correction direction is largely removed by the projection
-onto the box and h stalls above h_eps (0.013-0.08): see tests/reference_impls/test_pmgda.py.
+onto the box and h stalls above ``h_eps`` (0.013-0.08): see tests/reference_impls/test_pmgda.py.
 
 Deviations: (from the paper and the official code)
     D1. The correction LP is solved by HiGHS and certified (reference_impls.core.lp.solve_lp) instead
-        of cvxopt with an unchecked status; its rows are divided by max_j ||G_j|| (the same LP, so
-        the answer does not depend on the scale of the losses).
-    D2. ĝ_j = G_j/||G_j|| exactly (zero rows stay zero). LibMOON divides by ||G_j|| + 1e-4, which
-        makes the LP infeasible whenever ||∇h|| < σ·1e-4/(1 − σ) ≈ 1.9e-3 (then cvxopt returns no x
-        and ``solve_pmgda`` crashes), and its weights μ'_i use ||G_j|| without the 1e-4, so LibMOON's
-        step is not the LP's d.
+        of cvxopt with an unchecked status; its rows are divided by the largest row norm of G (the
+        same LP, so the answer does not depend on the scale of the losses).
+    D2. The unit rows are :math:`\hat g_j = G_j / \lVert G_j \rVert` exactly (zero rows stay zero).
+        LibMOON divides by the row norm plus 1e-4, which makes the LP infeasible whenever
+        ‖∇h‖ < σ·1e-4/(1 − σ) ≈ 1.9e-3 (then cvxopt returns no x and ``solve_pmgda`` crashes), and
+        its loss weights use the row norms without the 1e-4, so LibMOON's step is not the LP's d.
     D3. The prediction step is the paper's tangent-space QP (solved exactly, certified:
         :func:`reference_impls.finite_set.ferero.simplex_qp`); LibMOON uses plain MGDA there
         (``solve_mgda``, and for K = 2 ``solve_mgda_analy`` clips the weight to [0.001, 0.999]).
-    D4. Where ∇h vanishes (F on the ray: h = 0, ∂h/∂F undefined; or ||∇h|| ≤ κ·Σ_i |∂h/∂f_i| ||∇f_i||),
-        the constraint is dropped for that step (ν = 0: MGDA; in the LP the ∇h row is then vacuous).
+    D4. Where ∇h vanishes (F on the ray: h = 0 and its derivative is undefined; or
+        :math:`\lVert \nabla h \rVert \le 64 K \epsilon \sum_i \lvert \partial h / \partial f_i \rvert\, \lVert \nabla f_i \rVert`),
+        the constraint is dropped for that step: the prediction QP runs with ν = 0 (MGDA), whatever
+        h is (the correction LP is not used).
     D5. LibMOON-only defects not reproduced: ``PMGDASolver(sigma=0.1, h_tol=1e-3)`` ignores both
-        arguments (the core reads the config file: σ = 0.95, h_eps = 0.01); older versions read the
+        arguments (the core reads the config file: σ = 0.95, ``h_eps`` = 0.01); older versions read the
         config from a hard-coded Windows path; ``pbi`` casts the preference to float32.
     D6. Losses or Jacobians with NaN/inf raise NonFiniteError (a ValueError).
 """

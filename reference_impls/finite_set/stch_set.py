@@ -1,4 +1,4 @@
-"""TCH-Set and STCH-Set: a few solutions that together serve many objectives ("few for many").
+r"""TCH-Set and STCH-Set: a few solutions that together serve many objectives ("few for many").
 
 Paper: Xi Lin, Yilu Liu, Xiaoyuan Zhang, Fei Liu, Zhenkun Wang, Qingfu Zhang, "Few for Many: Tchebycheff
 Set Scalarization for Many-Objective Optimization", ICLR 2025 (arXiv 2405.19650). Official code:
@@ -9,43 +9,72 @@ Source of the formulas: the official code (exact for λ = 𝟙, z = 0, one μ) a
 transcribed from arXiv v3 (the full text was not reachable here; the bounds below are derived, not copied).
 
 Notation. The paper has m objectives and K solutions; this project's sets have P solutions and K
-objectives (F (P, K), J (P, K, n)). Below, with the project's letters: P solutions x_1..x_P, K objectives.
+objectives (F (P, K), J (P, K, n)). Below, with the project's letters: P solutions, K objectives.
 
-TCH-Set (the paper's Tchebycheff set scalarisation), λ ∈ R^K_{>0} a preference, z the ideal point::
+Update rule:
+    TCH-Set (id ``tch-set``, the paper's Tchebycheff set scalarisation, ``tch_set_value``), with a
+    positive preference :math:`\lambda \in \mathbb{R}^K_{>0}` and the ideal point :math:`z`: every
+    objective is judged by the best solution for it, and minimising :math:`g` minimises the
+    worst-served objective:
 
-    g(X) = max_i λ_i (min_p f_i(x_p) − z_i)                                       # tch_set_value
+    .. math::
 
-Every objective is judged by the best solution for it; minimising g minimises the worst-served objective.
-STCH-Set (the smooth version) replaces min by a smooth minimum and max by a smooth maximum, with the
-same smoothing parameter μ > 0 (the paper's eq. for g_μ^{STCH-Set}, λ outside the smooth minimum)::
+        g(X) = \max_{1 \le i \le K} \lambda_i \Big( \min_{1 \le p \le P} f_i(x_p) - z_i \Big)
 
-    smin_i(X) = −μ log Σ_p exp(−f_i(x_p)/μ)                                        # smooth_min
-    g_μ(X)    = μ log Σ_i exp(λ_i (smin_i(X) − z_i)/μ)                             # stch_set_value
+    :math:`g` is not differentiable where the max or a min is tied, so the direction is the
+    min-norm element of the convex hull of the active pieces' gradients (D3; as ``tch`` does for
+    one solution). With :math:`u_{pi} = \lambda_i (f_i(x_p) - z_i)`,
+    :math:`t_i = \min_p u_{pi}` and :math:`a_i = \min_p f_i(x_p)`, a pair :math:`(i, p)` is active
+    when objective :math:`i` attains the max and solution :math:`p` attains its min, both within the
+    band :math:`\tau` (``tie_tol`` defaults to 1e-3; :math:`\epsilon` the dtype's epsilon):
 
-Its gradient for solution p (the direction D_p returned by :meth:`STCHSet.step`)::
+    .. math::
 
-    D_p = Σ_i w_i λ_i π_pi ∇f_i(x_p),   w = softmax_i(λ_i (smin_i − z_i)/μ),  π_·i = softmax_p(−f_i(x_p)/μ)
+        \mathcal{A} = \{ (i, p) : t_i \ge g - \tau,\ u_{pi} \le t_i + \tau \}, \qquad \tau = \mathrm{tie\_tol}\, \lvert g \rvert + 64\, \epsilon \sum_{i=1}^K \lambda_i \big( \lvert a_i \rvert + \lvert z_i \rvert \big)
 
-Smoothing bounds (derived here from the definitions; tested in test_stch_set.py). Write a_i = min_p f_i(x_p).
-Since a_i − μ log P ≤ smin_i ≤ a_i and max_i t_i ≤ μ log Σ_i e^{t_i/μ} ≤ max_i t_i + μ log K::
+    Each active pair's generator is :math:`\lambda_i \nabla f_i(x_p)` placed in row :math:`p` of a
+    :math:`P \times n` direction (generators of different rows are orthogonal, so the Gram matrix
+    is block-diagonal); the certified min-norm weights :math:`\nu` give the direction, and the
+    runner steps :math:`X \leftarrow X - \eta D`:
 
-    g(X) − μ λ_{i*} log P  ≤  max_i λ_i (a_i − μ log P − z_i)  ≤  g_μ(X)  ≤  g(X) + μ log K,
+    .. math::
 
-i* an objective attaining g. So g − μ·max_i λ_i·log P ≤ g_μ ≤ g + μ log K, which is the paper's
-"TCH-Set − μ log K_sol ≤ STCH-Set ≤ TCH-Set + μ log m" when max_i λ_i ≤ 1 (λ on the simplex, or the
-official code's λ = 𝟙). Both ends are approached: the lower when the P solutions coincide (smin = a − μ log P
-exactly) and one objective dominates the others; the upper when every objective has one solution far
-better than the rest (smin → a) and all terms λ_i (a_i − z_i) are equal. g_μ → g as μ → 0 at rate μ.
+        \nu = \arg\min_{\nu \in \Delta^{|\mathcal{A}|}} \sum_{p=1}^P \left\lVert \sum_{(i, p) \in \mathcal{A}} \nu_{ip}\, \lambda_i \nabla f_i(x_p) \right\rVert^2, \qquad D_p = \sum_{(i, p) \in \mathcal{A}} \nu_{ip}\, \lambda_i \nabla f_i(x_p)
 
-TCH-Set is not differentiable where the max or a min is tied. :meth:`TCHSet.step` returns the min-norm
-element of the convex hull of the active pieces' gradients (as ``finite_set/tch.py`` does for one solution):
-a pair (i, p) is active when objective i attains the max within a band τ and solution p attains
-min_q f_i(x_q) within τ; its generator is λ_i ∇f_i(x_p) placed in row p of a (P, n) direction. The
-generators of different rows are orthogonal, so the Gram matrix is block-diagonal in p. −D is a descent
-direction of g (every active piece decreases at rate ≥ ||D||²) and D = 0 exactly when 0 lies in that hull
-(Clarke stationarity with the band's pieces). With a single active pair it is the plain gradient
-λ_i ∇f_i(x_p) in row p, which is what the official code's autograd of max(min(·)) gives. τ =
-tie_tol·|g| + 64·ε·Σ_i λ_i(|a_i| + |z_i|); ``tie_tol`` (default 1e-3) widens it on purpose (D3).
+    With a single active pair this is the plain gradient :math:`\lambda_i \nabla f_i(x_p)` in row
+    :math:`p`, what the official code's autograd of max(min(·)) gives. :math:`-D` decreases every
+    active piece at a rate of at least :math:`\lVert D \rVert^2`, and :math:`D = 0` exactly when 0
+    lies in that hull (Clarke stationarity with the band's pieces).
+
+    STCH-Set (id ``stch-set``, the smooth version, ``stch_set_value``) replaces the min by a smooth
+    minimum and the max by a smooth maximum with the same smoothing parameter :math:`\mu > 0` (the
+    paper's smooth set scalarisation, :math:`\lambda` outside the smooth minimum), computed with
+    shifted log-sum-exps (D4):
+
+    .. math::
+
+        \operatorname{smin}_i(X) = -\mu \log \sum_{p=1}^P e^{-f_i(x_p)/\mu}, \qquad g_\mu(X) = \mu \log \sum_{i=1}^K e^{\lambda_i (\operatorname{smin}_i(X) - z_i)/\mu}
+
+    Its gradient for solution :math:`p` is the direction (``stch_set_weights``; the runner steps
+    :math:`X \leftarrow X - \eta D`):
+
+    .. math::
+
+        D_p = \sum_{i=1}^K w_i \lambda_i \pi_{pi} \nabla f_i(x_p), \qquad w = \operatorname{softmax}_i\Big( \frac{\lambda_i (\operatorname{smin}_i - z_i)}{\mu} \Big), \qquad \pi_{\cdot i} = \operatorname{softmax}_p\Big( -\frac{f_i(x_p)}{\mu} \Big)
+
+    Smoothing bounds (derived here from the definitions, since
+    :math:`a_i - \mu \log P \le \operatorname{smin}_i \le a_i` and the log-sum-exp lies within
+    :math:`\mu \log K` above the max; tested in ``test_stch_set.py``):
+
+    .. math::
+
+        g(X) - \mu \max_i \lambda_i \log P \ \le\ g_\mu(X) \ \le\ g(X) + \mu \log K
+
+    which is the paper's "TCH-Set − μ log K ≤ STCH-Set ≤ TCH-Set + μ log m" (its letters) when the
+    largest preference entry is at most 1 (λ on the simplex, or the official λ = 𝟙). Both ends are
+    approached: the lower when the P solutions coincide and one objective dominates the others; the
+    upper when every objective has one solution far better than the rest and all terms
+    :math:`\lambda_i (a_i - z_i)` are equal. :math:`g_\mu \to g` as :math:`\mu \to 0` at rate μ.
 
 Defaults and their source:
     * μ = 0.1 (official ``run_quad_func.py``: ``mu = 0.1`` for STCH-Set).
@@ -64,22 +93,23 @@ its basin, but from random starts a small μ strands solutions as TCH-Set does (
 Deviations: (from the paper and from the official code)
     D1. Plain SGD (the runner's) instead of ``schedulefree.SGDScheduleFree(lr=1e-2, warmup_steps=100)`` (its
         base sequence is SGD at the same lr; it returns an average of the iterates); the starting set is the
-        problem's, not U(0, 1)^n.
+        problem's, not uniform in the unit cube.
     D2. The ideal point: the problem's where known (the runner passes it), else 0 as in the official code.
     D3. TCH-Set's direction at ties is the min-norm element of the active pieces (a steepest-descent
         ε-subgradient with the ``tie_tol`` band) instead of autograd's arbitrary one-piece subgradient; with
         ``tie_tol=0`` and no exact tie both agree.
-    D4. Computed stably in the input dtype: smin_i = a_i − μ log Σ_p exp(−(f_i(x_p) − a_i)/μ) and the outer
-        log-sum-exp shifted by its maximum, so losses from 1e-12 to 1e12 (and μ from 1e-8 up) neither
-        overflow nor lose the minimum (torch.logsumexp shifts too; the official code relies on it).
+    D4. Computed stably in the input dtype: the smooth minimum as
+        :math:`a_i - \mu \log \sum_p \exp(-(f_i(x_p) - a_i)/\mu)` and the outer log-sum-exp shifted by
+        its maximum, so losses from 1e-12 to 1e12 (and μ from 1e-8 up) neither overflow nor lose the
+        minimum (torch.logsumexp shifts too; the official code relies on it).
     D5. The paper also allows a separate smoothing parameter per objective for the inner smooth minimum;
         like the official code, one μ is used for both.
 
-Degenerate inputs: P = 1 (smin = f exactly, g_μ is the single-solution smooth Tchebycheff), K = 1
-(g = λ_1(min_p f_1 − z_1): only the best solution moves under TCH-Set; STCH-Set moves each by its
-softmin share), identical solutions (π uniform: each gets 1/P of the objective's weight), zero gradients
-(D = 0). Non-finite F or J, a non-positive or non-finite μ, preference or ideal raise ValueError; so does
-an overflow of λ_i (a_i − z_i).
+Degenerate inputs: P = 1 (the smooth minimum is f exactly, and the smooth scalarisation is the
+single-solution smooth Tchebycheff), K = 1 (only the best solution moves under TCH-Set; STCH-Set moves
+each by its softmin share), identical solutions (the softmin shares are uniform: each gets 1/P of the
+objective's weight), zero gradients (D = 0). Non-finite F or J, a non-positive or non-finite μ,
+preference or ideal raise ValueError; so does an overflow of a weighted term.
 """
 
 from __future__ import annotations

@@ -1,38 +1,50 @@
-"""Sum-of-minimum optimisation (id ``sum-of-minimum``): k solutions, each objective served by its best one.
+r"""Sum-of-minimum optimisation (id ``sum-of-minimum``): k solutions, each objective served by its best one.
 
 Paper: Lisang Ding, Ziang Chen, Xinshang Wang, Wotao Yin, "Efficient Algorithms for Sum-of-Minimum
 Optimization", ICML 2024 (PMLR 235), arXiv:2402.07070. Official code: github.com/LisangDing/
 Sum-of-Minimum_Optimization (MATLAB ``Mixed_LR_regu_new.m``: ``careful_seeding`` and the exact
 alternation ``EM``; Python ``Mixed_NLR_momentum.py``: the gradient-based alternation on networks).
 
-Problem (1) of the paper, with P = k solutions and the K objectives f_1..f_K (the paper's N):
+Update rule:
+    Problem (1) of the paper, with :math:`P = k` solutions and the :math:`K` objectives (the
+    paper's :math:`N`):
 
-    min_{x_1..x_P}  S(X) = (1/K) Σ_i min_p f_i(x_p).
+    .. math::
 
-Seeding (``initial_set``; the paper's k-means++-style initialisation, as ``careful_seeding`` computes it):
+        \min_{x_1, \dots, x_P}\ S(X) = \frac{1}{K} \sum_{i=1}^K \min_{1 \le p \le P} f_i(x_p)
 
-    i_1 ~ uniform{1..K};                     x_1 = argmin f_{i_1}          (a minimiser of the objective)
-    w_i = min_{q<p} ||∇f_i(x_q)||²           (0 for the indices already drawn)
-    i_p ~ w / Σ w;                           x_p = argmin f_{i_p},   p = 2..P
+    Seeding (``initial_set``; the paper's k-means++-style initialisation, as ``careful_seeding``
+    computes it), with :math:`a_i` the minimiser of :math:`f_i` (from the problem) and the weights
+    of already drawn indices set to 0:
 
-For f_i = ||x − a_i||², ||∇f_i(x)||² = 4||x − a_i||²: exactly the D² sampling of k-means++ (Arthur &
-Vassilvitskii 2007). The minimisers come from ``problem.objective_minimisers()`` (the ``initial_set``
-hook's ``minimisers``).
+    .. math::
 
-Alternation (the generalised Lloyd algorithm; ``step``), with the assignment recomputed every
-``reassign_every`` steps:
+        i_1 \sim \operatorname{Uniform}\{1, \dots, K\}, \qquad x_p = a_{i_p}, \qquad w_i = \min_{q < p} \lVert \nabla f_i(x_q) \rVert^2, \qquad i_p \sim \frac{w}{\sum_j w_j} \quad (p = 2, \dots, P)
 
-    C_p = {i : p = argmin_q f_i(x_q)}        assignment (ties: the lowest solution index, as MATLAB's
-                                             ``min`` in the official ``EM``)
-    D_p = (1/|C_p|) Σ_{i∈C_p} ∇f_i(x_p)      the gradient of the mean of its group (D_p = 0 if C_p = ∅)
-    X ← X − η D                              the runner's optimiser
+    For :math:`f_i = \lVert x - a_i \rVert^2` the weight is :math:`4 \lVert x_q - a_i \rVert^2`:
+    exactly the :math:`D^2` sampling of k-means++ (Arthur & Vassilvitskii 2007).
+
+    Alternation (the generalised Lloyd algorithm; ``step``): every ``reassign_every`` steps each
+    objective is assigned to its best solution (ties: the lowest solution index, as MATLAB's ``min``
+    in the official ``EM``), and each solution descends the mean of its group (default
+    ``normalize="group"``; :math:`D_p = 0` for an empty group) with the runner's optimiser (the
+    problem's; shown for plain SGD):
+
+    .. math::
+
+        C_p = \{ i : p = \arg\min_q f_i(x_q) \}, \qquad D_p = \frac{1}{\lvert C_p \rvert} \sum_{i \in C_p} \nabla f_i(x_p), \qquad X \leftarrow X - \eta D
+
+    ``normalize="total"`` uses the gradient of :math:`S` instead (D1):
+    :math:`D_p = \tfrac{1}{K} \sum_{i \in C_p} \nabla f_i(x_p)`.
 
 D is the gradient of the mean of each solution's assigned objectives (not the exact inner solve folded
-into D): the step must work through the runner's optimiser on any problem, where argmin_x Σ_{C_p} f_i has
-no closed form; the official network code does the same (gradient steps on ``loss / len(classes[j])``).
-On ``clusters`` (f_i = ||x − a_i||², group Hessian 2I) SGD with η = 1/2 *is* the exact inner minimisation
-x_p ← mean_{i∈C_p} a_i, so ``reassign_every=1``, SGD, lr 0.5 is Lloyd's algorithm exactly (and the
-official MATLAB ``EM``, whose inner solve is exact): the tests use it for the monotonicity claim.
+into D): the step must work through the runner's optimiser on any problem, where the group's minimiser
+has no closed form; the official network code does the same (gradient steps on ``loss / len(classes[j])``).
+On ``clusters`` (squared distances to anchor points, group Hessian 2I) SGD with η = 1/2 *is* the exact
+inner minimisation (each solution moves to the mean of its group's anchors), so ``reassign_every=1``,
+SGD, lr 0.5 is Lloyd's algorithm exactly (and the official MATLAB ``EM``, whose inner solve is exact):
+the tests use it for the monotonicity claim. The minimisers come from ``problem.objective_minimisers()``
+(the ``initial_set`` hook's ``minimisers``).
 
 Defaults (None: the problem's runner defaults): the paper fixes no toy step size. ``seeding="careful"``
 (the paper's), ``reassign_every=1`` (every step; the official network code takes ``inner_iter = 10``
@@ -40,21 +52,23 @@ gradient steps per assignment), ``normalize="group"`` (the official code's per-g
 
 Degenerate inputs: P ≥ K (more solutions than objectives; seeding draws every minimiser, after which all
 weights are 0 and the remaining solutions keep their starting points; they are then assigned nothing and
-stay, and S = 0 is reached); K = 1 (one group: gradient descent on f_1 for the solution that serves it);
-an empty group leaves its solution where it is (the official ``EM`` keeps x_k when no point is assigned);
-exact ties go to the lowest index; non-finite F or J raise ValueError.
+stay, and S = 0 is reached); K = 1 (one group: gradient descent on the one objective for the solution
+that serves it); an empty group leaves its solution where it is (the official ``EM`` keeps its point
+when nothing is assigned); exact ties go to the lowest index; non-finite F or J raise ValueError.
 
 Deviations:
     D1. Reconstructed in part: the paper's text beyond its abstract was not reachable here; the seeding
         and the exact alternation follow the official MATLAB code (``careful_seeding``, ``EM``), the
         gradient alternation its network code. The paper's analysis of the gradient variant may scale
-        the step by |C_p|/K (the gradient of S in x_p, ``normalize="total"`` here) where the code uses the
-        group mean; both are offered, the code's is the default.
+        the step by the group's share of the objectives, :math:`\lvert C_p \rvert / K` (the gradient of
+        S in that solution, ``normalize="total"`` here), where the code uses the group mean; both are
+        offered, the code's is the default.
     D2. No momentum buffer: the official network code adds heavy-ball momentum (β = 0.1) to the inner
         steps; here the runner's optimiser (SGD, or Adam's moments) takes its place.
     D3. Seeding draws one index per solution (the code's ``N_sample = 1``) and takes the objective's
-        minimiser from the problem instead of solving argmin f_i numerically; without known minimisers
-        (``minimisers=None``) it keeps the problem's starting set (the code's plain random start, "EM").
+        minimiser from the problem instead of minimising that objective numerically; without known
+        minimisers (``minimisers=None``) it keeps the problem's starting set (the code's plain random
+        start, "EM").
     D4. The official ``EM`` stops when the assignment no longer changes; here the runner's step budget
         ends the run (a fixed point of the assignment with D = 0 simply stays).
 """

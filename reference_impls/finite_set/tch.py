@@ -1,27 +1,45 @@
-"""Tchebycheff scalarisation (id ``tch``): the other baseline every preference-vector paper compares with.
+r"""Tchebycheff scalarisation (id ``tch``): the other baseline every preference-vector paper compares with.
 
 Each solution p minimises its own weighted Tchebycheff function (Bowman 1976; Miettinen,
-Nonlinear Multiobjective Optimization, 1999, §3.4)
+Nonlinear Multiobjective Optimization, 1999, §3.4) of the losses measured from the ideal point z.
+Unlike linear scalarisation it reaches every point of a concave front: for a positive preference
+its minimisers over a connected front are the front points on the ray from z along 1/r (the ray
+EPO, Mahapatra & Rajan 2020, targets; ``target_rays``). Filed with "Pareto Multi-Task Learning"
+(Lin et al., NeurIPS 2019), like ``ls``: the preference-vector papers (ParetoMTL, EPO, PMGDA,
+FERERO, UMOD) compare with both.
 
-    g_p(x) = max_i r̂_pi (f_i(x) − z_i),      r̂_p = r_p / Σ_i r_pi,
+Update rule:
+    Solution :math:`p` at :math:`x_p`, with preference :math:`r_p \ge 0` scaled onto the simplex
+    and ideal point :math:`z`, takes a subgradient step on its Tchebycheff function:
 
-with z the ideal point. Unlike linear scalarisation it reaches every point of a concave front: for
-r_p > 0 its minimisers over a connected front are the front points with r̂_p ⊙ (F − z) ∝ 𝟙, i.e. on
-the ray from z along 1/r_p (the ray EPO, Mahapatra & Rajan 2020, targets; ``target_rays``).
-Filed with "Pareto Multi-Task Learning" (Lin et al., NeurIPS 2019), like ``ls``: the preference-vector
-papers (ParetoMTL, EPO, PMGDA, FERERO, UMOD) compare with both.
+    .. math::
 
-Direction (a subgradient of g_p at x_p):
+        \hat r_p = \frac{r_p}{\sum_i r_{p,i}}, \qquad g_p(x) = \max_{1 \le i \le K} \hat r_{p,i}\,\big(f_i(x) - z_i\big)
 
-* one active term i (r̂_pi (f_i − z_i) strictly the largest): D_p = r̂_pi ∇f_i(x_p);
-* ties (the active set A_p = {i : r̂_pi (f_i − z_i) ≥ max − τ_p}): the min-norm element of
-  conv{r̂_pi ∇f_i : i ∈ A_p} (``solvers.min_norm_weights``, KKT-certified: SolverError otherwise),
-  which is the steepest-descent direction of g_p when the tie is exact, and 0 exactly when x_p is a
-  stationary point of g_p. The band τ_p = tie_tol·|max| + 64·ε·Σ_i |r̂_pi|(|f_i| + |z_i|) makes
-  "tie" robust to rounding; ``tie_tol`` (default 1e-3) widens it on purpose (D2).
+    The active set :math:`A_p` holds the positive-weight terms within a band :math:`\tau_p` of the
+    largest (:math:`\epsilon` is the dtype's machine epsilon; ``tie_tol`` defaults to 1e-3, D2):
 
-All single-active solutions are handled in one batched gather; only tied solutions loop (each
-needs its own min-norm solve).
+    .. math::
+
+        A_p = \left\{ i : \hat r_{p,i} > 0,\ \hat r_{p,i}(f_i - z_i) \ge g_p(x_p) - \tau_p \right\}, \qquad \tau_p = \mathrm{tie\_tol}\,\lvert g_p(x_p) \rvert + 64\,\epsilon \sum_i \hat r_{p,i}\big(\lvert f_i \rvert + \lvert z_i \rvert\big)
+
+    One active term :math:`i` gives :math:`\tilde D_p = \hat r_{p,i} \nabla f_i(x_p)`; a tie gives
+    the min-norm element of the active terms' weighted gradients (the steepest-descent direction of
+    :math:`g_p` at an exact tie, solved by the KKT-certified ``min_norm_weights``):
+
+    .. math::
+
+        \lambda^\star = \arg\min_{\lambda \in \Delta^{|A_p|}} \left\lVert \sum_{i \in A_p} \lambda_i\, \hat r_{p,i} \nabla f_i(x_p) \right\rVert^2, \qquad \tilde D_p = \sum_{i \in A_p} \lambda^\star_i\, \hat r_{p,i} \nabla f_i(x_p)
+
+    With ``halve_on_flip`` (default, D3) a per-solution multiplier :math:`s_p \in (0, 1]`, starting
+    at 1, is halved when the single active index changed since the previous step and doubled (up
+    to 1) at a tie, and otherwise left as it is (halving needs a single active index at both
+    steps). The direction handed to the runner's optimiser (the problem's default; with plain
+    SGD, :math:`x_p \leftarrow x_p - \eta D_p`) is
+
+    .. math::
+
+        D_p = s_p\, \tilde D_p
 
 Ideal point z: the problem's ideal point when the runner passes ``begin(ideal=...)`` (min of each
 objective over the analytic front); otherwise (D1) a running minimum of each objective over every
@@ -29,26 +47,32 @@ loss vector the method has seen, minus a margin 0.1·(spread of that objective o
 or 0.1·|min| when the spread is 0, or 1e-3 when both are 0 (so z stays strictly below the
 values reached and every term stays positive).
 
-Preferences: rows r_p ≥ 0 with a positive entry (ValueError otherwise). A zero entry drops that
-objective from g_p (a weakly Pareto-optimal limit; its target ray is then the limit of 1/r, the
-axis of the zero entries, normalised). K = 1: plain gradient descent on f_1. Duplicate rows: equal
-directions.
+All single-active solutions are handled in one batched gather; only tied solutions loop (each
+needs its own min-norm solve).
+
+Preferences: rows of non-negative entries with a positive entry (ValueError otherwise). A zero
+entry drops that objective from the max (a weakly Pareto-optimal limit; its target ray is then the
+limit of 1/r, the axis of the zero entries, normalised). K = 1: plain gradient descent on the one
+loss. Duplicate rows: equal directions.
 
 Deviations:
-    D1. The fallback ideal point (above) when none is given; libmoon and MOEA/D also use running
-        minima, with their own margins.
+    D1. When no ideal point is given, z is a running minimum of each objective over every loss vector
+        seen, minus a margin (0.1 times the objective's spread over the initial set, or 0.1 times the
+        minimum's magnitude when the spread is 0, or 1e-3 when both are 0); libmoon and MOEA/D also
+        use running minima, with their own margins.
     D2. ``tie_tol`` > 0 treats terms within a relative band of the maximum as tied (an ε-subgradient
         steepest-descent step). With a constant step a plain subgradient (exact ties only) zigzags
-        across the kink r̂_1(f_1 − z_1) = r̂_2(f_2 − z_2) with an amplitude ∝ the step; within the band
-        the direction slides along the kink, so the limit is Pareto optimal and its terms agree to
-        within tie_tol (relative). ``tie_tol=0`` gives the plain subgradient (ties up to rounding).
+        across the kink where the two weighted terms are equal, with an amplitude ∝ the step;
+        within the band the direction slides along the kink, so the limit is Pareto optimal and
+        its terms agree to within ``tie_tol`` (relative). ``tie_tol=0`` gives the plain
+        subgradient (ties up to rounding).
     D3. A step-size rule folded into D (``halve_on_flip``, default on): each solution has a
-        multiplier s_p ∈ (0, 1], D_p ← s_p·D_p; s_p is halved when the single active term changed
-        from the previous step (the step jumped over the kink) and doubled (up to 1) at every tied
-        step. Without it a constant step leaves a 2-cycle around the kink (measured on biquad,
-        r = (½, ½), SGD lr 0.05: x_1 alternates 0.487 / 0.513, f off the ray point by 0.013); with it
-        the same run ends 1e-4 from the ray point, Pareto optimal. Adam largely undoes a rescaled D
-        (its step is ~scale-free), so the rule helps SGD runs most.
+        multiplier s ∈ (0, 1], D ← s·D; s is halved when the single active term changed from the
+        previous step (the step jumped over the kink) and doubled (up to 1) at every tied step.
+        Without it a constant step leaves a 2-cycle around the kink (measured on biquad,
+        r = (½, ½), SGD lr 0.05: the first coordinate of x alternates 0.487 / 0.513, f off the ray
+        point by 0.013); with it the same run ends 1e-4 from the ray point, Pareto optimal. Adam
+        largely undoes a rescaled D (its step is ~scale-free), so the rule helps SGD runs most.
 """
 
 from __future__ import annotations

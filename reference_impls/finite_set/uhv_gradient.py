@@ -1,4 +1,4 @@
-"""Uncrowded hypervolume gradient ascent, UHV-Adam (id ``uhv-gradient``).
+r"""Uncrowded hypervolume gradient ascent, UHV-Adam (id ``uhv-gradient``).
 
 Paper: T. M. Deist, S. C. Maree, T. Alderliesten, P. A. N. Bosman, "Multi-objective Optimization by
 Uncrowded Hypervolume Gradient Ascent", PPSN 2020 (LNCS 12270, pp. 186–200; arXiv 2007.04846).
@@ -8,30 +8,59 @@ and the step-size rule; ``main_uhv_grad.cpp``: ``gamma_weight = 0.01``) and the 
 version timodeist/uncrowded_hypervolume_gradient_ascent (``class_optimizer.py``,
 ``functions_run_instance.py``, ``script_run_experiment.py``: the paper's settings).
 
-The P solutions form one set S whose uncrowded hypervolume (the paper's UHV, as ``uhv()`` computes it)
+Update rule:
+    The :math:`P` solutions form one set :math:`S` whose uncrowded hypervolume (the paper's UHV, as
+    ``uhv()`` computes it) is maximised; :math:`\operatorname{ud}` is the distance of a point to the
+    attainment boundary of the non-dominated points inside the box of the reference point
+    :math:`r` (``core.hypervolume.uncrowded_distance``):
 
-    UHV(S) = HV(F(S); r) − (1/|S|) Σ_{s ∈ S dominated or outside the box} ud(F(s))^K
+    .. math::
 
-is maximised; ud is the distance of F(s) to the attainment boundary of the non-dominated points
-inside the box (``core.hypervolume.uncrowded_distance``). Per solution p and step t:
+        \operatorname{UHV}(S) = \operatorname{HV}(F(S); r) - \frac{1}{\lvert S \rvert} \sum_{s \in S \text{ dominated or outside the box}} \operatorname{ud}(F(s))^K
 
-    g_p = ∂UHV/∂F_p                                   (K,)    core.hypervolume.uncrowded_hypervolume_gradient
-          non-dominated in the box: the HV gradient, (−(f_2(prev) − f_2(p)), −(f_1(next) − f_1(p))) for K = 2;
-          otherwise −(K/|S|)·ud^{K−2}·(F_p − nearest boundary point)
-    ĝ_p = g_p / ||g_p||   (0 stays 0)                 (K,)    per-solution normalisation in objective space
-    d_p = −Σ_k ĝ_pk ∇f_k(x_p) = −ĝ_p J_p              (n,)    the normalised UHV ascent direction, as a descent direction
-    m_p ← β₁ m_p + (1 − β₁) d_p,  v_p ← β₂ v_p + (1 − β₂) d_p²                          Adam moments
-    D_p = s_t · m̂_p / (√v̂_p + ε),  m̂ = m/(1 − β₁^t), v̂ = v/(1 − β₂^t)
-    s_t = 0.99·s_{t−1} if UHV(S_t) < UHV(S_{t−1}) else s_{t−1},  s_0 = 1                 step-size decay
+    Per solution :math:`p`, its UHV gradient in objective space
+    (``core.hypervolume.uncrowded_hypervolume_gradient``) is the HV gradient when the point is
+    non-dominated and inside the box, and the uncrowded term's gradient otherwise, with :math:`b_p`
+    the nearest boundary point held fixed (the paper's gradient, as uhvgrad.cpp: how the boundary
+    moves with the front points is left out, the ``exact=False`` form of ``core.hypervolume``):
 
-and the runner takes x_p ← x_p − η D_p with plain SGD (``default_optimizer = "sgd"``): η·s_t is the
-paper's step size γ, so the method *is* the paper's optimiser (UHV-Adam) with the runner supplying γ₀.
+    .. math::
+
+        g_p = \frac{\partial \operatorname{UHV}}{\partial F_p} = \begin{cases} \partial \operatorname{HV}(F(S); r) / \partial F_p, & F_p \text{ non-dominated and inside the box}, \\ -\frac{K}{\lvert S \rvert} \operatorname{ud}(F_p)^{K-2} \big( F_p - b_p \big), & \text{otherwise} \end{cases}
+
+    For :math:`K = 2` the HV gradient is the sweep over the front sorted by the first objective,
+    with :math:`F^{\text{prev}}` and :math:`F^{\text{next}}` the point's neighbours (the reference
+    point's coordinates at the ends); :math:`K = 3` uses the exact 3-D gradient (D6):
+
+    .. math::
+
+        \frac{\partial \operatorname{HV}}{\partial F_p} = \big( -(F^{\text{prev}}_2 - F_{p,2}),\ -(F^{\text{next}}_1 - F_{p,1}) \big)
+
+    It is normalised per solution (a zero row stays zero, D4) and mapped through the Jacobian
+    :math:`J_p` (rows :math:`\nabla f_k(x_p)`) into an ascent direction, written as a descent
+    direction:
+
+    .. math::
+
+        \hat g_p = \frac{g_p}{\lVert g_p \rVert}, \qquad d_p = -\sum_{k=1}^K \hat g_{p,k} \nabla f_k(x_p) = -J_p^\top \hat g_p
+
+    Adam on :math:`d_p` (moments per solution, in units of a fixed power of two :math:`u_p`, D3)
+    with the paper's step-size decay :math:`s_t` on every UHV decrease:
+
+    .. math::
+
+        m_p \leftarrow \beta_1 m_p + (1 - \beta_1) d_p, \quad v_p \leftarrow \beta_2 v_p + (1 - \beta_2) d_p^2, \quad D_p = s_t \frac{m_p / (1 - \beta_1^t)}{\sqrt{v_p / (1 - \beta_2^t)} + \epsilon}, \quad s_t = \begin{cases} 0.99\, s_{t-1}, & \operatorname{UHV}(S_t) < \operatorname{UHV}(S_{t-1}) \\ s_{t-1}, & \text{otherwise} \end{cases}
+
+    with :math:`s_0 = 1`, and the runner takes :math:`x_p \leftarrow x_p - \eta D_p` with plain SGD
+    (``default_optimizer = "sgd"``): :math:`\eta s_t` is the paper's step size :math:`\gamma`, so the
+    method *is* the paper's optimiser (UHV-Adam) with the runner supplying :math:`\gamma_0`.
+    ``adam=False`` returns :math:`D_p = s_t d_p`.
 
 Defaults and their source:
     * β₁ = 0.9, β₂ = 0.999, ε = 1e-16 (uhvgrad.cpp and class_optimizer.py);
     * decay 0.99 on every UHV decrease (``gamma *= 0.99``; ``adam_b_step = 0.99``);
     * γ₀ = 0.01 × the mean width of the initial range (``step_size_factor = 0.01``; the C++
-      ``gamma_weight = 0.01``): 0.04 for the bi-sphere's [−2, 2]^n (``default_lr``);
+      ``gamma_weight = 0.01``): 0.04 for the bi-sphere's [−2, 2] in every coordinate (``default_lr``);
     * 1000 iterations (``n_iterations = 10**3``, ``default_steps``), p = 9 solutions (the bi-sphere's
       ``num_starts``);
     * reference point: ``reference`` (the bi-sphere's (11, 11), sphere-sep-1.h); None: see D5.
@@ -42,18 +71,21 @@ Deviations: (from the paper and the official codes)
         passed to :meth:`step`) but not substituted for the final set.
     D2. The official codes stop after 25 + n steps without UHV improvement (C++) or at a value to
         reach; here the run takes its step budget.
-    D3. Adam's moments are kept in float64 for each solution's direction divided by u_p, a power of two
-        fixed at the solution's first non-zero direction (u_p = 2^⌊log₂ max|d_p|⌋). Adam is invariant to
-        a constant rescaling of the gradients except through ε; with the fixed power of two the whole
-        run is invariant to rescaling the objectives (and r) and does not under/overflow for scales
-        1e±150. ε = 1e-16 is then relative to u_p (the official ε is absolute; at the paper's
-        gradient scales both are negligible).
-    D4. Normalisation: a zero g_p stays zero (uhvgrad.cpp); the Python version leaves g_p
-        unnormalised when ||g_p|| ≤ 1e-8 (``np.isclose(w, 0)``), a threshold that is not scale-free.
+    D3. Adam's moments are kept in float64 for each solution's direction divided by a power of two
+        fixed at the solution's first non-zero direction (the largest power of two not above the
+        direction's largest entry magnitude). Adam is invariant to a constant rescaling of the
+        gradients except through ε; with the fixed power of two the whole run is invariant to
+        rescaling the objectives (and r) and does not under/overflow for scales 1e±150. ε = 1e-16
+        is then relative to that unit (the official ε is absolute; at the paper's gradient scales
+        both are negligible).
+    D4. Normalisation: a zero UHV gradient stays zero (uhvgrad.cpp); the Python version leaves it
+        unnormalised when its norm is ≤ 1e-8 (``np.isclose(w, 0)``), a threshold that is not
+        scale-free.
     D5. ``reference=None`` (the runner does not pass the problem's reference point to set methods):
-        r is fixed at the first set seen as max_p F_pk + 10 % of the spread of objective k over the set
-        (10 % of |max| when the spread is 0, 1 when both are 0), so every starting point is inside the
-        box. Pass ``reference=problem.hv_reference`` (``-p reference=...``) for the paper's setting.
+        r is fixed at the first set seen as each objective's maximum over the set plus 10 % of its
+        spread over the set (10 % of the maximum's magnitude when the spread is 0, 1 when both are
+        0), so every starting point is inside the box. Pass ``reference=problem.hv_reference``
+        (``-p reference=...``) for the paper's setting.
     D6. K = 3 uses the exact 3-D HV gradient and the 3-D uncrowded distance of ``core.hypervolume``
         (the official codes handle K = 2 only). K > 3: ValueError.
     D7. Ties and duplicates follow ``core.hypervolume``'s stated convention (the first of a group of
@@ -63,8 +95,9 @@ Deviations: (from the paper and the official codes)
         is pushed just past the boundary; here the exact boundary (uhvgrad.cpp).
 
 Degenerate inputs: identical solutions (one carries the HV gradient, the copies get the uncrowded
-term once the first has moved, then spread); P = 1 (the single point maximises its box volume
-Π_k (r_k − f_k)); zero gradients give D_p = 0; non-finite F or J, or a bad reference, raise ValueError.
+term once the first has moved, then spread); P = 1 (the single point maximises its box volume, the
+product of its distances to the reference point); zero gradients give a zero direction; non-finite
+F or J, or a bad reference, raise ValueError.
 """
 
 from __future__ import annotations

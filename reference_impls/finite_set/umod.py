@@ -1,4 +1,4 @@
-"""UMOD: uniform designs on the Pareto front by max-min preference adjustment.
+r"""UMOD: uniform designs on the Pareto front by max-min preference adjustment.
 
 Paper: Xiaoyuan Zhang, Genghui Li, Xi Lin, Yichi Zhang, Yifan Chen, Qingfu Zhang, "Gliding over the
 Pareto Front with Uniform Designs", NeurIPS 2024 (OpenReview WoEXVQcHFw). Official code: xzhang2523/libmoon,
@@ -10,21 +10,51 @@ The P solutions solve P preference-conditioned subproblems; every so often a sma
 Pareto front, preference angle θ → F, is fitted on the (θ, F) pairs collected so far, and the angles
 are moved to maximise the smallest pairwise distance of the predicted points (a max-packing design,
 whose fill distance the paper shows is at most 4× the minimum, and asymptotically uniform on the
-front). The loop (libmoon GradBaseSolver.solve with solver_name "UMOD")::
+front). The loop is libmoon's GradBaseSolver.solve with solver_name "UMOD".
 
-    lower level, every step, per solution k (modified Tchebycheff, "mTche"):
-        i*_k = argmax_i (f_i(x_k) − z_i) / λ_{k,i}                        # active objective
-        d_k  = ∇f_{i*_k}(x_k)                                              # libmoon's tche returns f_{i*} (D1)
-    at 20 %, 40 %, 60 % and 80 % of the budget (libmoon: every 2000 of 10 000 epochs):
-        collect (θ_k, F(x_k)) for all k;  θ = angles of λ/||λ||           # pref2angle
-        fit  h_φ: θ ↦ F  by Adam on the MSE over all pairs so far          # umod_train_pfl_model
-        θ ← argmax_θ l_min(h_φ(θ)),  l_min(Y) = min_{j≠k} ||y_j − y_k||    # umod_adjust_pref, compute_lmin
-            by Adam on −l_min, θ clamped to [0, π/2] after every step (here [m, π/2 − m], D9)
-        λ_k ← unit vector of θ_k                                           # angle2pref
+Update rule:
+    Lower level, every step, per solution :math:`k` with preference :math:`\lambda_k` and ideal
+    point :math:`z` (modified Tchebycheff, "mTche"): the active objective's gradient (libmoon's
+    ``tche`` returns the active loss itself, D1; a zero entry of :math:`\lambda_k` is the limit
+    :math:`\lambda \to 0`, ties go to the first index):
 
-mTche's optimum for preference λ is where the ray z + tλ meets the front (Pareto optimal points on
-it), so :meth:`UMOD.target_rays` returns λ/||λ||: the preference error of the run measures how far
-each solution is from its (adjusted) ray.
+    .. math::
+
+        i^\ast_k = \arg\max_{1 \le i \le K} \frac{f_i(x_k) - z_i}{\lambda_{k,i}}, \qquad D_k = \nabla f_{i^\ast_k}(x_k)
+
+    The runner hands :math:`D_k` to the problem's optimiser (libmoon: Adam; with plain SGD the step
+    is :math:`x_k \leftarrow x_k - \eta D_k`).
+
+    Upper level, after 20 %, 40 %, 60 % and 80 % of the step budget (libmoon: every 2000 of 10 000
+    epochs; D3): collect the pairs :math:`(\theta_k, F(x_k))` for all :math:`k`, with
+    :math:`\theta_k` the hyperspherical angles of :math:`u_k = \lambda_k / \lVert \lambda_k \rVert`
+    (``pref2angle``; D4 for :math:`K \ge 3`); fit the front model :math:`h_\phi` (an MLP) by a
+    fixed number of full-batch Adam steps (D3) on the mean squared error over all :math:`N` pairs
+    collected so far (``umod_train_pfl_model``, warm-started; the arg min below is what those
+    steps approximate):
+
+    .. math::
+
+        \theta_{k,j} = \operatorname{atan2}\Big( \sqrt{\textstyle\sum_{i > j} u_{k,i}^2},\ u_{k,j} \Big), \qquad \phi \leftarrow \arg\min_\phi \frac{1}{N K} \sum_{(\theta, F)} \lVert h_\phi(\theta) - F \rVert^2
+
+    then move the angles to maximise the smallest pairwise distance of the predicted points, by a
+    fixed number of Adam steps on :math:`-l_{\min}` (from the current angles, duplicates first
+    separated, D6) with :math:`\theta` clamped to :math:`[m, \pi/2 - m]` after every step
+    (``umod_adjust_pref``, ``compute_lmin``; :math:`m` = ``angle_margin``, D9):
+
+    .. math::
+
+        \theta \leftarrow \arg\max_{\theta \in [m, \pi/2 - m]^{P \times (K-1)}} l_{\min}\big(h_\phi(\theta)\big), \qquad l_{\min}(Y) = \min_{j \ne k} \lVert y_j - y_k \rVert
+
+    and map them back to preferences (``angle2pref``, returned on the simplex, D8):
+
+    .. math::
+
+        u_{k,j} = \cos\theta_{k,j} \prod_{i < j} \sin\theta_{k,i} \ (j < K), \qquad u_{k,K} = \prod_{i < K} \sin\theta_{k,i}, \qquad \lambda_k \leftarrow \frac{u_k}{\sum_i u_{k,i}}
+
+mTche's optimum for a preference is where the ray from z along it meets the front (Pareto optimal
+points on it), so :meth:`UMOD.target_rays` returns the unit preference: the preference error of the
+run measures how far each solution is from its (adjusted) ray.
 
 Defaults and their source:
     * aggregation mTche with z = 0 (libmoon ``mtche(f, w, z=0)``); ``begin(ideal=...)`` replaces z by the
@@ -32,16 +62,18 @@ Defaults and their source:
     * model: MLP (K − 1) → 128 → 128 → K, ReLU (libmoon ``PFLModel``); Adam lr 1e-3, 2000 epochs per fit
       (for libmoon's 10 000-epoch run; 20 % of the step budget in general, D3),
       model and optimiser kept across fits (libmoon keeps both on the solver).
-    * adjustment: Adam lr 1e-3, 2000 steps on the angles (scaled as the fit, D3), hard l_min, clamp to
-      [0, π/2] (libmoon; here [1e-3, π/2 − 1e-3], D9).
+    * adjustment: Adam lr 1e-3, 2000 steps on the angles (scaled as the fit, D3), hard minimum
+      distance, clamp to [0, π/2] (libmoon; here [1e-3, π/2 − 1e-3], D9).
     * schedule: adjust after 20/40/60/80 % of the steps (libmoon's 2000-of-10 000; D3).
     * solutions: Adam lr 1e-3, 10 000 epochs in libmoon's test script (``auto_tester/test_synthetic.py``);
       here the problem's optimiser and step count (the runner's), and the schedule scales with them.
 
 Deviations: (from the paper and from libmoon)
-    D1. The lower-level direction is ∇f_{i*} (libmoon's ``tche`` returns f_{i*}, not (f_{i*} − z)/λ_{i*});
-        the paper's subgradient of max_i (f_i − z_i)/λ_i is ∇f_{i*}/λ_{i*}, a positive per-solution
-        rescaling that Adam mostly absorbs. Kept as libmoon: it stays finite for zero entries.
+    D1. The lower-level direction is the active objective's gradient (libmoon's ``tche`` returns the
+        active loss itself, not its gap to z divided by its preference entry); the paper's
+        subgradient of the modified Tchebycheff function is that gradient divided by the active
+        preference entry, a positive per-solution rescaling that Adam mostly absorbs. Kept as
+        libmoon: it stays finite for zero entries.
     D2. Ideal point: the problem's ideal point when the runner passes it (libmoon uses z = 0, equal to
         the ideal of ZDT1/ZDT2 and of every non-negative toy whose front touches the axes).
     D3. The schedule is expressed as fractions of the step budget (``begin(steps=...)``) so that a short
@@ -49,7 +81,7 @@ Deviations: (from the paper and from libmoon)
         most 2000); with libmoon's 10 000 epochs both are libmoon's. Tests scale the model
         and adjustment epochs down and their learning rates up (stated in the tests).
     D4. K ≥ 3: libmoon handles K = 2 only (pref2angle uses atan2 of the first two entries); here the
-        angles are hyperspherical, θ ∈ [0, π/2]^{K−1}, which is libmoon's angle for K = 2.
+        angles are hyperspherical, K − 1 angles in [0, π/2], which is libmoon's angle for K = 2.
     D5. Float64 model and data (libmoon float32); the model is initialised from ``seed`` (reproducible).
     D6. Duplicate preferences (or duplicates created by the clamp) make the hard-min gradient
         undefined at coincident predictions; they are separated by a deterministic 1e-3 rad offset
@@ -60,13 +92,15 @@ Deviations: (from the paper and from libmoon)
         libmoon returns the unit vectors (cos θ, sin θ).
     D9. The adjusted angles are clamped to [m, π/2 − m], m = ``angle_margin`` = 1e-3 rad, not [0, π/2]:
         an angle on the boundary gives a zero preference entry, whose mTche minimisers are only weakly
-        Pareto optimal (in a box, f_1 never reaches z_1, objective 1 stays active forever and f_2 is
-        never decreased: observed f_2 = 1.35 instead of ≤ 1 on zdt-skewed).
+        Pareto optimal (in a box, the first loss never reaches its ideal value, objective 1 stays
+        active forever and the second loss is never decreased: observed 1.35 instead of ≤ 1 on
+        zdt-skewed).
 
-Degenerate inputs: zero preference entries follow mTche's limit (an objective with λ_i = 0 and
-f_i > z_i is active first: the solution goes to the end of the front where f_i is smallest); K = 1 is
-plain gradient descent and nothing is adjusted; P = 1 adjusts nothing (no pair); non-finite losses or
-Jacobians raise ValueError; invalid preferences (negative, all-zero row, wrong shape) raise ValueError.
+Degenerate inputs: zero preference entries follow mTche's limit (an objective with a zero entry and
+a loss above its ideal value is active first: the solution goes to the end of the front where that
+loss is smallest); K = 1 is plain gradient descent and nothing is adjusted; P = 1 adjusts nothing
+(no pair); non-finite losses or Jacobians raise ValueError; invalid preferences (negative, all-zero
+row, wrong shape) raise ValueError.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""XWC-MGDA (id ``xwc-mgda``): MGDA-type descent on the extended weighted Chebyshev problem. Reconstructed.
+r"""XWC-MGDA (id ``xwc-mgda``): MGDA-type descent on the extended weighted Chebyshev problem. Reconstructed.
 
 Paper: Michinari Momma, Chaosheng Dong, Jia Liu, "A Multi-objective / Multi-task Learning Framework
 Induced by Pareto Stationarity", ICML 2022 (PMLR 162, momma22a). No official code for the paper was
@@ -7,30 +7,54 @@ found; the closest code by the authors' group is the ``WCMGDA`` combinator of am
 a gradient-boosting port. The paper text could not be read here: this implementation follows that
 code and the project notes (method-specs D4) and is marked **reconstructed**.
 
-Problem (weighted Chebyshev with a reference point z and preference r ≥ 0):
+Update rule:
+    The problem is the weighted Chebyshev problem with a reference point :math:`z` and a
+    preference :math:`r \ge 0`, whose optimum on a front that meets the ray has all weighted gaps
+    equal, i.e. :math:`F - z \propto 1/r` (``target_rays``); "extended" (X): the
+    Pareto-stationarity weights :math:`\alpha` are bounded below, :math:`\alpha \ge l`:
 
-    min_x  max_i  r_i (f_i(x) − z_i)
+    .. math::
 
-whose optimum on a front that meets the ray has r_i(f_i − z_i) equal for all i, i.e. F − z ∝ 1/r
-(``target_rays``); "extended" (X): the Pareto-stationarity weights α may be bounded below (α ≥ l).
+        \min_x\ \max_{1 \le i \le K}\ r_i \big( f_i(x) - z_i \big)
 
-Each step, per solution (MO-LightGBM ``WCMGDA::GetCoefficients`` / ``getAlpha``):
+    Each step, per solution (MO-LightGBM ``WCMGDA::GetCoefficients`` / ``getAlpha``), with
+    :math:`J` the Jacobian and :math:`x_0` the solution at the first step (the scales are fixed
+    there: ``init_rc_norm``, ``init_K_norm``; D4):
 
-    r̃ = r / ||r ⊙ F(x_0)||                     (scale fixed at the first step: ``init_rc_norm``)
-    c = r̃ ⊙ (F − z)                             (``wc − wb``)
-    M̃ = (r̃ r̃ᵀ) ⊙ (J Jᵀ) / k_0²                   (``G2``; k_0 = ||M̃_0||^{1/2} at the first step: ``init_K_norm``)
-    α = argmax_{α ∈ Δ, α ≥ l}  αᵀc − (u/2) αᵀ M̃ α          (D1: the code's penalty is u||M̃^{1/2} α||)
-    w = r ⊙ α / Σ(r ⊙ α),   D = Σ_i w_i ∇f_i                 (``alpha = r_pref ⊙ alpha; alpha /= sum``)
+    .. math::
 
-The QP is the dual of the prox-linear Chebyshev step min_d max_i [c_i − ⟨r̃_i ∇f_i, d⟩/k_0] + ||d||²/(2u)
-(the code's SOCP is the dual of the same model under a trust region ||d|| ≤ u). Its fixed points are
-exactly the Pareto-stationary points (Σ w_i ∇f_i = 0) with equal c_i on the support of α: the
-weighted-Chebyshev optimum. The runner steps X ← Π_box(X − η D).
+        \tilde r = \frac{r}{\lVert r \odot F(x_0) \rVert}, \qquad c = \tilde r \odot (F - z), \qquad \tilde M = \frac{(\tilde r \tilde r^\top) \odot (J J^\top)}{k_0^2}, \qquad k_0^2 = \lambda_{\max}\big( (\tilde r \tilde r^\top) \odot (J J^\top) \big|_{x_0} \big)
 
-Preferences: rows r ≥ 0, not all zero (a zero entry drops f_i from the max: weakly Pareto optimal,
-f_j − z_j = 0 for the others; its target ray is then the indicator of the zero entries). K = 1:
-gradient descent. Reference point z: ``reference_point`` if given, else the problem's ideal point
-passed to :meth:`begin`, else 0 (the code's default ``mo_wc_mgda_refpt = "0"``).
+    (``wc − wb`` and ``G2``). The weights solve the proximal dual QP (exact and certified, D1; the
+    code's penalty is :math:`u \lVert \tilde M^{1/2} \alpha \rVert`), with :math:`u = 1` (D2) and
+    :math:`l` = ``lower`` (0 when :math:`K = 1`):
+
+    .. math::
+
+        \alpha = \arg\max_{\alpha \in \Delta^K,\ \alpha \ge l}\ \alpha^\top c - \frac{u}{2}\, \alpha^\top \tilde M \alpha
+
+    and are mapped back through the preference (``alpha = r_pref ⊙ alpha; alpha /= sum``); the
+    runner hands :math:`D` to the problem's optimiser (no run defaults; plain SGD shown, see
+    below on Adam) and projects onto the box :math:`\mathcal{X}`:
+
+    .. math::
+
+        w = \frac{r \odot \alpha}{\sum_i r_i \alpha_i}, \qquad D = \sum_{i=1}^K w_i \nabla f_i(x), \qquad x \leftarrow \Pi_{\mathcal{X}}(x - \eta D)
+
+    For :math:`l = 0` the QP is the dual of the prox-linear Chebyshev step
+    :math:`\min_d \max_i \big[ c_i - \langle \tilde r_i \nabla f_i, d \rangle / k_0 \big] + \lVert d \rVert^2 / (2u)`
+    (the code's SOCP is the dual of the same model under a trust region
+    :math:`\lVert d \rVert \le u`); the lower bound :math:`l` keeps every objective in the
+    combination. Its fixed points are exactly the Pareto-stationary points
+    (:math:`\sum_i w_i \nabla f_i = 0`) whose :math:`c_i` are equal wherever
+    :math:`\alpha_i > l` and no larger elsewhere (the QP's KKT conditions at
+    :math:`\tilde M \alpha = 0`): the weighted-Chebyshev optimum.
+
+Preferences: rows of non-negative entries, not all zero (a zero entry drops that objective from the
+max: weakly Pareto optimal, the other losses reach their reference values; its target ray is then the
+indicator of the zero entries). K = 1: gradient descent. Reference point z: ``reference_point`` if
+given, else the problem's ideal point passed to :meth:`begin`, else 0 (the code's default
+``mo_wc_mgda_refpt = "0"``).
 
 Defaults (source, MO-LightGBM ``config.h``): lower bound l = 1e-6 (``mo_wc_mgda_lb``), z = 0
 (``mo_wc_mgda_refpt``); u = 1 (D2: inside the code's tuning range [``mo_mgda_min_u`` = 0.1, max_u = 10]).
@@ -39,20 +63,22 @@ its default Adam: Adam rescales D per coordinate, which is not a combination of 
 and the set ends 0.57 from the target rays (5 preferences, seeds 0..2).
 
 Deviations:
-    D1. The dual uses the squared penalty (u/2)||M̃^{1/2}α||² (a QP, solved exactly and certified:
-        :func:`reference_impls.finite_set.ferero.simplex_qp`) instead of the code's u||M̃^{1/2}α||
-        (an SOCP solved by ECOS); both are duals of the same linearised Chebyshev model, with a
-        proximal term instead of a trust region. The fixed points are the same.
+    D1. The dual uses the squared penalty :math:`\tfrac{u}{2} \lVert \tilde M^{1/2} \alpha \rVert^2`
+        (a QP, solved exactly and certified: :func:`reference_impls.finite_set.ferero.simplex_qp`)
+        instead of the code's :math:`u \lVert \tilde M^{1/2} \alpha \rVert` (an SOCP solved by ECOS);
+        both are duals of the same linearised Chebyshev model, with a proximal term instead of a
+        trust region. The fixed points are the same.
     D2. u is fixed (the code's ``mo_mgda_use_fix_u = true`` mode), at 1: the default code re-tunes u
         in [0.1, 10] every step by a second SOCP (``getUTunedAlpha``), not reproduced, nor the optional
         EMA of α (``wc_mgda_decay``). With u fixed at the code's minimum 0.1, the dual is nearly an LP
-        once the gradients have shrunk below their first-step scale k_0: α jumps between vertices and
+        once the gradients have shrunk below their first-step scale: α jumps between vertices and
         the set oscillates around the target (biquad, 5 preferences, 600 steps: distance from the
         target ray 0.055 with u = 0.1, 0 with u = 1).
     D3. z defaults to the problem's ideal point when the runner knows it (the code's default 0 equals
         it on every toy problem here).
-    D4. The first-step scales (||r ⊙ F(x_0)||, k_0) are kept per solution; a zero scale (F(x_0) = 0 or
-        J(x_0) = 0) is replaced by 1. Losses or Jacobians with NaN/inf raise NonFiniteError.
+    D4. The first-step scales (the norm of the weighted starting losses, and the largest eigenvalue
+        of the weighted Gramian) are kept per solution; a zero scale (zero starting losses or a zero
+        starting Jacobian) is replaced by 1. Losses or Jacobians with NaN/inf raise NonFiniteError.
 """
 
 from __future__ import annotations

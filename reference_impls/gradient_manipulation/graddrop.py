@@ -1,26 +1,47 @@
-"""GradDrop: Gradient Sign Dropout.
+r"""GradDrop: Gradient Sign Dropout.
 
 Paper: Z. Chen, J. Ngiam, Y. Huang, T. Luong, H. Kretzschmar, Y. Chai, D. Anguelov, "Just Pick a
 Sign: Optimizing Deep Multitask Models with Gradient Sign Dropout", NeurIPS 2020, arXiv 2010.06808.
 Official code: TensorFlow lingvo ``lingvo/core/graddrop.py`` (read); LibMTL ``weighting/GradDrop.py``.
 
-Implemented (paper Sec. 3, Eq. 1 and Algorithm 1), on the gradients of the K losses with respect
-to one shared layer's activations A (shape (B, ...), batch first):
+Update rule:
+    Paper Sec. 3, Eq. 1 and Algorithm 1, on the gradients of the K losses :math:`f_i` with respect to
+    one shared layer's activations :math:`A` (shape (B, ...), batch first). The signed gradient
+    :math:`\nabla_i` of task :math:`i` is summed over the batch, and its sign purity :math:`P`
+    (elementwise, Eq. 1; :math:`P = 1/2` where every :math:`\nabla_i` is zero, D1) sets the
+    probability of keeping the positive sign at each coordinate:
 
-    ∇_i = Σ_batch sign(A) ⊙ ∇_A f_i                                (per-task signed gradient)
-    P   = ½ (1 + Σ_i ∇_i / Σ_i |∇_i|)                              (Eq. 1, sign purity, elementwise)
-    U   ~ Uniform(0, 1) elementwise
-    M_i = 1[P > U]·1[∇_i > 0] + 1[P < U]·1[∇_i < 0]                 (keep one sign per coordinate)
-    out = Σ_i (ℓ_i + (1 − ℓ_i) M_i) ⊙ ∇_A f_i                       (ℓ_i: leak of loss i, 0 by default)
+    .. math::
 
-So at each coordinate the positive contributions are all kept with probability P and the
-negative ones with probability 1 − P; with ℓ = 0 all kept contributions share one sign.
+        \nabla_i = \sum_{b=1}^{B} \operatorname{sign}(A_b) \odot \nabla_{A_b} f_i, \qquad
+        P = \frac{1}{2} \left( 1 + \frac{\sum_i \nabla_i}{\sum_i \lvert \nabla_i \rvert} \right)
+
+    With one uniform draw :math:`U \sim \mathcal{U}(0, 1)` per coordinate (shared by the tasks and
+    the batch), each task keeps its gradient where its sign is the one drawn, and the output sent
+    down the network is the masked sum, with leak :math:`\ell_i` (``leak``, 0 by default: the
+    paper's setting) letting a fraction of a task's gradient pass unmasked:
+
+    .. math::
+
+        M_i = \mathbb{1}[P > U]\, \mathbb{1}[\nabla_i > 0] + \mathbb{1}[P < U]\, \mathbb{1}[\nabla_i < 0]
+
+    .. math::
+
+        \mathrm{out}_b = \sum_{i=1}^{K} \left( \ell_i + (1 - \ell_i)\, M_i \right) \odot \nabla_{A_b} f_i
+
+    So at each coordinate the tasks with a positive :math:`\nabla_i` are all kept with probability
+    :math:`P` and those with a negative one with probability :math:`1 - P`; with :math:`\ell = 0` the
+    kept :math:`\nabla_i` share one sign. In the Jacobian interface (``GradDrop()(J)``, D5) the rows :math:`g_i` of :math:`J`
+    stand for :math:`\nabla_{A} f_i` with no batch and :math:`\operatorname{sign}(A) = 1` (or the
+    given ``activations_sign`` :math:`s`, then :math:`\nabla_i = s \odot g_i`), and the update is
+    :math:`d = \sum_i (\ell_i + (1 - \ell_i) M_i) \odot g_i`.
 
 Two ways to use it:
 
 * ``GradDrop()(J)`` — the aggregator interface on a Jacobian J (K, n): the rows of J play the role
-  of the signed gradients ∇_i, i.e. sign(A) = 1 and no batch dimension (the rows are the ∇_A f_i
-  themselves). Pass ``activations_sign`` (n,) to use ∇_i = sign(A) ⊙ J_i for the mask.
+  of the signed gradients :math:`\nabla_i`, i.e. sign(A) = 1 and no batch dimension (the rows are the
+  :math:`\nabla_A f_i` themselves). Pass ``activations_sign`` (n,) to use
+  :math:`\nabla_i = \operatorname{sign}(A) \odot g_i` for the mask.
 * On activations, as in the paper: :meth:`transform` takes the per-task activation gradients
   (K, B, ...) and the activations A (B, ...); :meth:`attach` registers a tensor hook on the shared
   representation Z so that a single ``sum(losses).backward()`` sends the GradDrop output into the
@@ -35,25 +56,29 @@ Two ways to use it:
   (``backward(..., representation=Z)`` of the base class is for weightings and refuses GradDrop.)
 
 Hyperparameters: leak ℓ = 0 (paper, lingvo, LibMTL): one number for every loss, or one per loss
-(``leak=(ℓ_1, ..., ℓ_K)``), as lingvo's ``SetLosses([(loss, leak_ratio), ...])``, whose docstring
-suggests ℓ_i = 1 for a main task in transfer learning (its gradient passes unchanged) and 0 for the
+(``leak=(ℓ1, ..., ℓK)``), as lingvo's ``SetLosses([(loss, leak_ratio), ...])``, whose docstring
+suggests a leak of 1 for a main task in transfer learning (its gradient passes unchanged) and 0 for the
 others; the masks are drawn from all K gradients either way. ``seed`` seeds the torch.Generator
 that draws U (:meth:`reset` re-seeds).
 
-Degenerate inputs: where Σ_i |∇_i| = 0 (every ∇_i is zero there) P is defined as ½ and the output
-is 0; where all ∇_i share a sign P ∈ {0, 1} and the output is the plain sum there. The formula is
+Degenerate inputs: where :math:`\sum_i \lvert \nabla_i \rvert = 0` (every :math:`\nabla_i` is zero
+there) P is defined as ½ and the output is 0; where all :math:`\nabla_i` share a sign P ∈ {0, 1} and the output is the plain sum there. The formula is
 scale-free (P depends only on ratios), so huge and tiny scales are handled exactly.
 
 Deviations:
-  D1. P is computed exactly, P = ½ where Σ_i|∇_i| = 0; lingvo and LibMTL divide by Σ_i|∇_i| + 1e-7,
-      which biases P towards ½ when the activation gradients are smaller than ~1e-7.
+  D1. P is computed exactly, P = ½ where :math:`\sum_i \lvert \nabla_i \rvert = 0`; LibMTL divides
+      by :math:`\sum_i \lvert \nabla_i \rvert + 10^{-7}` and lingvo computes
+      :math:`\tfrac{1}{2} + \sum_i \nabla_i / (2 \sum_i \lvert \nabla_i \rvert + 10^{-7})`, which biases
+      P towards ½ when the activation gradients are smaller than ~1e-7.
   D2. lingvo keeps coordinates with P ≥ U for the positive sign (P > U here; equal with
       probability 0) and keeps zero gradients either way (they contribute 0 anyway).
-  D3. lingvo rescales the output by ||out|| / ||Σ_i ∇_A f_i|| by default (``keep_gradnorm_constant``)
-      and offers a sigmoid keep-probability and a scale; the paper's Eq. 1 (linear, unscaled) is
-      implemented and the output is not rescaled, as in LibMTL.
-  D4. lingvo's sign(A) treats |A| ≤ 1e-7 as 0 (``use_input_sign_only``); here torch.sign(A) (0 only at
-      A = 0).
+  D3. lingvo rescales the output by :math:`\lVert \mathrm{out} \rVert / \lVert \sum_i \nabla_A f_i \rVert`
+      by default (``keep_gradnorm_constant``) and offers a sigmoid keep-probability and a scale;
+      the paper's Eq. 1 (linear, unscaled) is implemented and the output is not rescaled, as in
+      LibMTL.
+  D4. lingvo's sign(A) (``use_input_sign_only``) is :math:`A / \lvert A \rvert`, replaced by
+      :math:`A / \lvert 1 + A \rvert \approx A` where :math:`\lvert A \rvert \le 10^{-7}` (nearly 0);
+      here torch.sign(A) (0 only at A = 0).
   D5. In the Jacobian interface (no activations) the per-parameter gradients stand in for the
       activation gradients with sign(A) = 1; this is GradDrop's mask rule applied to parameter
       gradients, not the paper's setting.

@@ -1,25 +1,39 @@
-"""GradVac — Gradient Vaccine.
+r"""GradVac — Gradient Vaccine.
 
 Paper: Z. Wang, Y. Tsvetkov, O. Firat, Y. Cao, "Gradient Vaccine: Investigating and Improving
 Multi-task Optimization in Massively Multilingual Models", ICLR 2021, arXiv 2010.05874. No official
 code was released; the reference re-implementation is LibMTL ``LibMTL/weighting/GradVac.py``.
 
-What is implemented (Algorithm 1 "GradVac Update Rule" of the paper, whole-model granularity):
+Update rule:
+    Algorithm 1 ("GradVac Update Rule") of the paper, at whole-model granularity (D1). Each task
+    gradient :math:`g_i` (row :math:`i` of the Jacobian :math:`J`, :math:`K` tasks) starts as
+    :math:`g_i' = g_i` and is visited against every other task gradient :math:`g_j`, in a random order
+    per task (``random_order=True``; the fixed order 1..K otherwise). With the current cosine
+    :math:`\varphi_{ij}` and the similarity goal :math:`\hat\varphi_{ij}` (an EMA of past cosines,
+    0 at the first step, rate :math:`\beta` = ``beta``), :math:`g_i'` is moved along :math:`g_j` when
+    the goal is not met, and the goal is updated with the cosine measured before the move:
 
-    for each task i:  g_i' ← g_i
-        for each j ≠ i in a random order:
-            φ_ij = cos(g_i', g_j)
-            if φ_ij < φ̂_ij:                                         (the similarity goal is not met)
-                g_i' ← g_i' + ||g_i'|| (φ̂_ij √(1 − φ_ij²) − φ_ij √(1 − φ̂_ij²)) / (||g_j|| √(1 − φ̂_ij²)) · g_j
-            φ̂_ij ← (1 − β) φ̂_ij + β φ_ij                            (EMA of the similarity, φ̂ = 0 at start)
-    d = Σ_i g_i'
+    .. math::
 
-After a modification, cos(g_i', g_j) = φ̂_ij exactly (the coefficient solves that equation). With
-φ̂ = 0 the modification is PCGrad's projection, so the first step equals PCGrad with the same orders.
+        \varphi_{ij} = \frac{\langle g_i', g_j \rangle}{\lVert g_i' \rVert\, \lVert g_j \rVert}, \qquad
+        g_i' \leftarrow g_i' + \frac{\lVert g_i' \rVert \left( \hat\varphi_{ij} \sqrt{1 - \varphi_{ij}^2} - \varphi_{ij} \sqrt{1 - \hat\varphi_{ij}^2} \right)}{\lVert g_j \rVert \sqrt{1 - \hat\varphi_{ij}^2}}\, g_j
+        \quad \text{if } \varphi_{ij} < \hat\varphi_{ij}
 
-As in PCGrad, g_i' = Σ_j C_ij g_j and every quantity needed (⟨g_i', g_j⟩, ||g_i'||² = C_i M C_iᵀ,
-||g_j||² = M_jj) is read from the Gramian M = J Jᵀ: the algorithm runs on K×K numbers, vectorised
-over i, and d = Jᵀ w with w = Σ_i C_i.
+    .. math::
+
+        \hat\varphi_{ij} \leftarrow (1 - \beta)\, \hat\varphi_{ij} + \beta\, \varphi_{ij}, \qquad
+        d = \sum_{i=1}^{K} g_i'
+
+    After a move, :math:`\cos(g_i', g_j) = \hat\varphi_{ij}` exactly (the coefficient solves that
+    equation); with :math:`\hat\varphi = 0` the move is PCGrad's projection, so the first step equals
+    PCGrad with the same orders. A pair with :math:`g_i' = 0` or :math:`g_j = 0` (no cosine) is neither
+    moved nor averaged, and a goal :math:`\lvert \hat\varphi_{ij} \rvert = 1` is never pursued (D3).
+
+    As in PCGrad, :math:`g_i' = \sum_j C_{ij}\, g_j`, and every quantity needed
+    (:math:`\langle g_i', g_j \rangle = (C M)_{ij}`, :math:`\lVert g_i' \rVert^2 = (C M C^\top)_{ii}`,
+    :math:`\lVert g_j \rVert^2 = M_{jj}`) is read from the Gramian :math:`M = J J^\top`: the algorithm
+    runs on K×K numbers, vectorised over :math:`i`, and :math:`d = J^\top w` with
+    :math:`w_j = \sum_i C_{ij}` (D2).
 
 Hyperparameters: ``beta`` = 0.01 (β = 1e-2, the EMA rate reported for the paper's experiments —
 taken from the third-party reproduction chenllliang/Gradient-Vaccine, which labels "ema=0.01" as
@@ -27,9 +41,10 @@ the paper's setting; not re-read in the PDF here; LibMTL's default is 0.5),
 ``random_order`` = True, ``seed`` = 0 (the ``torch.Generator`` of the orders). State: the K×K
 matrix φ̂ (``phi_hat``), created at the first call; :meth:`reset` forgets it and re-seeds.
 
-Degenerate inputs: a pair involving a zero vector (g_i' = 0 or g_j = 0) has no cosine: no
-modification and no EMA update for that pair; all-zero J → d = 0; K = 1 → d = g_1. A goal
-|φ̂_ij| = 1 would need an infinite coefficient: the pair is then left unmodified. Any scale of
+Degenerate inputs: a pair involving a zero vector (:math:`g_i' = 0` or :math:`g_j = 0`) has no cosine: no
+modification and no EMA update for that pair; all-zero J → d = 0; K = 1 → :math:`d = g_1`. A goal
+:math:`\lvert \hat\varphi_{ij} \rvert = 1` would need an infinite coefficient: the pair is then left
+unmodified. Any scale of
 J that its dtype can hold gives the same direction (D5); NaN/inf in J or an overflowing d: NonFiniteError.
 
 Deviations:
@@ -37,8 +52,9 @@ Deviations:
         ``GradVac_group_type`` 1 and 2) are not implemented.
     D2. Computed through the Gramian instead of on n-dimensional vectors (same result up to
         rounding; tested against a direct implementation of the pseudo-code).
-    D3. LibMTL adds 1e-8 to the denominators and so updates φ̂ with ρ = 0 for zero gradients; here
-        such pairs are skipped exactly. The cosine is clamped to [−1, 1] against rounding.
+    D3. LibMTL adds 1e-8 to the denominators and so updates :math:`\hat\varphi` with a cosine of 0 for
+        zero gradients; here such pairs are skipped exactly. The cosine is clamped to [−1, 1] against
+        rounding.
     D4. Orders come from a seeded ``torch.Generator`` (the same draws as PCGrad's for equal seeds).
     D5. From a Jacobian, M = J Jᵀ is one product in J's dtype when certified, else formed from rows
         scaled by powers of two and restored in float64 up to a common factor

@@ -1,52 +1,75 @@
-"""PCGrad — Projecting Conflicting Gradients ("gradient surgery").
+r"""PCGrad — Projecting Conflicting Gradients ("gradient surgery").
 
 Paper: T. Yu, S. Kumar, A. Gupta, S. Levine, K. Hausman, C. Finn, "Gradient Surgery for Multi-Task
 Learning", NeurIPS 2020, arXiv 2001.06782. Official code: github.com/tianheyu927/PCGrad
 (``PCGrad_tf.py``, TensorFlow).
 
-What is implemented (Algorithm 1 of the paper):
+Update rule:
+    Algorithm 1 of the paper. Each task gradient :math:`g_i` (row :math:`i` of the Jacobian
+    :math:`J`, :math:`K` tasks) is projected in turn on the normal plane of every other task
+    gradient it conflicts with. The projections are on the ORIGINAL :math:`g_j`, visited for each
+    :math:`i` in its own random order (``random_order=True``; the fixed order 1..K otherwise, D2);
+    a zero :math:`g_j` is never a target (D4):
 
-    for each task i:  g_i^PC ← g_i
-        for each j ≠ i in a random order:
-            if ⟨g_i^PC, g_j⟩ < 0:  g_i^PC ← g_i^PC − ⟨g_i^PC, g_j⟩ / ||g_j||² · g_j     (projection on the
-                                                                                    ORIGINAL g_j)
-    d = Σ_i g_i^PC                                                                 (a sum, not a mean)
+    .. math::
 
-Every g_i^PC is a combination Σ_j C_ij g_j of the original gradients, and every inner product the
-algorithm needs is ⟨g_i^PC, g_j⟩ = (C M)_ij with M = J Jᵀ. So the whole algorithm runs on K×K
-numbers (O(K³), vectorised over i), and d = Jᵀ w with w = Σ_i C_i (one weighted sum of rows at the
-end). The result equals the n-dimensional algorithm up to rounding.
+        g_i^{\mathrm{PC}} \leftarrow g_i, \qquad
+        g_i^{\mathrm{PC}} \leftarrow g_i^{\mathrm{PC}} - \frac{\langle g_i^{\mathrm{PC}}, g_j \rangle}{\lVert g_j \rVert^2}\, g_j
+        \quad \text{if } \langle g_i^{\mathrm{PC}}, g_j \rangle < 0, \qquad j \neq i
+
+    The update is the sum (not the mean) of the projected gradients:
+
+    .. math::
+
+        d = \sum_{i=1}^{K} g_i^{\mathrm{PC}}
+
+    Every projected gradient is a combination :math:`g_i^{\mathrm{PC}} = \sum_j C_{ij}\, g_j` of the
+    original ones, and every inner product the algorithm needs is
+    :math:`\langle g_i^{\mathrm{PC}}, g_j \rangle = (C M)_{ij}` with the Gramian :math:`M = J J^\top`.
+    So the whole algorithm runs on K×K numbers (vectorised over :math:`i`), and the update is one
+    weighted sum of rows at the end (D1):
+
+    .. math::
+
+        d = J^\top w, \qquad w_j = \sum_{i=1}^{K} C_{ij}
 
 Hyperparameters: ``random_order`` = True (the paper's Algorithm 1); ``seed`` = 0 seeds the
 ``torch.Generator`` that draws the orders (``reset()`` re-seeds it).
 
-Properties: for K = 2 with ⟨g_1, g_2⟩ < 0, ⟨g_1^PC, g_2⟩ = ⟨g_2^PC, g_1⟩ = 0 and ⟨d, g_i⟩ ≥ 0
-(the two-task setting of the paper's analysis); without conflict d = Σ g_i; for K = 2 PCGrad
+Properties: for K = 2 with :math:`\langle g_1, g_2 \rangle < 0`,
+:math:`\langle g_1^{\mathrm{PC}}, g_2 \rangle = \langle g_2^{\mathrm{PC}}, g_1 \rangle = 0` and
+:math:`\langle d, g_i \rangle \ge 0` (the two-task setting of the paper's analysis); without conflict
+:math:`d = \sum_i g_i`; for K = 2 PCGrad
 equals UPGrad with preference (1, 1) and no normalisation. For K ≥ 3, d can conflict with a task
 even when a common descent direction exists (tested counterexample).
 
-Degenerate inputs: a zero g_j is skipped as a projection target (⟨·, 0⟩ = 0 is never < 0); all-zero
-J → d = 0; identical rows → d = K·g; opposite rows g, −g → d = 0; K = 1 → d = g_1. Any scale of J
+Degenerate inputs: a zero :math:`g_j` is skipped as a projection target (⟨·, 0⟩ = 0 is never < 0); all-zero
+J → d = 0; identical rows → d = K·g; opposite rows g, −g → d = 0; K = 1 → :math:`d = g_1`. Any scale of J
 that its dtype can hold gives the same direction (D5); NaN/inf in J or an overflowing d: NonFiniteError.
 
 Deviations:
-    D1. Computed through the Gramian (coefficients C, M) instead of on n-dimensional vectors: same
-        result up to rounding (tested against a direct implementation), O(K²n + K³) work.
+    D1. Computed through the Gramian (coefficients :math:`C`, :math:`M`) instead of on n-dimensional
+        vectors: same result up to rounding (tested against a direct implementation),
+        :math:`O(K^2 n + K^3)` work.
     D2. The official TF code calls ``tf.random.shuffle(loss)`` and discards the result, so it
-        projects in the fixed order 1..K; its loop also visits k = i (a projection on g_i itself,
-        which acts only if ⟨g_i^PC, g_i⟩ < 0, possible for K ≥ 3). ``random_order=False`` gives
-        the fixed order 1..K without j = i; the default (random orders) follows the paper.
+        projects in the fixed order 1..K; its loop also visits :math:`j = i` (a projection on
+        :math:`g_i` itself, which acts only if :math:`\langle g_i^{\mathrm{PC}}, g_i \rangle < 0`,
+        possible for K ≥ 3). ``random_order=False`` gives the fixed order 1..K without
+        :math:`j = i`; the default (random orders) follows the paper.
     D3. The orders come from a seeded ``torch.Generator`` (reproducible), not from the global RNG.
-    D4. LibMTL adds 1e-8 to ||g_j||²; here zero-norm targets are skipped exactly instead.
-    D5. From a Jacobian, M = J Jᵀ is one product in J's dtype, kept when certified (finite, every
-        M_ii ≥ tiny/eps: no square lost to underflow beyond eps²·M_ii); otherwise (a zero, tiny or
-        huge row) it is formed from rows scaled by powers of two and restored in float64 up to a
-        common factor (:func:`gramian_up_to_scale`, :func:`normalized_gramian`; C does not change
-        under M → c²M, and both paths round the same products), so float32 gradients at scales
-        1e-23 or 1e+30 give the float64 direction to float32 precision; the plain J Jᵀ underflows
-        there (every row then looked like a zero row and the plain sum came back) or overflows. A d
-        that overflows the dtype raises NonFiniteError (certified from Σ_i |w_i| ||g_i|| without a
-        pass over d when M is the plain one). J is read twice, J Jᵀ and wᵀJ, as in TorchJD.
+    D4. LibMTL adds 1e-8 to :math:`\lVert g_j \rVert^2`; here zero-norm targets are skipped exactly
+        instead.
+    D5. From a Jacobian, :math:`M = J J^\top` is one product in J's dtype, kept when certified
+        (finite, every :math:`M_{ii} \ge \mathrm{tiny}/\mathrm{eps}`: no square lost to underflow
+        beyond :math:`\mathrm{eps}^2 M_{ii}`); otherwise (a zero, tiny or huge row) it is formed from
+        rows scaled by powers of two and restored in float64 up to a common factor
+        (``gramian_up_to_scale``, ``normalized_gramian``; :math:`C` does not change under
+        :math:`M \to c^2 M`, and both paths round the same products), so float32 gradients at scales
+        1e-23 or 1e+30 give the float64 direction to float32 precision; the plain :math:`J J^\top`
+        underflows there (every row then looked like a zero row and the plain sum came back) or
+        overflows. A :math:`d` that overflows the dtype raises NonFiniteError (certified from
+        :math:`\sum_i |w_i|\, \lVert g_i \rVert` without a pass over :math:`d` when :math:`M` is the
+        plain one). J is read twice, :math:`J J^\top` and :math:`w^\top J`, as in TorchJD.
 
 Usage::
 

@@ -1,35 +1,48 @@
-"""Aligned-MTL — Independent Component Alignment for Multi-Task Learning.
+r"""Aligned-MTL — Independent Component Alignment for Multi-Task Learning.
 
 Paper: D. Senushkin, N. Patakin, A. Kuznetsov, A. Konushin, "Independent Component Alignment for
 Multi-Task Learning", CVPR 2023, arXiv 2305.19000. Official code: github.com/SamsungLabs/MTL
 (``code/optim/aligned/solver.py`` ``ProcrustesSolver``, ``balancer.py``, ``optimize_toy.py``).
 
-What is implemented (Algorithm 1 of the paper, as in the official solver):
+Update rule:
+    Algorithm 1 of the paper, as in the official solver. Eigen-decompose the Gramian of the
+    Jacobian :math:`J` (rows :math:`g_i`) and keep the :math:`r` eigenvalues above the rank tolerance
+    (:math:`\varepsilon_{32}` is the float32 machine epsilon, as ``torch.finfo().eps`` in the
+    official code; see D2):
 
-* eigen-decomposition of the Gramian M = J Jᵀ = V Λ Vᵀ; eigenvalues λ ≤ tol = λ_max·K·ε (ε the
-  float32 machine epsilon, as ``torch.finfo().eps`` in the official code) are dropped (rank r);
-* balance transformation B = σ V_r Λ_r^{-1/2} V_rᵀ with σ = √λ_min ("min", default),
-  σ = √median(λ) ("median", torch's lower median) or σ = √mean(λ) ("rmse");
-* aligned gradients Ĝ = B J (rows of equal norm σ, mutually orthogonal: Ĝ Ĝᵀ = σ² V_r V_rᵀ, the
-  identity times σ² when J has full row rank — condition number 1, the paper's stability criterion);
-* d = Ĝᵀ p = Jᵀ (B p), i.e. the weights are α = B p with the task preferences p = 𝟙 (the official
-  balancer sums the aligned gradients: ``grads.sum(-1)``, ``weights.sum(-1)``).
+    .. math::
+
+        M = J J^\top = V \Lambda V^\top, \qquad \text{keep } \lambda_j > \lambda_{\max} K \varepsilon_{32} \ \ (V_r, \Lambda_r)
+
+    The balance transformation whitens the gradients and rescales them to a common norm
+    :math:`\sigma`, the square root of the smallest retained eigenvalue ("min", the default), of their
+    lower median ("median", as ``torch.median``) or of their mean ("rmse"); the step is the sum of
+    the aligned gradients weighted by the task preferences :math:`p = \mathbf{1}` (the official
+    balancer sums them: ``grads.sum(-1)``, ``weights.sum(-1)``):
+
+    .. math::
+
+        B = \sigma V_r \Lambda_r^{-1/2} V_r^\top, \qquad \hat G = B J, \qquad \alpha = B p, \qquad d = \hat G^\top p = J^\top \alpha
+
+    In general :math:`\hat G \hat G^\top = \sigma^2 V_r V_r^\top`; when J has full row rank this is
+    :math:`\sigma^2 I`: the aligned gradients have equal norms σ and are mutually orthogonal
+    (condition number 1, the paper's stability criterion).
 
 Hyperparameters: ``scale_mode`` = "min" (paper and official default); ``pref_vector`` = 𝟙
 (official code; TorchJD uses 𝟙/K, which halves d for K = 2).
 
-Properties: Ĝ Ĝᵀ = σ² I for full-rank J; row-permutation invariant; d(cJ) = c·d(J) for c > 0
-(B depends on M only up to scale); d = σ·W Uᵀp with J = U S Wᵀ (the polar factor of J).
+Properties: ĜĜᵀ = σ²I for full-rank J; row-permutation invariant; d(cJ) = c·d(J) for c > 0
+(B depends on M only up to scale); d = σ·WUᵀp with J = USWᵀ (the polar factor of J).
 
 Degenerate inputs: all-zero J (rank 0) → w = 0, d = 0 (the official code fails there; TorchJD
-returns B = I); a zero row spans a dropped eigen-direction and gets weight 0; collinear rows c_i g
-(identical, opposite, ...) have rank 1, B = v vᵀ with v = c/||c||, hence d = (pᵀc)·g (identical
-rows → K·g, opposite rows → 0); K = 1 → d = g_1 (B = 1); rows of norms 1e8 and 1e-8 → the small
+returns B = I); a zero row spans a dropped eigen-direction and gets weight 0; collinear rows :math:`c_i g`
+(identical, opposite, ...) have rank 1, B = vvᵀ with v = c/‖c‖, hence d = (pᵀc)·g (identical
+rows → K·g, opposite rows → 0); K = 1 → d = the single row (B = 1); rows of norms 1e8 and 1e-8 → the small
 task's eigenvalue (ratio 1e-32) is dropped and it gets weight 0.
 
 Deviations:
     D1. ``torch.linalg.eigh`` in float64 on the CPU replaces the removed ``torch.symeig``. K = 2 uses the
-        2×2 eigen-decomposition in closed form on Python floats (:func:`balance_weights2`), except
+        2×2 eigen-decomposition in closed form on Python floats (``balance_weights2``), except
         when the smaller eigenvalue lies within 1e-6 (relative) of the rank tolerance, where the rank
         decision would depend on rounding and ``eigh`` decides; agreement with the general path
         tested to a relative 1e-9 · max(1, condition number · 1e-7).

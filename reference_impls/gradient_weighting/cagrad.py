@@ -1,40 +1,53 @@
-"""CAGrad: conflict-averse gradient descent, with an exact solver of its dual problem.
+r"""CAGrad: conflict-averse gradient descent, with an exact solver of its dual problem.
 
 Paper: B. Liu, X. Liu, X. Jin, P. Stone and Q. Liu, "Conflict-Averse Gradient Descent for
 Multi-task Learning", NeurIPS 2021, arXiv 2110.14048. Official code: github.com/Cranial-XIX/CAGrad
 (``toy.py``, ``nyuv2/utils.py`` function ``cagrad``, ``nyuv2/run.sh``); LibMTL ``weighting/CAGrad.py``.
 
-Implemented (the paper's Algorithm 1 and the dual problem it solves): with g_0 = (1/K) Σ_i g_i the average gradient, the
-update maximises the worst first-order improvement in a ball around g_0,
+Update rule:
+    The paper's Algorithm 1 and the dual problem it solves. With
+    :math:`g_0 = \tfrac{1}{K} \sum_i g_i` the average gradient, the update maximises the worst
+    first-order improvement in a ball of radius :math:`c \lVert g_0 \rVert` around :math:`g_0`:
 
-    d* = argmax_{||d − g_0|| ≤ c||g_0||} min_i ⟨g_i, d⟩,
+    .. math::
 
-through its dual: with √φ = c||g_0|| and g_w = Σ_i w_i g_i,
+        d^\star = \arg\max_{\lVert d - g_0 \rVert \le c \lVert g_0 \rVert} \ \min_i \langle g_i, d \rangle
 
-    w* = argmin_{w∈Δ} g_wᵀ g_0 + √φ ||g_w||,        d = g_0 + (√φ / ||g_{w*}||) g_{w*}.
+    It is computed through its dual, with :math:`\sqrt{\phi} = c \lVert g_0 \rVert`,
+    :math:`g_w = \sum_i w_i g_i` and :math:`\Delta` the probability simplex; the returned direction
+    is then multiplied by the factor :math:`\gamma` of ``rescale``: 1 (``rescale=0``, the default:
+    Algorithm 1's d), :math:`1/(1 + c^2)` (``rescale=1``, the official NYUv2/Cityscapes code and
+    LibMTL) or :math:`1/(1 + c)` (``rescale=2``, the official ``toy.py``); see D2 and D5:
 
-Exact solver (instead of SLSQP): √φ||x|| = min_{t>0} √φ(||x||²/(2t) + t/2), and for fixed t the
-w-problem is (up to constants) the min-norm problem of the shifted points g_i + (t/√φ) g_0 (Gramian
-:func:`~reference_impls.core.solvers.shifted_gramian`), solved exactly by Wolfe's algorithm. The
-optimal t is t* = ||g_{w(t*)}||; the value is convex in t and ||g_{w(t)}||/t is non-increasing, so
-t* is bracketed by [||g_MGDA||, max_i ||g_i||]. On the support S of the current inner solution the
-weights are affine in s = t/√φ (KKT linear system), so t = ||g_{w(t)}|| is a quadratic equation in
-s; its root is certified by the KKT conditions of the shifted min-norm problem (all i, including
-i ∉ S). A new support is taken from an exact inner solve at that root (safeguarded by bisection
-within the bracket) until the certificate holds; usually 1–3 inner solves. K = 2 (the toy problems)
-takes a closed form of the one-variable dual on Python floats (:func:`cagrad_weights2`), checked by the
-same certificate, and leaves the degenerate cases (0 ∈ conv{g_i} to rounding, collinear or zero rows) to
-the general solver; the two agree to the Gramian's resolution (tested).
+    .. math::
 
-Numerics (certified, float64 whatever the input dtype): zero rows (M_ii = 0) are removed before any
-solve (they keep weight 1/K; g_0 keeps its 1/K factor); the Gramian is divided by max_i ||g_i||²;
-tolerances are per task and scale with the input dtype's ε (κ = 32·K·ε, see
-:mod:`reference_impls.core.solvers`); "g_w = 0" means ||g_w|| ≤ √κ·Σ_i w_i||g_i||, the rounding
-level of the Gramian. The answer is certified by the KKT conditions of the primal problem
-(:func:`_certify`: w = u − 𝟙/K ≥ 0, ||d − g_0|| ≤ ρ, and ⟨g_i, d⟩ = min_j ⟨g_j, d⟩ on the support
-of w when the ball is active, or J d ≥ 0 when d is interior), else SolverError is raised. A
-Jacobian whose Gramian would underflow (J ≈ 1e-155) is first multiplied by a power of two (the
-weights are scale-invariant).
+        w^\star = \arg\min_{w \in \Delta} \ g_w^\top g_0 + \sqrt{\phi} \, \lVert g_w \rVert, \qquad d = \gamma \Big( g_0 + \frac{\sqrt{\phi}}{\lVert g_{w^\star} \rVert} \, g_{w^\star} \Big)
+
+    Exact solver (instead of SLSQP, D1): :math:`\sqrt{\phi} \lVert x \rVert = \min_{t > 0} \sqrt{\phi} \, (\lVert x \rVert^2 / (2t) + t/2)`,
+    and for fixed t the w-problem is (up to constants) the min-norm problem of the shifted points
+    :math:`g_i + (t / \sqrt{\phi}) \, g_0` (Gramian ``reference_impls.core.solvers.shifted_gramian``),
+    solved exactly by Wolfe's algorithm. The optimal t is :math:`t^\star = \lVert g_{w(t^\star)} \rVert`;
+    the value is convex in t and :math:`\lVert g_{w(t)} \rVert / t` is non-increasing, so
+    :math:`t^\star` is bracketed by :math:`[\lVert g_{\mathrm{MGDA}} \rVert, \max_i \lVert g_i \rVert]`.
+    On the support S of the current inner solution the weights are affine in
+    :math:`s = t / \sqrt{\phi}` (KKT linear system), so :math:`t = \lVert g_{w(t)} \rVert` is a
+    quadratic equation in s; its root is certified by the KKT conditions of the shifted min-norm
+    problem (all i, including those outside S). A new support is taken from an exact inner solve at
+    that root (safeguarded by bisection within the bracket) until the certificate holds; usually
+    1–3 inner solves. :math:`K = 2` (the toy problems) takes a closed form of the one-variable dual
+    on Python floats (``cagrad_weights2``), checked by the same certificate, and leaves the
+    degenerate cases (:math:`0 \in \operatorname{conv}\{g_i\}` to rounding, collinear or zero rows) to
+    the general solver; the two agree to the Gramian's resolution (tested).
+
+Numerics (certified, float64 whatever the input dtype): zero rows are removed before any
+solve (they keep weight 1/K; g₀ keeps its 1/K factor); the Gramian is divided by the largest
+squared gradient norm; tolerances are per task and scale with the input dtype's ε (κ = 32·K·ε, see
+:mod:`reference_impls.core.solvers`); "the combined gradient is 0" means its norm is at most
+√κ times the weighted sum of the gradient norms, the rounding level of the Gramian. The answer is
+certified by the KKT conditions of the primal problem (:func:`_certify`: w = u − 𝟙/K ≥ 0,
+‖d − g₀‖ ≤ ρ, and equal ⟨gᵢ, d⟩ = min over j of ⟨gⱼ, d⟩ on the support of w when the ball is
+active, or J d ≥ 0 when d is interior), else SolverError is raised. A Jacobian whose Gramian would
+underflow (J ≈ 1e-155) is first multiplied by a power of two (the weights are scale-invariant).
 
 Hyperparameters:
     c: 0.5 (default; the paper's toy and LibMTL); the official NYUv2/Cityscapes runs use 0.4.
@@ -44,27 +57,31 @@ Hyperparameters:
 
 Deviations:
     D1. Solver: exact (see above) instead of ``scipy.optimize.minimize`` (SLSQP from the uniform
-        w, default tolerances; the official toy uses ``minimize_scalar`` over w_1 ∈ [0, 1]). The
-        official code also adds 1e-8 (1e-4 in the toy) inside ||g_0||, ||g_w|| and the multiplier;
-        we do not. Tolerances of the certificate: 8κ·(||g_i|| + S)·S per task for the ball and
-        J d ≥ 0, 128× that for the equality of ⟨g_i, d⟩ on the support (the bisection exit resolves
-        t* only to ~1e-15), with S = Σ_j |u_j| ||g_j||; SolverError when they fail.
+        w, default tolerances; the official toy uses ``minimize_scalar`` over
+        :math:`w_1 \in [0, 1]`). The official code also adds 1e-8 (1e-4 in the toy) inside
+        :math:`\lVert g_0 \rVert`, :math:`\lVert g_w \rVert` and the multiplier; we do not. Tolerances of the
+        certificate: :math:`8 \kappa (\lVert g_i \rVert + S) S` per task for the ball and
+        :math:`J d \ge 0`, 128 times that for the equality of :math:`\langle g_i, d \rangle` on the
+        support (the bisection exit resolves :math:`t^\star` only to ~1e-15), with
+        :math:`S = \sum_j \lvert u_j \rvert \lVert g_j \rVert`; SolverError when they fail.
     D2. Default rescale = 0 (Algorithm 1) whereas the official training code divides by 1 + c².
-    D3. Degenerate inputs: c = 0 or g_0 = 0 gives d = g_0 (weights 𝟙/K); all-zero J gives d = 0.
-        When g_{w*} = 0 (0 ∈ conv{g_i} and the ball contains non-conflicting directions) the dual
-        formula is 0/0 and the optimal d is not unique: we return the optimal d closest to g_0, the
-        projection of g_0 onto the dual cone {d : ⟨g_i, d⟩ ≥ 0 ∀i} (the limit t → 0 of the
-        construction; :func:`~reference_impls.core.solvers.dual_cone_weights`, an active-set solve on
-        the Gramian). A zero row puts 0 in conv{g_i}: with c ≥ 1 the value is 0 and d is that
-        projection; otherwise the problem is solved on the other rows (a zero row never binds when
-        the value is negative). The official code returns g_0 + (√φ/(||g_w|| + 1e-8)) g_w with
-        whatever g_w its solver stopped at; TorchJD returns 0.
+    D3. Degenerate inputs: c = 0 or :math:`g_0 = 0` gives :math:`d = g_0` (weights 𝟙/K); all-zero J
+        gives d = 0. When :math:`g_{w^\star} = 0` (:math:`0 \in \operatorname{conv}\{g_i\}` and the ball
+        contains non-conflicting directions) the dual formula is 0/0 and the optimal d is not unique:
+        we return the optimal d closest to :math:`g_0`, the projection of :math:`g_0` onto the dual cone
+        :math:`\{d : \langle g_i, d \rangle \ge 0 \ \forall i\}` (the limit t → 0 of the construction;
+        ``reference_impls.core.solvers.dual_cone_weights``, an active-set solve on the Gramian).
+        A zero row puts 0 in the convex hull: with c ≥ 1 the value is 0 and d is that projection;
+        otherwise the problem is solved on the other rows (a zero row never binds when the value is
+        negative). The official code returns
+        :math:`g_0 + \sqrt{\phi} \, g_w / (\lVert g_w \rVert + 10^{-8})` with whatever :math:`g_w` its solver
+        stopped at; TorchJD returns 0.
     D4. TorchJD's CAGrad (no rescaling, cvxpy/CLARABEL) is the same method; its documented value on
-        J_base for c = 0.5, [0.1835, 1.2041, 1.2041], is reproduced with rescale = 0.
+        ``J_base`` for c = 0.5, [0.1835, 1.2041, 1.2041], is reproduced with ``rescale = 0``.
     D5. The official NYUv2 and Cityscapes code (``overwrite_grad`` in ``nyuv2/utils.py`` and
         ``cityscapes/utils.py``) multiplies the aggregated update by the number of tasks ("to match
         the sum loss": ×3 and ×2) before the optimiser step, for every method it compares; the
-        official setting is therefore rescale = 1 *and* ×K. We return d (times the rescale factor)
+        official setting is therefore both ``rescale = 1`` and ×K. We return d (times the rescale factor)
         without the ×K, which with Adam (the official optimiser) changes only ε's relative size.
 
 Usage:

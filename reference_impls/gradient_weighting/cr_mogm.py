@@ -1,4 +1,4 @@
-"""CR-MOGM: correlation-reduced stochastic multi-objective gradient manipulation (a moving average of the weights).
+r"""CR-MOGM: correlation-reduced stochastic multi-objective gradient manipulation (a moving average of the weights).
 
 Paper: S. Zhou, W. Zhang, J. Jiang, W. Zhong, J. Gu and W. Zhu, "On the Convergence of Stochastic
 Multi-Objective Gradient Manipulation and Beyond", NeurIPS 2022, OpenReview ScwfQ7hdwyP. No official
@@ -7,38 +7,49 @@ code is public (none is linked from the paper or OpenReview). Cross-checked agai
 reachable from this workplace, so the equation below is stated as the paper's abstract and TorchJD
 describe it (see D1).
 
-The paper's unified framework: MGDA, PCGrad, CAGrad and similar methods all step along a composite
-d_t = Σ_i λ_t^i g_i(x_t; ξ_t) whose weights λ̂_t = W(J_{ξ_t}) are computed from the same stochastic
-gradients; the correlation between λ̂_t and the noise of J_{ξ_t} biases d_t, and the paper builds a
-convex two-objective instance on which these stochastic methods do not converge to a Pareto optimum.
-CR-MOGM ("exponentially averages the past calculated weights", abstract) replaces λ̂_t by
+Update rule:
+    The paper's unified framework: MGDA, PCGrad, CAGrad and similar methods all step along a
+    composite :math:`d_t = \sum_i \lambda_t^i \, g_i(x_t; \xi_t)` whose weights
+    :math:`\hat\lambda_t = W(J_{\xi_t})` are computed from the same stochastic gradients; the
+    correlation between :math:`\hat\lambda_t` and the noise of :math:`J_{\xi_t}` biases :math:`d_t`, and
+    the paper builds a convex two-objective instance on which these stochastic methods do not
+    converge to a Pareto optimum. CR-MOGM ("exponentially averages the past calculated weights",
+    abstract) keeps a moving average of the base method's weights :math:`W(J_t)` (``base``, MGDA by
+    default) and steps along the base direction with the averaged weights:
 
-    λ̂_t = W(J_t)                              (the base method's weights on this step's Jacobian)
-    λ_t = (1 − α_t) λ_{t−1} + α_t λ̂_t,        λ_1 = λ̂_1
-    d   = J_tᵀ λ_t                              (the base method's direction with the averaged weights)
+    .. math::
 
-so λ_t depends on the current sample only through α_t λ̂_t. With constant α and i.i.d. λ̂_t the
-stationary variance of λ_t is α/(2 − α) times that of λ̂_t (measured in the tests).
+        \hat\lambda_t = W(J_t), \qquad \lambda_t = (1 - \alpha_t) \, \lambda_{t-1} + \alpha_t \hat\lambda_t, \qquad \lambda_1 = \hat\lambda_1, \qquad d = J_t^\top \lambda_t
+
+    with :math:`\alpha_t = \alpha \, t^{-p}` (``alpha`` = 0.1, ``alpha_power`` p = 0 by default), so
+    :math:`\lambda_t` depends on the current sample only through :math:`\alpha_t \hat\lambda_t`. With
+    constant α and i.i.d. :math:`\hat\lambda_t` the stationary variance of :math:`\lambda_t` is
+    :math:`\alpha / (2 - \alpha)` times that of :math:`\hat\lambda_t` (measured in the tests). With
+    ``initial="uniform"`` the average starts from :math:`\lambda_0 = \mathbf{1}/K` instead (D1).
 
 Hyperparameters:
     base: registry id of the wrapped weighting (default "mgda", the brief's and the paper's main
         instance; any registered :class:`~reference_impls.core.aggregator.Weighting` works, e.g.
         "pcgrad", "cagrad", "upgrad"); ``base_options``: its hyperparameters as a dict.
     alpha: α, the weight of the new estimate (default 0.1, i.e. TorchJD's default 0.9 on the previous
-        weights; TorchJD writes λ_k = α'λ_{k−1} + (1 − α')λ̂_k with α' = 1 − α).
-    alpha_power: p in α_t = α·t^{−p} (default 0: constant). TorchJD reports that the paper's
-        Corollary 1 lets the averaging weight follow the learning-rate decay (α_t ∝ η_t, vanishing);
+        weights; TorchJD writes :math:`\lambda_k = \alpha' \lambda_{k-1} + (1 - \alpha') \hat\lambda_k` with
+        α' = 1 − α).
+    alpha_power: p in :math:`\alpha_t = \alpha t^{-p}` (default 0: constant). TorchJD reports that the
+        paper's Corollary 1 lets the averaging weight follow the learning-rate decay
+        (:math:`\alpha_t \propto \eta_t`, vanishing);
         with the runner's constant learning rate a constant α is used unless p > 0.
 
 Deviations:
-  D1. Notation: the paper's symbol for the averaging weight (and whether it multiplies λ_{t−1} or
-      λ̂_t) could not be checked against the PDF here; α is the weight of the NEW weights λ̂_t. The
-      first step returns λ̂_1 (TorchJD's default initialisation); ``initial`` = "uniform" starts from
-      λ_0 = 𝟙/K instead (λ_1 = (1 − α)𝟙/K + αλ̂_1).
-  D2. The averaged λ_t is kept in float64 on the CPU and returned in J's dtype.
+  D1. Notation: the paper's symbol for the averaging weight (and whether it multiplies
+      :math:`\lambda_{t-1}` or :math:`\hat\lambda_t`) could not be checked against the PDF here; α is
+      the weight of the NEW weights :math:`\hat\lambda_t`. The first step returns :math:`\hat\lambda_1`
+      (TorchJD's default initialisation); ``initial`` = "uniform" starts from
+      :math:`\lambda_0 = \mathbf{1}/K` instead (:math:`\lambda_1 = (1 - \alpha) \mathbf{1}/K + \alpha \hat\lambda_1`).
+  D2. The averaged weights :math:`\lambda_t` are kept in float64 on the CPU and returned in J's dtype.
   D3. Degenerate inputs follow the base method (MGDA: all-zero J gives λ̂ = 𝟙/K and d = 0; K = 1
-      gives λ = (1,), d = g_1); the average of points of Δ stays in Δ. NaN or infinite input raises
-      NonFiniteError (the base's input check); a change of K raises until :meth:`reset`.
+      gives λ = (1,), d = the single gradient); the average of points of the simplex stays in the
+      simplex. NaN or infinite input raises
+      NonFiniteError (the base's input check); a change of K raises until ``reset``.
   D4. Task-specific parameters receive their raw gradients (the base-class ``backward``).
 
 Usage:

@@ -1,25 +1,38 @@
-"""DB-MTL: dual balancing of the loss scales (log losses) and the gradient magnitudes.
+r"""DB-MTL: dual balancing of the loss scales (log losses) and the gradient magnitudes.
 
 Paper: B. Lin, W. Jiang, F. Ye, Y. Zhang, P. Chen, Y.-C. Chen, S. Liu, J. T. Kwok, "Dual-Balancing
 for Multi-Task Learning", arXiv 2308.12029, 2023. Official code: LibMTL
 ``LibMTL/weighting/DB_MTL.py`` (median-research-group/LibMTL, written by the authors).
 
-Implemented (the whole method: both balancing steps act on the shared parameters):
+Update rule:
+    The whole method; both balancing steps act on the shared parameters. Loss-scale balancing
+    replaces each task loss by its logarithm, whose gradient is the task gradient
+    :math:`g_i = \nabla f_i` divided by the loss (multiplying a loss by a constant :math:`c_i > 0` does not change the gradient of its log,
+    up to the :math:`\epsilon`):
 
-1. Loss-scale balancing: each task loss is replaced by its logarithm f̃_i = log(f_i + ε), whose
-   gradient is ∇f̃_i = g_i / (f_i + ε). Multiplying a loss by c_i > 0 does not change ∇ log f_i.
-2. Gradient-magnitude balancing: an exponential moving average of the log-loss gradients,
-   ĝ_i ← β_t ĝ_i + (1 − β_t) ∇f̃_i with β_t = β / t^σ (t = 1, 2, ...; ĝ_i = 0 before the
-   first step), then every task is rescaled to the largest magnitude:
-   α_i = max_j ||ĝ_j|| / ||ĝ_i||,   d = Σ_i α_i ĝ_i = (max_j ||ĝ_j||) Σ_i ĝ_i / ||ĝ_i||.
+    .. math::
 
-Hyperparameters: β = 0.9 (``DB_beta``), σ = 0 (``DB_beta_sigma``), ε = 1e-8: the official
+        \tilde f_i = \log(f_i + \epsilon), \qquad \nabla \tilde f_i = \frac{g_i}{f_i + \epsilon}
+
+    Gradient-magnitude balancing keeps an exponential moving average of the log-loss gradients
+    (:math:`\hat g_i = 0` before the first step, :math:`t = 1, 2, \dots`), then rescales every task to
+    the largest magnitude:
+
+    .. math::
+
+        \hat g_i \leftarrow \beta_t \hat g_i + (1 - \beta_t) \nabla \tilde f_i, \qquad \beta_t = \beta / t^{\sigma}
+
+    .. math::
+
+        \alpha_i = \frac{\max_j \lVert \hat g_j \rVert}{\lVert \hat g_i \rVert}, \qquad d = \sum_{i=1}^{K} \alpha_i \hat g_i = \Big( \max_j \lVert \hat g_j \rVert \Big) \sum_{i=1}^{K} \frac{\hat g_i}{\lVert \hat g_i \rVert}
+
+Hyperparameters: ``beta`` β = 0.9 (``DB_beta``), ``beta_sigma`` σ = 0 (``DB_beta_sigma``), ``eps`` ε = 1e-8: the official
 LibMTL defaults (``LibMTL/config.py``); the paper's per-dataset values were not re-read here.
 
-Use: ``DBMTL()(J, losses)`` with J the Jacobian of the *raw* losses f_i (rows g_i) and their
-values; the method is stateful (the EMA ĝ and the step counter t), :meth:`reset` forgets both.
-In a training loop, :meth:`backward` differentiates the log losses log(f_i + ε) directly, so
-the task-specific parameters (heads) receive Σ_i ∇ log(f_i + ε), as in LibMTL.
+Use: ``DBMTL()(J, losses)`` with J the Jacobian of the *raw* losses (rows: the task gradients) and
+their values; the method is stateful (the EMA ĝ and the step counter t), :meth:`reset` forgets both.
+In a training loop, :meth:`backward` differentiates the log losses log(f + ε) directly, so the
+task-specific parameters (heads) receive the sum of the log-loss gradients, as in LibMTL.
 
     >>> method = DBMTL()
     >>> for batch in data:
@@ -27,20 +40,21 @@ the task-specific parameters (heads) receive Σ_i ∇ log(f_i + ε), as in LibMT
     ...     method.backward(model.losses(batch), model.shared_parameters(), model.task_parameters())
     ...     optimizer.step()
 
-Degenerate inputs: a task whose EMA gradient is exactly zero contributes nothing (α_i ĝ_i = 0);
-all-zero J gives d = 0; K = 1 gives d = ĝ_1. Losses with f_i + ε ≤ 0 have no logarithm: ValueError.
+Degenerate inputs: a task whose EMA gradient is exactly zero contributes nothing (its term αĝ is 0);
+all-zero J gives d = 0; K = 1 gives d = ĝ. Losses with f + ε ≤ 0 have no logarithm: ValueError.
 Any gradient scale the dtype can hold gives the same direction (D4); overflow raises NonFiniteError.
 
 Deviations:
-  D1. LibMTL computes α_i = max_j ||ĝ_j|| / (||ĝ_i|| + 1e-8); here the division is exact and zero
-      EMA gradients get α_i ĝ_i = 0. The 1e-8 breaks the normalisation at small gradient scales
-      (e.g. ||ĝ_i|| ~ 1e-9) and makes the result scale-dependent; without it d is exactly
-      homogeneous in ĝ.
-  D2. The Jacobian interface takes the gradients of the raw losses and divides row i by f_i + ε
-      (the chain rule of log); LibMTL back-propagates log(f_i + ε) task by task. Same numbers
-      up to rounding; :meth:`backward` does what LibMTL does.
-  D3. The "-UB" representation mode is refused, as in LibMTL (it raises for rep_grad=True).
-  D4. The plain norms ||ĝ_i|| are kept when certified (each in [√(tiny/eps), max)); otherwise they
+  D1. LibMTL computes :math:`\alpha_i = \max_j \lVert \hat g_j \rVert / (\lVert \hat g_i \rVert + 10^{-8})`;
+      here the division is exact and zero EMA gradients get :math:`\alpha_i \hat g_i = 0`. The 1e-8
+      breaks the normalisation at small gradient scales (e.g. :math:`\lVert \hat g_i \rVert \approx 10^{-9}`)
+      and makes the result scale-dependent; without it d is exactly homogeneous in ĝ.
+  D2. The Jacobian interface takes the gradients of the raw losses and divides row i by
+      :math:`f_i + \epsilon` (the chain rule of log); LibMTL back-propagates :math:`\log(f_i + \epsilon)`
+      task by task. Same numbers up to rounding; ``backward`` does what LibMTL does.
+  D3. The "-UB" representation mode is refused, as in LibMTL (it raises for ``rep_grad=True``).
+  D4. The plain norms :math:`\lVert \hat g_i \rVert` are kept when certified (each in
+      [√(tiny/eps), max)); otherwise they
       are taken of rows scaled by powers of two (exact), so float32 gradients at scales 1e-23 or
       1e+30 give the float64 direction; LibMTL's plain norms underflow to 0 there (d = 0) or
       overflow (inf/inf = NaN). An EMA or a d that overflows the dtype raises NonFiniteError and

@@ -1,75 +1,106 @@
-"""FairGrad: α-fair task weights, (M w)_i = w_i^{-1/α}, solved exactly by Newton's method.
+r"""FairGrad: α-fair task weights, solved exactly by Newton's method.
 
 Paper: H. Ban and K. Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024,
 arXiv 2402.15638. Official code: github.com/OptMN-Lab/fairgrad (``methods/weight_methods.py``
 class FairGrad, ``experiments/*/run.sh``); LibMTL ``weighting/FairGrad.py``.
 
-Implemented: the update d = Gᵀw maximises the α-fair utility Σ_i u_i^{1−α}/(1−α) of the first-order
-loss decreases u_i = ⟨g_i, d⟩; its optimality condition (the equation the official code solves) is
+Update rule:
+    The update :math:`d = G^\top w` (rows :math:`g_i` of G, Gramian :math:`M = G G^\top`) maximises, over
+    a ball of directions, the α-fair utility of the first-order loss decreases
+    :math:`u_i = \langle g_i, d \rangle`, :math:`\sum_i u_i^{1-\alpha} / (1 - \alpha)` (:math:`\sum_i \log u_i`
+    for α = 1). Its optimality condition, with the radius chosen so that the multiplier is 1 (the
+    radius only scales d), is the equation below, which the official code solves for the weights;
+    the direction is then clipped to norm at most
+    :math:`\tau` = ``max_norm`` (default 1.0, the official code; ``max_norm=None`` gives the paper's
+    :math:`d = G^\top w`; the official code also multiplies by K first, see D2):
 
-    (M w)_i = w_i^{−1/α}  for all i,   w ∈ R^K_{>0},        d = Gᵀ w,
+    .. math::
 
-so that ⟨g_i, d⟩ = w_i^{−1/α} > 0: every task decreases to first order. α = 1 is Nash-MTL
-((Mw)_i = 1/w_i); α → ∞ tends to max-min fairness: min_i ⟨g_i, d⟩/||d|| grows towards its maximum
-||d_MGDA|| (equal ⟨g_i, d⟩ only for the binding tasks; max/min of ⟨g_i, d⟩ need not tend to 1).
+        w \in \mathbb{R}^K_{>0}: \quad (M w)_i = w_i^{-1/\alpha} \quad \text{for all } i, \qquad d = \min\Big(1, \frac{\tau}{\lVert G^\top w \rVert}\Big) \, G^\top w
 
-Solver (:func:`solve_fair_weights`, shared with Nash-MTL): with D = diag(||g_i||) the equation is
-rescaled to unit gradient norms, C = D⁻¹MD⁻¹, and becomes the stationarity condition ∇Φ(β) = 0 of
-the strictly convex Φ(β) = ½βᵀCβ − Σ_i κ_i h(β_i), h'(β) = β^{−1/α} (h = log and κ = 𝟙 for α = 1,
-so Nash-MTL's solve does not see the task scales at all). Damped Newton on Φ (Hessian
-C + diag(κ β^{−1/α−1}/α), a fraction-to-boundary rule keeps β > 0, Armijo backtracking), stopped
-when max_i |w_i^{1/α}(Mw)_i − 1| ≤ 1e-12 (or the rounding level of Mw when the gradients are
-nearly dependent). It converges quadratically, from the warm start (the previous call's β) or from
-the exact solution for orthogonal gradients. Near the Pareto set (cos(g_1, g_2) → −1) the residual is
-limited by rounding in Cβ (~ε/(1 + cos)), so Newton stops per task at the float64 rounding level of
-(Cβ)_i (below the certificate's tolerance); it used to cap that level at 1e-6 and ran 2 × 100 iterations
-per call there (issue 8). K = 2 (:func:`_solve2`, Python floats): the equations reduce to one strictly
-increasing scalar equation in t = log(β_2/β_1), solved by bracketed Newton (closed form for Nash-MTL:
-w_i = 1/(||g_i||·√(1 + cos))), with the same stationarity test and certificate, else the general path.
+    so that :math:`\langle g_i, G^\top w \rangle = w_i^{-1/\alpha} > 0`: every task decreases to first
+    order. α = 1 is Nash-MTL, :math:`(M w)_i = 1 / w_i`; α → ∞ tends to max-min fairness:
+    :math:`\min_i \langle g_i, d \rangle / \lVert d \rVert` grows towards its maximum
+    :math:`\lVert d_{\mathrm{MGDA}} \rVert` (equal :math:`\langle g_i, d \rangle` only for the binding
+    tasks; their max/min ratio need not tend to 1). The default α is 2.0 (every official
+    ``run.sh``).
 
-Existence: a positive solution exists iff 0 ∉ conv{g_i} (otherwise Φ is unbounded below along a
-v ≥ 0 with Gᵀv = 0, and no d can decrease all tasks). Which case holds is decided first, by the
-certified min-norm point λ of the unit gradients ĝ_i = g_i/||g_i|| (solvers.min_norm_point):
-0 ∈ conv{g_i} when ||Σ λ_i ĝ_i||² ≤ κ·s(1 + s), the min-norm certificate's own tolerance
-(κ = 32·K·ε, ε of the input dtype, s = Σ λ_i ||ĝ_i|| = 1), i.e. ||d_MGDA|| ≲ √κ·||g||, the resolution
-of a Gramian. In that case (a zero gradient, opposite or opposing collinear gradients, a
-Pareto-stationary point) the answer is defined as follows (D3). The deadlocked tasks S are those with
-−ĝ_i in the cone of the others (min_{v ≥ e_i} ||Σ_j v_j ĝ_j|| = 0, certified dual-cone solver, to the same
-tolerance): no d decreases one of them without increasing another, since Σ_S v_i ⟨g_i, d⟩ = 0 with v > 0.
-They get ⟨g_i, d⟩ = 0, and the other tasks R solve their α-fair equations on their components
-orthogonal to span{g_i : i ∈ S} (M' = the Schur complement of M; a positive solution exists there, and
-d ≠ 0 unless J is strongly stationary). Strongly stationary J (S = all tasks, e.g. [g; −g]): w = 0, d = 0.
-An earlier version solved the regularised M + εI at ε = 1e-8 instead, whose d ≈ 1e-4·||g|| conflicted
-with deadlocked tasks at cosines down to −1.
+    Solver (``solve_fair_weights``, shared with Nash-MTL): with
+    :math:`D = \operatorname{diag}(\lVert g_i \rVert)` the equation is rescaled to unit gradient norms,
+    :math:`C = D^{-1} M D^{-1}`, and becomes the stationarity condition of a strictly convex function
+    (with :math:`h = \log` and :math:`\kappa = \mathbf{1}` for α = 1, so Nash-MTL's solve does not see
+    the task scales at all):
+
+    .. math::
+
+        \nabla \Phi(\beta) = 0, \qquad \Phi(\beta) = \tfrac12 \beta^\top C \beta - \sum_i \kappa_i h(\beta_i), \qquad h'(\beta) = \beta^{-1/\alpha}
+
+    Damped Newton on Φ (Hessian :math:`C + \operatorname{diag}(\kappa \beta^{-1/\alpha - 1} / \alpha)`, a
+    fraction-to-boundary rule keeps β > 0, Armijo backtracking), stopped when
+    :math:`\max_i \lvert w_i^{1/\alpha} (M w)_i - 1 \rvert \le 10^{-12}` (or the rounding level of
+    :math:`M w` when the gradients are nearly dependent). It converges quadratically, from the warm
+    start (the previous call's β) or from the exact solution for orthogonal gradients. Near the
+    Pareto set (:math:`\cos(g_1, g_2) \to -1`) the residual is limited by rounding in :math:`C\beta`
+    (about :math:`\varepsilon / (1 + \cos)`), so Newton stops per task at the float64 rounding level of
+    :math:`(C\beta)_i` (below the certificate's tolerance); it used to cap that level at 1e-6 and ran
+    2 × 100 iterations per call there (issue 8). :math:`K = 2` (``_solve2``, Python floats): the
+    equations reduce to one strictly increasing scalar equation in
+    :math:`t = \log(\beta_2 / \beta_1)`, solved by bracketed Newton (closed form for Nash-MTL:
+    :math:`w_i = 1 / (\lVert g_i \rVert \sqrt{1 + \cos(g_1, g_2)})`), with the same stationarity test and
+    certificate, else the general path.
+
+Existence: a positive solution exists iff :math:`0 \notin \operatorname{conv}\{g_i\}` (otherwise Φ is
+unbounded below along a v ≥ 0 with Gᵀv = 0, and no d can decrease all tasks). Which case holds is
+decided first, by the certified min-norm point λ of the unit gradients
+:math:`\hat g_i = g_i / \lVert g_i \rVert` (``solvers.min_norm_point``): the hull contains 0 when
+:math:`\lVert \sum_i \lambda_i \hat g_i \rVert^2 \le \kappa s (1 + s)`, the min-norm certificate's own
+tolerance (:math:`\kappa = 32 K \varepsilon`, ε of the input dtype,
+:math:`s = \sum_i \lambda_i \lVert \hat g_i \rVert = 1`), i.e.
+:math:`\lVert d_{\mathrm{MGDA}} \rVert \lesssim \sqrt{\kappa} \lVert g \rVert`, the resolution of a Gramian.
+In that case (a zero gradient, opposite or opposing collinear gradients, a Pareto-stationary point)
+the answer is defined as follows (D3). The deadlocked tasks S are those with :math:`-\hat g_i` in the
+cone of the others (:math:`\min_{v \ge e_i} \lVert \sum_j v_j \hat g_j \rVert = 0`, certified dual-cone
+solver, to the same tolerance): no d decreases one of them without increasing another, since
+:math:`\sum_{i \in S} v_i \langle g_i, d \rangle = 0` with v > 0. They get
+:math:`\langle g_i, d \rangle = 0`, and the other tasks R solve their α-fair equations on their
+components orthogonal to :math:`\operatorname{span}\{g_i : i \in S\}` (M' = the Schur complement of M; a
+positive solution exists there, and d ≠ 0 unless J is strongly stationary). Strongly stationary J
+(S = all tasks, e.g. [g; −g]): w = 0, d = 0. An earlier version solved the regularised M + εI at
+ε = 1e-8 instead, whose d ≈ 1e-4·‖g‖ conflicted with deadlocked tasks at cosines down to −1.
 
 Certificate (every path): a positive solution β must solve its equations per task,
-|(Cβ)_i − κ_i β_i^{−1/α}| ≤ max(r·κ_i β_i^{−1/α}, 32·K·ε·(|C|β)_i) (the second term: the rounding
-level of (Cβ)_i, ε of the input dtype; r = 1e-6), else SolverError; when Newton stalls on rounding
-(tasks whose ⟨g_i, d⟩ is a sum cancelling to ~1e-13 of its terms) its best iterate is returned only if
-certified. The D3 answer is certified on the full Gramian: ⟨ĝ_j, d⟩ = w_j^{−1/α}/||g_j|| to the same
-tolerance on R, and |⟨ĝ_i, d⟩| ≤ max(32·K·ε·(|C||b|)_i, √(32·K·ε)·Σ|b_j|) on S (b = the weights of the
-ĝ_j; the √ term is the Gramian's resolution of a direction when 0 ∈ conv), else SolverError.
+:math:`\lvert (C\beta)_i - \kappa_i \beta_i^{-1/\alpha} \rvert \le \max(r \kappa_i \beta_i^{-1/\alpha}, 32 K \varepsilon (\lvert C \rvert \beta)_i)`
+(the second term: the rounding level of :math:`(C\beta)_i`, ε of the input dtype; r = 1e-6), else
+SolverError; when Newton stalls on rounding (tasks whose :math:`\langle g_i, d \rangle` is a sum
+cancelling to ~1e-13 of its terms) its best iterate is returned only if certified. The D3 answer is
+certified on the full Gramian: :math:`\langle \hat g_j, d \rangle = w_j^{-1/\alpha} / \lVert g_j \rVert` to
+the same tolerance on R, and
+:math:`\lvert \langle \hat g_i, d \rangle \rvert \le \max(32 K \varepsilon (\lvert C \rvert \lvert b \rvert)_i, \sqrt{32 K \varepsilon} \sum_j \lvert b_j \rvert)`
+on S (b = the weights of the unit gradients; the square-root term is the Gramian's resolution of a
+direction when the hull contains 0), else SolverError.
 
 Hyperparameters:
     alpha: α = 2.0 (default; every official run.sh). The official class and LibMTL default to 1.0.
-    max_norm: 1.0 (default, as the official code): d is scaled to norm ≤ max_norm. The paper's d is
-        max_norm=None. Clipping matters: for α > 1, ||d||² = Σ_i w_i^{1−1/α} → ∞ near the Pareto set
-        (w_i → ∞), so unclipped steps overshoot. The official code also multiplies d by K before
-        clipping; we do not (D2).
+    max_norm: 1.0 (default, as the official code): d is scaled to norm ≤ ``max_norm``. The paper's d
+        is ``max_norm=None``. Clipping matters: for α > 1,
+        :math:`\lVert d \rVert^2 = \sum_i w_i^{1 - 1/\alpha} \to \infty` near the Pareto set (the weights
+        grow without bound), so unclipped steps overshoot. The official code also multiplies d by K
+        before clipping; we do not (D2).
 
 Deviations:
     D1. Solver: exact damped Newton (relative residual 1e-12) instead of the official
         ``scipy.optimize.least_squares(Mx − x^{−1/α}, x0 = 𝟙/K, bounds (0, ∞))`` with default
         tolerances (xtol = ftol = gtol = 1e-8).
-    D2. The official d is K·Gᵀw, then clipped to norm 1.0; we return Gᵀw clipped to max_norm (no
-        ×K, which matters only when the clip is inactive).
-    D3. Pareto-stationary inputs (0 ∈ conv{g_i} to the certified tolerance, see Existence): no w > 0
-        solves the equations. We return a defined answer: deadlocked tasks get ⟨g_i, d⟩ = 0 (their
-        weights w_S = −P w_R, possibly negative, remove from d its component in span{g_S}), the others
-        the α-fair solution on the orthogonal complement of the deadlocked gradients; w = 0, d = 0
-        at strongly stationary J (and all-zero J). The official code has no such case: it returns
-        whatever ``least_squares`` reaches from 𝟙/K (a non-solution with x > 0, so d conflicts with a task).
-        K = 1: w = ||g||^{−2α/(1+α)}.
+    D2. The official d is :math:`K G^\top w`, then clipped to norm 1.0; we return :math:`G^\top w`
+        clipped to ``max_norm`` (no ×K, which matters only when the clip is inactive).
+    D3. Pareto-stationary inputs (:math:`0 \in \operatorname{conv}\{g_i\}` to the certified tolerance,
+        see Existence): no w > 0 solves the equations. We return a defined answer: deadlocked tasks
+        get :math:`\langle g_i, d \rangle = 0` (their weights :math:`w_S = -P w_R`, possibly negative,
+        remove from d its component in :math:`\operatorname{span}\{g_i : i \in S\}`), the others the
+        α-fair solution on the orthogonal complement of the deadlocked gradients; w = 0, d = 0 at
+        strongly stationary J (and all-zero J). The official code has no such case: it returns
+        whatever ``least_squares`` reaches from 𝟙/K (a non-solution with x > 0, so d conflicts with a
+        task). K = 1: :math:`w = \lVert g \rVert^{-2\alpha/(1+\alpha)}`.
 
 Usage:
     >>> d = FairGrad(alpha=2.0)(J)       # J: (K, n) -> d: (n,), ||d|| ≤ 1

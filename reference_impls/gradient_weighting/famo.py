@@ -1,23 +1,42 @@
-"""FAMO: Fast Adaptive Multitask Optimization (balanced log-loss decrease with one backward pass).
+r"""FAMO: Fast Adaptive Multitask Optimization (balanced log-loss decrease with one backward pass).
 
 Paper: B. Liu, Y. Feng, P. Stone, Q. Liu, "FAMO: Fast Adaptive Multitask Optimization", NeurIPS
 2023, arXiv 2306.03792. Official code: Cranial-XIX/FAMO (``famo.py``, ``methods/weight_methods.py``,
 ``experiments/*/trainer.py`` and ``run.sh``); LibMTL ``weighting/FAMO.py``.
 
-Implemented (Algorithm 1), with logits ξ ∈ R^K (ξ_0 = 0), z = softmax(ξ), the shifted losses
-D_i = f_i − f_i* + 1e-8 (f* = 0 by default) and one update per step:
+Update rule:
+    The paper's practical algorithm (Appendix C, Algorithm 2), which the official code implements
+    (as TorchJD PR #737 reports; the PDF was not re-read here); the paper's Algorithm 1 is the same
+    up to how the logits are optimised (Adam in the code). With logits :math:`\xi \in \mathbb{R}^K` (initially 0), task weights
+    :math:`z = \operatorname{softmax}(\xi)`, the shifted losses
+    :math:`D_i = f_i - f_i^\star + \epsilon` (:math:`f^\star` = ``min_losses``, 0 by default;
+    :math:`\epsilon = 10^{-8}`) and one update per step. First the parameter step direction, from one
+    backward pass of a surrogate whose factors :math:`z` and :math:`c` are held constant; its gradient
+    combines the task gradients with weights :math:`c_i` on the probability simplex:
 
-1. Parameter step direction (one backward pass): back-propagate
-       Σ_i (z_i / c) log D_i,   c = Σ_j z_j / D_j  (c and z held constant),
-   whose gradient is d = Σ_i c_i ∇f_i with c_i = (z_i / D_i) / Σ_j (z_j / D_j) ∈ Δ.
-2. After the optimiser step, from the new losses f_i' on the same batch:
-       δ_i = log D_i − log D_i'                                  (log-loss decrease of task i)
-       ∇_ξ = J_zᵀ δ = z ⊙ (δ − zᵀδ)                              (J_z = ∂z/∂ξ, the softmax Jacobian)
-       ξ ← Adam(ξ, ∇_ξ + γ ξ)          (lr β = 0.025, weight decay γ; Adam as in the official code,
-                                        torch.optim.Adam's arithmetic written out on Python floats: ListAdam)
-   so the tasks that decreased most lose weight; ∇_ξ = 0 exactly when all δ_i are equal.
+    .. math::
 
-Training loop (``backward`` does step 1, ``update`` step 2)::
+        \mathcal{L} = \sum_{i=1}^{K} \frac{z_i}{c} \log D_i, \qquad c = \sum_{j=1}^{K} \frac{z_j}{D_j}, \qquad d = \nabla \mathcal{L} = \sum_{i=1}^{K} c_i \nabla f_i, \qquad c_i = \frac{z_i / D_i}{c}
+
+    Then, after the optimiser step, from the new losses :math:`f_i'` on the same batch (shifted
+    :math:`D_i'`), the log-loss decreases :math:`\delta` drive a step of Adam on the logits
+    (learning rate :math:`\beta` = ``w_lr`` = 0.025, weight decay :math:`\gamma` = ``gamma``, so Adam
+    is fed the gradient plus :math:`\gamma \xi`; torch.optim.Adam's arithmetic written out on Python
+    floats: ``ListAdam``), where :math:`J_z = \partial z / \partial \xi` is the softmax Jacobian:
+
+    .. math::
+
+        \delta_i = \log D_i - \log D_i', \qquad \nabla_\xi = J_z^\top \delta = z \odot (\delta - z^\top \delta)
+
+    .. math::
+
+        \xi \leftarrow \operatorname{Adam}(\xi, \nabla_\xi + \gamma \xi)
+
+    so the tasks that decreased most lose weight; :math:`\nabla_\xi = 0` exactly when all the
+    :math:`\delta_i` are equal. With ``max_norm`` set, the shared gradient is clipped to that norm
+    after the backward pass (off by default, D1).
+
+Training loop (``backward`` takes the parameter direction, ``update`` the logit step)::
 
     famo = FAMO()
     for batch in data:
@@ -30,13 +49,14 @@ Training loop (``backward`` does step 1, ``update`` step 2)::
 ``FAMO()(J, losses)`` / ``weights(J, losses)`` give the same direction and weights c from an
 explicit Jacobian (for analysis and comparison); they also record the losses for ``update``.
 
-Hyperparameters: w_lr β = 0.025 (official code and LibMTL), γ = 1e-3 (official NYUv2, CelebA, QM9 scripts and
-LibMTL; 1e-2 for Cityscapes; 0 on the toy; ``famo.py`` defaults to 1e-2, ``weight_methods.py`` to
-1e-5), ``min_losses`` f* = 0 (toy: (−21·s, −21)). ``max_norm``: the official code clips the shared
-gradient norm to 1.0 (``famo.py`` after the backward pass); off (None) here by default.
+Hyperparameters: ``w_lr`` β = 0.025 (official code and LibMTL), ``gamma`` γ = 1e-3 (official NYUv2,
+CelebA, QM9 scripts and LibMTL; 1e-2 for Cityscapes; 0 on the toy; ``famo.py`` defaults to 1e-2,
+``weight_methods.py`` to 1e-5), ``min_losses`` f* = 0 (toy: (−21·s, −21)). ``max_norm``: the
+official code clips the shared gradient norm to 1.0 (``famo.py`` after the backward pass); off
+(None) here by default.
 
 Degenerate inputs: the weights c do not depend on J, so zero, identical or opposite gradients give
-d = Jᵀc (e.g. d = 0 for all-zero J). Losses with f_i − f_i* + 1e-8 ≤ 0 have no logarithm: ValueError.
+d = Jᵀc (e.g. d = 0 for all-zero J). Losses with D ≤ 0 (f − f* + 1e-8 ≤ 0) have no logarithm: ValueError.
 
 Deviations:
   D1. Gradient clipping is optional (``max_norm=None``). In ``methods/weight_methods.py`` (the code of

@@ -1,24 +1,47 @@
-"""GradNorm: learned task weights that equalise the weighted gradient norms (adjusted by training rates).
+r"""GradNorm: learned task weights that equalise the weighted gradient norms (adjusted by training rates).
 
 Paper: Z. Chen, V. Badrinarayanan, C.-Y. Lee, A. Rabinovich, "GradNorm: Gradient Normalization for
 Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018, arXiv 1711.02257. No official code
 was released; LibMTL ``weighting/GradNorm.py`` is the reference re-implementation read here.
 
-Implemented (Sec. 3, Eqs. 1-2 and Algorithm 1), with task weights w_i (w_i(0) = 1) and W the
-last shared layer:
+Update rule:
+    Sec. 3, Eqs. 1-2 and Algorithm 1, with task weights :math:`w_i` (:math:`w_i(0) = 1`),
+    :math:`W` the shared weights whose gradient norms are balanced (the paper's last shared layer;
+    all shared parameters by default here, see "Which columns are W" and D2) and :math:`g_i` the gradient of :math:`f_i` with respect to all
+    shared parameters (the rows of J). The weighted gradient norms, their mean, the inverse training
+    rates :math:`r_i` and the gradient loss (Eq. 2, its target held constant) are
 
-    G_i = ||∇_W (w_i f_i)|| = w_i ||∇_W f_i||,   Ḡ = mean_i G_i
-    L̃_i = f_i(t) / f_i(0),   r_i = L̃_i / mean_j L̃_j                     (inverse training rate)
-    L_grad = Σ_i | G_i − [Ḡ · r_i^α]_const |                              (Eq. 2; target held constant)
-    ∂L_grad/∂w_i = sign(G_i − target_i) · ||∇_W f_i||                     (G_i is linear in w_i)
-    w ← w − lr ∇_w L_grad, then w ← K · w / Σ_j w_j                       (renormalisation)
+    .. math::
 
-The network is updated with d = Σ_i w_i(t) g_i using the weights *before* this step's update
-(Algorithm 1 computes both gradients at w(t), then steps both). ``weights(J, losses)`` returns
-w(t) and advances the state to w(t + 1); the first call records f_i(0).
+        G_i = \lVert \nabla_W (w_i f_i) \rVert = w_i \lVert \nabla_W f_i \rVert, \qquad \bar G = \frac{1}{K} \sum_{i=1}^{K} G_i
+
+    .. math::
+
+        \tilde L_i = \frac{f_i(t)}{f_i(0)}, \qquad r_i = \frac{\tilde L_i}{\frac{1}{K} \sum_j \tilde L_j}
+
+    .. math::
+
+        L_{\mathrm{grad}} = \sum_{i=1}^{K} \left\lvert G_i - [\bar G \, r_i^{\alpha}]_{\mathrm{const}} \right\rvert
+
+    .. math::
+
+        \frac{\partial L_{\mathrm{grad}}}{\partial w_i} = \operatorname{sign}\big(G_i - \bar G \, r_i^{\alpha}\big) \, \lVert \nabla_W f_i \rVert
+
+    (:math:`G_i` is linear in :math:`w_i`; sign(0) = 0). The weights take one Adam step on that
+    gradient (learning rate ``lr`` = 1e-4; ``optimizer="sgd"`` takes the plain step
+    :math:`w - \mathrm{lr} \, \nabla_w L_{\mathrm{grad}}` instead, D1), are clipped at 0 and renormalised
+    to sum to K:
+
+    .. math::
+
+        w' = \max\big(0, \operatorname{Adam}(w, \nabla_w L_{\mathrm{grad}})\big), \qquad w(t+1) = K \, \frac{w'}{\sum_j w'_j}, \qquad d = \sum_{i=1}^{K} w_i(t) \, g_i
+
+    The network is updated with the weights from before this step's update (Algorithm 1 computes both
+    gradients at :math:`w(t)`, then steps both). ``weights(J, losses)`` returns :math:`w(t)` and
+    advances the state to :math:`w(t+1)`; the first call records :math:`f_i(0)`.
 
 Which columns are W: the rows of J are the gradients with respect to all shared parameters; with
-``last_layer_size=m`` the last m columns of J are taken as ∇_W f_i (in ``backward`` list the last
+``last_layer_size=m`` the last m columns of J are taken as :math:`\nabla_W f_i` (in ``backward`` list the last
 shared layer's parameters last in ``shared_params``). Default ``None``: all of J (as LibMTL).
 
 Hyperparameters: α = 1.5 (paper, NYUv2; 0.12 on the paper's regression toy; LibMTL 1.5).
@@ -29,17 +52,19 @@ trains it (``LibMTL/config.py``: Adam, lr 1e-4, the defaults of its examples), a
 reproduction of the paper's toy, brianlan/pytorch-grad-norm ``train.py``, steps w with the network's
 Adam at lr 1e-4. The paper's own optimiser and rate for w were not re-read here. Use the network's
 learning rate for ``lr`` when it differs. Adam's step (≈ lr per step whatever the gradient scale)
-matters here: ∂L_grad/∂w_i = ±||∇_W f_i|| scales with the gradients, so a plain step
-(``optimizer="sgd"``) with a fixed lr overshoots to w_i < 0 (clipped to 0) whenever the gradients are
-large — the former default (sgd, lr 0.025, no source) put some w_i at exactly 0 on half the steps of
+matters here: :math:`\partial L_{\mathrm{grad}} / \partial w_i = \pm \lVert \nabla_W f_i \rVert` scales with
+the gradients, so a plain step (``optimizer="sgd"``) with a fixed lr overshoots to negative weights
+(clipped to 0) whenever the gradients are
+large — the former default (sgd, lr 0.025, no source) put some weights at exactly 0 on half the steps of
 the ``mtl-regression`` toy with scales (1, 100). ``lr`` may be changed between steps (a schedule);
 L_grad is an L1 loss, so constant steps make w oscillate around the balance point with an amplitude
 ∝ lr.
 
-Degenerate inputs: all-zero J gives ∂L_grad/∂w = 0 (w unchanged) and d = 0; if every loss is 0,
-r_i = 1. Initial losses f_i(0) must be positive and later losses non-negative (L̃_i = f_i/f_i(0)
-and r_i^α need f_i ≥ 0; a negative loss made r_i^α NaN and sign(NaN) = 0 silently froze w_i):
-otherwise a ValueError names the task. ||∇_W f_i|| is the plain norm when certified, else computed
+Degenerate inputs: all-zero J gives a zero gradient of the gradient loss (w unchanged) and d = 0; if
+every loss is 0, every :math:`r_i = 1`. Initial losses :math:`f_i(0)` must be positive and later losses
+non-negative (:math:`\tilde L_i = f_i / f_i(0)` and :math:`r_i^\alpha` need :math:`f_i \ge 0`; a negative loss
+made :math:`r_i^\alpha` NaN and sign(NaN) = 0 silently froze :math:`w_i`): otherwise a ValueError names the
+task. :math:`\lVert \nabla_W f_i \rVert` is the plain norm when certified, else computed
 from rows scaled by powers of two in float64 (no under/overflow of the squares at any float32 scale,
 ``pcgrad.row_norms``); a norm that overflows float64 raises NonFiniteError (it used to reset w to 𝟙
 silently).
@@ -51,20 +76,22 @@ silently).
     ...     optimizer.step()
 
 Deviations:
-  D1. w has its own Adam (default) or plain gradient step on ∇_w L_grad with its own ``lr``;
+  D1. w has its own Adam (default) or plain gradient step on :math:`\nabla_w L_{\mathrm{grad}}` with its own ``lr``;
       LibMTL and brianlan/pytorch-grad-norm step it with the network's optimiser (the same Adam
       state as the network's parameters). Weights driven below 0 by a large step are clipped at 0
       before the renormalisation (the paper does not say; if every weight is clipped, w is reset to
       𝟙 — possible only with large plain steps).
-  D2. LibMTL parametrises w = K·softmax(ŵ) (so Σw = K without renormalisation), measures G_i on all
-      shared parameters rather than the last shared layer, and uses equal weights during the first
-      epoch with f_i(0) the first epoch's mean loss; here w is the paper's direct parametrisation,
-      f_i(0) is the first loss seen, and W defaults to all of J unless ``last_layer_size`` is set.
+  D2. LibMTL parametrises w = K·softmax(ŵ) (so Σw = K without renormalisation), measures
+      :math:`G_i` on all shared parameters rather than the last shared layer, and uses equal weights
+      during the first epoch with :math:`f_i(0)` the first epoch's mean loss; here w is the paper's
+      direct parametrisation, :math:`f_i(0)` is the first loss seen, and W defaults to all of J unless
+      ``last_layer_size`` is set.
   D3. The network gradient uses w(t), not w(t + 1) (Algorithm 1's order); LibMTL likewise.
-  D4. Heads receive Σ_i w_i(t) ∇f_i (the paper back-propagates L = Σ_i w_i f_i through the whole
-      network); LibMTL gives them the unweighted task gradients.
-  D5. ∂L_grad/∂w_i is computed in closed form (the subgradient sign(0) = 0 at a kink, as autograd's
-      abs); no autograd graph through J.
+  D4. Heads receive :math:`\sum_i w_i(t) \nabla f_i` (the paper back-propagates
+      :math:`L = \sum_i w_i f_i` through the whole network); LibMTL gives them the unweighted task
+      gradients.
+  D5. :math:`\partial L_{\mathrm{grad}} / \partial w_i` is computed in closed form (the subgradient
+      sign(0) = 0 at a kink, as autograd's abs); no autograd graph through J.
 """
 
 from __future__ import annotations

@@ -1,45 +1,64 @@
-"""IMTL-G — the gradient part of Impartial Multi-Task Learning.
+r"""IMTL-G — the gradient part of Impartial Multi-Task Learning.
 
 Paper: L. Liu, Y. Li, Z. Kuang, J.-H. Xue, Y. Chen, W. Yang, Q. Liao, W. Zhang, "Towards Impartial
 Multi-task Learning", ICLR 2021 (openreview.net/forum?id=IMPnRXEWpvr). No official code; reference
 re-implementations: LibMTL ``weighting/IMTL.py``, AvivNavon/nash-mtl ``methods/weight_methods.py``,
 TorchJD ``aggregation/_imtl_g.py``.
 
-What is implemented (the paper's gradient balance, IMTL-G): find weights α with Σ_i α_i = 1 such that the
-aggregated gradient d = Σ_i α_i g_i has equal projections on every unit gradient u_i = g_i/||g_i||:
+Update rule:
+    The paper's gradient balance (IMTL-G): find weights α with :math:`\sum_i \alpha_i = 1` such that
+    the aggregated gradient :math:`d = \sum_i \alpha_i g_i` has equal projections on every unit
+    gradient :math:`u_i = g_i / \lVert g_i \rVert`; the paper gives the closed form below, with the rows
+    :math:`U_i = u_1 - u_i` and :math:`D_i = g_1 - g_i` for :math:`i = 2, \dots, K`:
 
-    ⟨d, u_1 − u_i⟩ = 0 for i = 2..K,  Σ_i α_i = 1
-    closed form (paper):  α_{2:K} = g_1 Uᵀ (D Uᵀ)^{-1},  α_1 = 1 − Σ α_{2:K},
-                          U_i = u_1 − u_i,  D_i = g_1 − g_i  (rows i = 2..K)
+    .. math::
 
-Equivalently M α = c·𝔫 for some scalar c (𝔫_i = ||g_i||, M = J Jᵀ), i.e. α ∝ M^{-1}𝔫 when M is
-invertible. Here the equivalent system is solved from the Gramian, in float64 on the CPU, in the
-scale-free variables β = diag(𝔫) α:
+        \langle d, u_1 - u_i \rangle = 0 \ \ (i = 2, \dots, K), \qquad \sum_{i=1}^{K} \alpha_i = 1, \qquad d = \sum_{i=1}^{K} \alpha_i g_i
 
-    [M̂, −𝟙] (β, c) = 0  with M̂ = diag(𝔫)^{-1} M diag(𝔫)^{-1} (the cosine matrix),  Σ_i β_i/𝔫_i = 1
+    .. math::
 
-by taking the null space of [M̂, −𝟙] (SVD, relative tolerance 10·K·eps of the input dtype) and the
-minimum-norm combination of it that satisfies the affine constraint. For invertible M this is the
-paper's closed form (tested); it needs no explicit inverse and stays defined when M is singular.
+        \alpha_{2:K} = g_1 U^\top (D U^\top)^{-1}, \qquad \alpha_1 = 1 - \sum_{i=2}^{K} \alpha_i
+
+    Equivalently :math:`M \alpha = c \, \nu` for some scalar c, with :math:`\nu_i = \lVert g_i \rVert`
+    and :math:`M = J J^\top`, i.e. :math:`\alpha \propto M^{-1} \nu` when M is invertible. The code
+    solves this system from the Gramian, in float64 on the CPU, in the scale-free variables
+    :math:`\beta = \operatorname{diag}(\nu) \, \alpha` with the cosine matrix
+    :math:`\hat M = \operatorname{diag}(\nu)^{-1} M \operatorname{diag}(\nu)^{-1}`:
+
+    .. math::
+
+        \hat M \beta = c \, \mathbf{1}, \qquad \sum_{i=1}^{K} \beta_i / \nu_i = 1, \qquad \alpha = \operatorname{diag}(\nu)^{-1} \beta
+
+    For :math:`K = 2` (two non-zero rows) this gives the bisector of the unit gradients in closed
+    form, :math:`\alpha = (\nu_2, \nu_1) / (\nu_1 + \nu_2)`. For larger K with a well-conditioned
+    cosine matrix (Cholesky pivots above :math:`10^3 K \varepsilon`) it solves
+    :math:`\hat M x = \mathbf{1}` and normalises; otherwise (zero rows, rank-deficient cosines) it takes
+    the null space of :math:`[\hat M, -\mathbf{1}]` (SVD, relative tolerance :math:`10 K \varepsilon` of
+    the input dtype) and the minimum-norm combination of it that satisfies the affine constraint.
+    For invertible M this is the paper's closed form (tested); it needs no explicit inverse and
+    stays defined when M is singular.
 
 Hyperparameters: none.
 
-Properties: ⟨d, u_i⟩ is the same for all i; Σα = 1; under per-task loss scaling g_i → c_i g_i
-(c_i > 0) the cosine matrix is unchanged, so α(CJ) = C^{-1}α / Σ_i(α_i/c_i) and
-d(CJ) = d(J) / Σ_i(α_i/c_i): the direction changes only by a scalar factor, positive whenever all
-α_i ≥ 0 (α can be negative: IMTL-G is not a convex combination).
+Properties: :math:`\langle d, u_i \rangle` is the same for all i; Σα = 1; under per-task loss scaling
+:math:`g_i \to c_i g_i` (:math:`c_i > 0`, C = diag(c)) the cosine matrix is unchanged, so
+:math:`\alpha(CJ) = C^{-1} \alpha / \sum_i (\alpha_i / c_i)` and :math:`d(CJ) = d(J) / \sum_i (\alpha_i / c_i)`:
+the direction changes only by a scalar factor, positive whenever all α are ≥ 0 (α can be
+negative: IMTL-G is not a convex combination).
 
 Degenerate inputs (defined results): zero rows get weight 0 and are left out of the conditions;
 all-zero J → w = 0, d = 0; identical rows → α = 𝟙/K, d = g; opposite rows g, −g → α = (½, ½),
 d = 0 (as the paper's closed form); collinear rows with mixed signs → d = 0 (all projections 0);
-when no α with Σα = 1 satisfies the conditions (Σ_i (M^{-1}𝔫)_i = 0) → w = 0, d = 0 (as TorchJD);
-when several do (rank-deficient M), the one with the smallest ||diag(𝔫)α|| is returned.
+when no α with Σα = 1 satisfies the conditions (:math:`\sum_i (M^{-1} \nu)_i = 0`) → w = 0, d = 0 (as
+TorchJD); when several do (rank-deficient M), the one with the smallest
+:math:`\lVert \operatorname{diag}(\nu) \alpha \rVert` is returned.
 
 Deviations:
-    D1. Solved as a null-space problem on the Gramian (SVD) instead of the paper's explicit inverse
-        (DUᵀ)^{-1} (LibMTL: ``torch.inverse``, singular for collinear gradients; nash-mtl adds
-        1e-8·I; TorchJD uses pinv(M)𝔫, which for opposite gradients gives 0/0 → w = 0 instead of
-        the paper's (½, ½); the direction d = 0 is the same).
+    D1. Solved on the Gramian's cosine matrix (closed form for K = 2, Cholesky when well
+        conditioned, else a null-space problem by SVD) instead of the paper's explicit inverse
+        :math:`(D U^\top)^{-1}` (LibMTL: ``torch.inverse``, singular for collinear gradients; nash-mtl
+        adds 1e-8·I; TorchJD uses :math:`\operatorname{pinv}(M) \, \nu`, which for opposite gradients gives
+        0/0 → w = 0 instead of the paper's (½, ½); the direction d = 0 is the same).
     D2. The paper applies IMTL-G to the gradients with respect to the shared representation Z; use
         ``backward(..., representation=Z)`` for that; the default uses the shared parameters.
 
@@ -47,7 +66,7 @@ Usage::
 
     >>> import torch
     >>> from reference_impls.gradient_weighting.imtl_g import IMTLG
-    >>> d = IMTLG()(torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]]))  # ≈ [0.0767, 1.0767, 1.0767]
+    >>> d = IMTLG()(torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]]))  # ≈ [0.0767, 1.0000, 1.0000]
 """
 
 from __future__ import annotations

@@ -1,36 +1,54 @@
-"""MGDA and MGDA-UB: the min-norm point of the convex hull of the task gradients.
+r"""MGDA and MGDA-UB: the min-norm point of the convex hull of the task gradients.
 
 Paper: O. Sener and V. Koltun, "Multi-Task Learning as Multi-Objective Optimization",
 NeurIPS 2018, arXiv 1810.04650. Official code: github.com/isl-org/MultiObjectiveOptimization
 (``multi_task/min_norm_solvers.py``, ``multi_task/train_multi_task.py``).
 
-Implemented (paper Eq. 3 / Algorithm 2, the multiple-gradient descent algorithm of Désidéri 2012):
+Update rule:
+    With :math:`g_1, \dots, g_K` the task gradients (the rows of the Jacobian :math:`G`) and
+    :math:`\Delta` the probability simplex, MGDA solves the min-norm problem of the paper's Eq. 3
+    (Algorithm 2, the multiple-gradient descent algorithm of Désidéri 2012) and returns the
+    min-norm element of the convex hull of the gradients; the parameters step along :math:`-d`:
 
-    λ* = argmin_{λ∈Δ} ||Σ_i λ_i g_i||²,        d = Σ_i λ*_i g_i,
+    .. math::
 
-with Δ the probability simplex. d = 0 exactly when 0 ∈ conv{g_i} (the point is Pareto-stationary);
-otherwise −d is a descent direction for every task: ⟨g_i, d⟩ ≥ ||d||² > 0 (KKT conditions).
-MGDA-UB (paper Section 3.3, the upper bound): the same weights computed from the gradients ∂f_i/∂Z with
-respect to the shared representation Z; use ``method.backward(losses, shared, heads,
-representation=Z)`` (the base class computes J_Z, calls :meth:`MGDA.weights` and back-propagates
-Σ λ_i f_i once).
+        \lambda^\star = \arg\min_{\lambda \in \Delta} \left\lVert \sum_{i=1}^{K} \lambda_i \frac{g_i}{n_i} \right\rVert^2, \qquad d = \sum_{i=1}^{K} \lambda^\star_i g_i
+
+    The normalisation factors :math:`n_i` are 1 by default (``normalization="none"``, the paper's
+    algorithm), :math:`\lVert g_i \rVert` ("l2"), :math:`f_i` ("loss") or :math:`f_i \lVert g_i \rVert`
+    ("loss+"); with ``normalized_direction=True`` the direction is
+    :math:`d = \sum_i \lambda^\star_i g_i / n_i` instead. Without normalisation, :math:`d = 0` exactly
+    when :math:`0 \in \operatorname{conv}\{g_1, \dots, g_K\}` (the point is Pareto-stationary);
+    otherwise :math:`-d` decreases every task, by the KKT conditions of the min-norm problem:
+
+    .. math::
+
+        \langle g_i, d \rangle \ge \lVert d \rVert^2 > 0 \quad \text{for every } i
+
+    MGDA-UB (paper Section 3.3, the upper bound) computes the same weights from the gradients
+    :math:`\partial f_i / \partial Z` with respect to the shared representation :math:`Z` and
+    back-propagates :math:`\sum_i \lambda^\star_i f_i` once: use ``method.backward(losses, shared,
+    heads, representation=Z)`` (the base class computes the Jacobian with respect to :math:`Z` and
+    calls ``MGDA.weights``).
 
 Hyperparameters:
-    normalization: "none" (default; the paper's algorithm), "l2" (g_i/||g_i||), "loss" (g_i/f_i) or
-        "loss+" (g_i/(f_i ||g_i||)), the options of the official code's ``gradient_normalizers``,
+    normalization: "none" (default; the paper's algorithm), "l2" (:math:`g_i / \lVert g_i \rVert`),
+        "loss" (:math:`g_i / f_i`) or "loss+" (:math:`g_i / (f_i \lVert g_i \rVert)`), the options of the official code's ``gradient_normalizers``,
         which the paper does not describe. The official ``sample.json`` uses "loss+" with
         MGDA-UB. "loss" and "loss+" need the (positive) losses: call ``method(J, losses)``.
     normalized_direction: False (default, official code): λ is computed on the normalised gradients
-        and applied to the raw losses, d = Σ λ_i g_i; True (LibMTL ``weighting/MGDA.py``): applied to
-        the normalised gradients, d = Σ λ_i g_i/n_i. The two differ unless normalization = "none".
+        and applied to the raw losses, :math:`d = \sum_i \lambda_i g_i`; True (LibMTL
+        ``weighting/MGDA.py``): applied to the normalised gradients, :math:`d = \sum_i \lambda_i g_i / n_i`. The two differ unless normalization = "none".
 
 Deviations:
     D1. Solver: the min-norm problem is solved exactly (Wolfe's finite algorithm on the Gramian,
-        :func:`reference_impls.core.solvers.min_norm_weights`), in float64, and certified per task:
-        ⟨g_i, d⟩ ≥ ||d||² − κ·S·(||g_i|| + S) for every i (S = Σ_j λ_j||g_j||, κ = 32·K·ε with ε of
-        the input dtype), so a task 1e6 times smaller than the others keeps its KKT guarantee;
+        ``reference_impls.core.solvers.min_norm_weights``), in float64, and certified per task:
+        :math:`\langle g_i, d \rangle \ge \lVert d \rVert^2 - \kappa S (\lVert g_i \rVert + S)` for every
+        :math:`i` (:math:`S = \sum_j \lambda_j \lVert g_j \rVert`, :math:`\kappa = 32 K \varepsilon` with
+        :math:`\varepsilon` the machine epsilon of the input dtype), so a task 1e6 times smaller than the others keeps its KKT guarantee;
         SolverError otherwise. K = 2 (normalization "none") takes a Python-float path with the same
-        closed form and certificate (the paper's Algorithm 1, γ = clip(⟨g_2 − g_1, g_2⟩/||g_1 − g_2||², 0, 1)),
+        closed form and certificate (the paper's Algorithm 1,
+        :math:`\gamma = \operatorname{clip}(\langle g_2 - g_1, g_2 \rangle / \lVert g_1 - g_2 \rVert^2, 0, 1)`),
         identical bit for bit (tested), ~20 times cheaper per call. The official code starts from the best pair with γ clipped to
         [0.001, 0.999] and runs at most 250 projected gradient steps with a stopping tolerance of
         1e-5 (its loop counter is never incremented, so it stops only on the tolerance); its λ, and
@@ -40,15 +58,18 @@ Deviations:
         code divides by them and flips signs).
     D3. Degenerate inputs: all-zero J gives λ = 𝟙/K and d = 0; a zero row gives d = 0 with all
         weight on the first zero row; identical gradients put all weight on the first copy (d is
-        unique, λ is not); 0 ∈ conv{g_i} (opposite or opposing collinear gradients) gives d = 0 (to
-        the rounding level of the Gramian, ~√ε·Σλ_i||g_i||). K = 1 gives λ = (1,), d = g_1. A
+        unique, λ is not); :math:`0 \in \operatorname{conv}\{g_i\}` (opposite or opposing collinear
+        gradients) gives d = 0 (to the rounding level of the Gramian,
+        :math:`\sim \sqrt{\varepsilon} \sum_i \lambda_i \lVert g_i \rVert`). K = 1 gives λ = (1,),
+        :math:`d = g_1`. A
         Jacobian whose Gramian would be subnormal (J ≈ 1e-155) is multiplied by a power of two
         before the Gramian is formed (λ is scale-invariant); a subnormal Gramian passed to
         ``weights_from_gramian`` raises SolverError.
-    D4. Task-specific parameters (heads): ``backward`` writes each head's own raw gradient ∇f_i
-        (the base-class convention), whereas the official ``train_multi_task.py`` back-propagates
-        Σ_t λ_t f_t once, so its heads receive λ_t ∇f_t. With ``representation=Z`` (MGDA-UB) the
-        base class back-propagates Σ λ_i f_i, as the official code does.
+    D4. Task-specific parameters (heads): ``backward`` writes each head's own raw gradient
+        :math:`\nabla f_i` (the base-class convention), whereas the official ``train_multi_task.py``
+        back-propagates :math:`\sum_t \lambda_t f_t` once, so its heads receive
+        :math:`\lambda_t \nabla f_t`. With ``representation=Z`` (MGDA-UB) the base class
+        back-propagates :math:`\sum_i \lambda_i f_i`, as the official code does.
 
 Usage:
     >>> mgda = MGDA()

@@ -1,4 +1,4 @@
-"""MGDA under generalized smoothness: single-loop MGDA with a warm start and a step size from ℓ-smoothness.
+r"""MGDA under generalized smoothness: single-loop MGDA with a warm start and a step size from ℓ-smoothness.
 
 Paper: Q. Zhang, P. Xiao, S. Zou and K. Ji, "MGDA Converges under Generalized Smoothness, Provably",
 ICLR 2025 (OpenReview wgDB1QuxIA), arXiv 2405.19440 (v1-v3 titled "On the Convergence of Multi-objective
@@ -14,46 +14,62 @@ SOURCES READ (what is and is not verified):
       (φ(a) = a²/(2ℓ(2a)) non-decreasing, from Li et al.); Section 4: the AVERAGE CA distance and ε-Pareto
       stationarity, O(ε⁻²) samples deterministic and O(ε⁻⁴) stochastic (double sampling); Section 5: the
       ITERATION-WISE CA distance with the warm start, whose Theorem 2 takes N = O(ε⁻²) warm-start steps so
-      that ||w_0 − w*_{0,ρ}|| ≤ O(ε) (w*_{0,ρ} the minimiser of the ρ-strongly convex regularised subproblem
-      at x_0); Section 5.1: MGDA-FA (Theorems 4 and 5, deterministic only), one backward pass plus the
-      forward passes for F(x_{t+1}) per step; experiments on Cityscapes and NYU-v2, where "MGDA with warm
+      that :math:`\lVert w_0 - w^\star_{0,\rho} \rVert \le O(\varepsilon)` (:math:`w^\star_{0,\rho}` the
+      minimiser of the ρ-strongly convex regularised subproblem at :math:`x_0`); Section 5.1: MGDA-FA
+      (Theorems 4 and 5, deterministic only), one backward pass plus the forward passes for
+      :math:`F(x_{t+1})` per step; experiments on Cityscapes and NYU-v2, where "MGDA with warm
       start" is the method run.
     * A third-party clean-room reimplementation that read the paper's PDF (alirezamirrokni/LMO-MOO: README
       "Training protocol", THIRD_PARTY_REFERENCES.md, main_experiments/configs/main_comparison_reproduce.yaml
       entry "MGDA-warm", src/reported.py with the paper's Tables 2-3) states the paper's experiment settings:
       β = 0.5, ρ = 0.5, N = 40 warm-start steps (with the same β), the model trained by SGD with learning
       rate 5e-4 (Cityscapes) and 1e-4 (NYU-v2); its trainer computes the warm start's Gramian from
-      full-batch gradients at x_0. This is a secondary source: the defaults below follow it (D2).
+      full-batch gradients at the start point. This is a secondary source: the defaults below follow it (D2).
     * NOT verified: the algorithm's line and equation numbers, the order of the w- and x-updates (D3), the
       constants of the step-size conditions of the theorems (D1), and MGDA-FA's update (D4).
 
-Setting: each f_i is ℓ-smooth, ||∇²f_i(x)|| ≤ ℓ(||∇f_i(x)||) with ℓ non-decreasing; the
+Setting: each objective is ℓ-smooth, :math:`\lVert \nabla^2 f_i(x) \rVert \le \ell(\lVert \nabla f_i(x) \rVert)` with ℓ non-decreasing; the
 (L0, L1)-smooth case is ℓ(a) = L0 + L1·a (Zhang et al., ICLR 2020). Such f need not have a
 Lipschitz gradient (cosh, exp, x⁴): no global L exists, and a constant step tuned to the local
 curvature at the optimum diverges from far away.
 
-Implemented (per step t, with the Jacobian J_t = ∇F(x_t)ᵀ (K, n), M_t = J_t J_tᵀ; the paper's MGDA with
-the ρ-regularised subproblem min_{w∈Δ} ½||J_tᵀw||² + ½ρ||w||², solved by ONE projected-gradient step per
-iteration, and its warm start at x_0):
+Update rule:
+    Per step t, with the Jacobian :math:`J_t = \nabla F(x_t)^\top` (K × n) and its Gramian
+    :math:`M_t = J_t J_t^\top`: the paper's MGDA with the ρ-regularised subproblem
+    :math:`\min_{w \in \Delta} \tfrac12 \lVert J_t^\top w \rVert^2 + \tfrac12 \rho \lVert w \rVert^2`, solved by
+    ONE projected-gradient step per iteration (:math:`\Pi_\Delta` the Euclidean projection onto the
+    probability simplex), after a warm start of N such steps at :math:`x_0` from
+    :math:`w = \mathbf{1}/K` (Section 5, Theorem 2); the direction is scaled by a constant step size
+    α and the runner or optimiser then steps :math:`x \leftarrow x - \eta d_t` (update order: D3):
 
-    warm start (t = 0 only): w ← Π_Δ(w − β (M_0 + ρI) w), N times from w = 𝟙/K     (Section 5, Theorem 2)
-    weights:   w_{t+1} = Π_Δ(w_t − β (M_t + ρI) w_t)
-    direction: d_t = α·J_tᵀ w_{t+1}                         (the runner / optimiser then steps x ← x − η d_t)
+    .. math::
 
-    step size (when l0, l1 are given; a stand-in, D1): α = 1/(2ℓ(2G)),  ℓ(a) = L0 + L1·a,
-        G = max_i sup{a ≥ 0 : a² ≤ 2ℓ(2a)·Δ_i} = max_i (2L1Δ_i + √(4L1²Δ_i² + 2L0Δ_i)),
-        Δ_i = f_i(x_0) − f_i*  (the losses of the FIRST call, minus their lower bounds)
+        w \leftarrow \Pi_\Delta\big(w - \beta (M_0 + \rho I) w\big) \ \ (N \text{ times, at } t = 0)
 
-G bounds ||∇f_i|| on the initial sublevel set {f_i ≤ f_i(x_0)} (Li et al., NeurIPS 2023, Lemma 3.5:
-||∇f||² ≤ 2ℓ(2||∇f||)(f − f*)), and L = ℓ(2G) bounds the curvature within one step of it, so
-α = 1/(2L) is the constant step of the ℓ-smooth analysis (α ≤ 1/(2L)). With l0 = l1 = None (default)
-α = 1 and the optimiser's learning rate is the step (the paper's experiments: SGD, lr 5e-4 or 1e-4). To
-use the rule, run with SGD and lr = 1 (``modl run mgda-gs -p l0=1 -p l1=1 -p run.optimizer=sgd --lr 1``)
-so that the step is α.
+    .. math::
 
-What the tests check (tests/reference_impls/test_mgda_gs.py): the warm start converges to w*_{0,ρ}
-(certified solver) and, with ρ = 0, to MGDA's weights; the warm start keeps the CA distance
-||J_tᵀw_{t+1} − J_tᵀw*_{t,ρ}|| small at EVERY iteration (Section 5's claim) where a cold start does not;
+        w_{t+1} = \Pi_\Delta\big(w_t - \beta (M_t + \rho I) w_t\big), \qquad d_t = \alpha \, J_t^\top w_{t+1}
+
+    The step size (a stand-in, D1) is :math:`\alpha = 1` when ``l0`` and ``l1`` are None (the default:
+    the optimiser's learning rate is the step, as in the paper's experiments with SGD at 5e-4 or
+    1e-4); when they are given, with :math:`\ell(a) = L_0 + L_1 a` and the initial gaps
+    :math:`\Delta_i = f_i(x_0) - f_i^\star` (the losses of the FIRST call, minus their lower bounds):
+
+    .. math::
+
+        \alpha = \frac{1}{2 \ell(2G)}, \qquad G = \max_i \sup\{a \ge 0 : a^2 \le 2 \ell(2a) \Delta_i\} = \max_i \Big( 2 L_1 \Delta_i + \sqrt{4 L_1^2 \Delta_i^2 + 2 L_0 \Delta_i} \Big)
+
+    G bounds :math:`\lVert \nabla f_i \rVert` on the initial sublevel set :math:`\{f_i \le f_i(x_0)\}`
+    (Li et al., NeurIPS 2023, Lemma 3.5:
+    :math:`\lVert \nabla f \rVert^2 \le 2 \ell(2 \lVert \nabla f \rVert)(f - f^\star)`), and
+    :math:`L = \ell(2G)` bounds the curvature within one step of it, so :math:`\alpha = 1/(2L)` is the
+    constant step of the ℓ-smooth analysis. To use the rule, run with SGD and lr = 1
+    (``modl run mgda-gs -p l0=1 -p l1=1 -p run.optimizer=sgd --lr 1``) so that the step is α.
+
+What the tests check (``tests/reference_impls/test_mgda_gs.py``): the warm start converges to
+:math:`w^\star_{0,\rho}` (certified solver) and, with ρ = 0, to MGDA's weights; the warm start keeps the
+CA distance :math:`\lVert J_t^\top w_{t+1} - J_t^\top w^\star_{t,\rho} \rVert` small at EVERY iteration
+(Section 5's claim) where a cold start does not;
 the ℓ-step keeps the iterates in the initial sublevel set and reaches a Pareto-stationary point of an
 (L0, L1)-smooth toy without a Lipschitz gradient (Section 4's claim), where the step tuned to the curvature
 at the optimum diverges; the K = 2 Python-float step equals the general step.
@@ -61,34 +77,39 @@ at the optimum diverges; the K = 2 Python-float step equals the general step.
 Hyperparameters (D2: from the secondary source above, not read in the paper):
     beta: β = 0.5, the weights' step (also the warm start's).
     rho: ρ = 0.5, the regulariser of the subproblem.
-    warm_start_steps: N = 40 projected-gradient steps at x_0 before the first direction.
+    warm_start_steps: N = 40 projected-gradient steps at the start point before the first direction.
     l0, l1: the (L0, L1) of ℓ(a) = L0 + L1·a; both None (α = 1) or both given (≥ 0, not both 0).
-β is a step on wᵀ(M + ρI)w: it contracts only while β||M + ρI|| < 2, so on problems whose Gramians are
-large (the toys' ||M|| at their starts reaches 15-240) the weights jump between the simplex's vertices; choose β ≲ 1/||M||.
+β is a step on wᵀ(M + ρI)w: it contracts only while β‖M + ρI‖ < 2, so on problems whose Gramians are
+large (the toys' ‖M‖ at their starts reaches 15-240) the weights jump between the simplex's vertices;
+choose β ≲ 1/‖M‖.
 
 Deviations:
-    D1. Step-size formula: Li et al.'s (NeurIPS 2023) constant step 1/(2ℓ(2G)) with G from the initial
+    D1. Step-size formula: Li et al.'s (NeurIPS 2023) constant step :math:`1/(2\ell(2G))` with G from the initial
         gaps (max over tasks), standing in for the step conditions of the paper's theorems, whose
         constants could not be read (the paper adopts Li et al.'s Assumption 2 and analysis style).
     D2. Defaults β = ρ = 0.5, N = 40 as the secondary source reports the paper's experiments; the paper
         itself could not be checked. (The previous stand-ins were MoDo's official γ = ρ = 0.1 and N = 20.)
         Theorem 2 asks N = O(ε⁻²); ρ > 0 biases the fixed point: on the Pareto set the iteration only rests
-        where J_tᵀw*_{t,ρ} = 0 (e.g. the midpoint of the cosh toy). The warm start uses the first call's J
+        where :math:`J_t^\top w^\star_{t,\rho} = 0` (e.g. the midpoint of the cosh toy). The warm start uses the first call's J
         (full-batch on the deterministic problems; one sample on the noisy ones, where the secondary source
         uses the full training set).
-    D3. Update order: d_t uses w_{t+1} (MoDo's order, λ stepped before x). Unresolved: the secondary source
-        steps x with w_t in its trainer (methods/advanced_methods.py, MGDAWarm, with the weights' Gramian from
-        two further mini-batches) but with w_{t+1} in its baseline controller (src/methods/baselines.py).
-    D4. The stochastic version (double sampling) is MoDo (``modo``, reference_impls/gradient_weighting/
-        modo.py); this class is the deterministic MGDA (one Jacobian per step). MGDA-FA is NOT implemented:
-        its weight update (from F(x_{t+1}) of the parameter step taken, one backward pass per step) could
+    D3. Update order: :math:`d_t` uses :math:`w_{t+1}` (MoDo's order, λ stepped before x). Unresolved: the
+        secondary source steps x with :math:`w_t` in its trainer (``methods/advanced_methods.py``, MGDAWarm,
+        with the weights' Gramian from two further mini-batches) but with :math:`w_{t+1}` in its baseline
+        controller (``src/methods/baselines.py``).
+    D4. The stochastic version (double sampling) is MoDo (``modo``,
+        ``reference_impls/gradient_weighting/modo.py``); this class is the deterministic MGDA (one Jacobian
+        per step). MGDA-FA is NOT implemented: its weight update (from :math:`F(x_{t+1})` of the parameter
+        step taken, one backward pass per step) could
         not be read in any source, and no code of it exists in the index; a reconstruction (e.g. the finite
-        difference (F(x_t) − F(x_{t+1}))/α for J_tJ_tᵀw_t) would not be the paper's method.
+        difference :math:`(F(x_t) - F(x_{t+1}))/\alpha` for :math:`J_t J_t^\top w_t`) would not be the
+        paper's method.
     D5. Degenerate inputs: all-zero J keeps w = 𝟙/K (the step (1 − βρ)w is uniform) and d = 0;
-        K = 1 gives w = (1,), d = α·g_1; opposite rows keep w = (½, ½), d = 0. Huge gradients send
-        w to a vertex of Δ (finite). NaN/inf raises NonFiniteError. Losses (with l0, l1) must be ≥ 0
+        K = 1 gives w = (1,), d = α times the single gradient; opposite rows keep w = (½, ½), d = 0.
+        Huge gradients send w to a vertex of the simplex (finite). NaN/inf raises NonFiniteError.
+        Losses (with ``l0``, ``l1``) must be ≥ 0
         (f − f* as the runner passes them where the problem declares lower bounds), else ValueError.
-        Weights are kept in float64 (the simplex projection of a float32 step loses Δ's mass).
+        Weights are kept in float64 (the simplex projection of a float32 step loses the simplex's mass).
     D6. Speed, not semantics: for K = 2 the step runs on Python floats (``projected_step_2``: the sort-based
         projection written out operation for operation), a few µs instead of a dozen torch calls; it agrees
         with the general torch step to 4 ulps (only the product (M + ρI)w may be fused differently by BLAS).

@@ -1,4 +1,4 @@
-"""MoCo: stochastic multi-objective gradient correction (tracking the gradients, then MGDA-like weights).
+r"""MoCo: stochastic multi-objective gradient correction (tracking the gradients, then MGDA-like weights).
 
 Paper: H. D. Fernando, H. Shen, M. Liu, S. Chaudhury, K. Murugesan, T. Chen, "Mitigating Gradient
 Bias in Multi-objective Learning: A Provably Convergent Approach", ICLR 2023, arXiv 2210.12624.
@@ -7,20 +7,37 @@ Official code: heshandevaka/MoCo (``LibMTL/LibMTL/weighting/Tracking.py`` and th
 also defines a ``tracking`` but its trainer never calls it); LibMTL ``weighting/MoCo.py`` (from the
 authors' code).
 
-Implemented (Algorithm 1; the equations below were checked against both official codes, the
-PDF itself was not re-read here), at step t = 1, 2, ... with the stochastic task gradients
-h_{t,i} (the rows of the Jacobian passed in):
+Update rule:
+    Algorithm 1 (the equations below were checked against both official codes, the PDF itself was
+    not re-read here), at step :math:`t = 1, 2, \dots` with the stochastic task gradients
+    :math:`h_{t,i}` (the rows of the Jacobian passed in): gradient tracking (:math:`Y_1 = 0`), a
+    projected gradient step on the weights (:math:`\lambda_1 = \mathbf{1}/K`, :math:`\Pi_\Delta` the
+    Euclidean projection onto the probability simplex; no factor 2, D1) and the update direction:
 
-    Y_{t+1,i} = Y_{t,i} − β_t (Y_{t,i} − h_{t,i})              (gradient tracking, Y_1 = 0)
-    λ_{t+1}   = Π_Δ(λ_t − γ_t (Y_{t+1} Y_{t+1}ᵀ + ρ I) λ_t)      (projected gradient step, λ_1 = 𝟙/K)
-    d         = Y_{t+1}ᵀ λ_{t+1}                                (update direction)
+    .. math::
 
-with β_t = β / t^{β_σ} and γ_t = γ / t^{γ_σ}. Y Yᵀ is the Gramian of the tracked gradients, so the
-λ step is a projected gradient step on ½ λᵀ(Y Yᵀ + ρI)λ, the (regularised) MGDA dual; with β = 1
-(no tracking) and a constant γ it converges to the min-norm (MGDA) weights.
+        Y_{t+1,i} = Y_{t,i} - \beta_t (Y_{t,i} - h_{t,i})
 
-Hyperparameters: LibMTL defaults β = 0.5, β_σ = 0.5, γ = 0.1, γ_σ = 0.5, ρ = 0 (used here). The
-authors' own defaults are β = 0.1, γ = 0.1 (their δ), β_σ = γ_σ = 0.5 (``Tracking.py``'s config
+    .. math::
+
+        \lambda_{t+1} = \Pi_\Delta\big(\lambda_t - \gamma_t (Y_{t+1} Y_{t+1}^\top + \rho I) \lambda_t\big), \qquad d = Y_{t+1}^\top \lambda_{t+1}
+
+    with step sizes decaying per call (D3):
+
+    .. math::
+
+        \beta_t = \beta / t^{\sigma_\beta}, \qquad \gamma_t = \gamma / t^{\sigma_\gamma}
+
+    (:math:`\sigma_\beta` = ``beta_sigma``, :math:`\sigma_\gamma` = ``gamma_sigma``). :math:`Y Y^\top` is
+    the Gramian of the tracked gradients, so the λ step is a projected gradient step on
+    :math:`\tfrac12 \lambda^\top (Y Y^\top + \rho I) \lambda`, the (regularised) MGDA dual. With
+    :math:`\beta_t = 1` (β = 1 and :math:`\sigma_\beta = 0`: no tracking, Y is the current Jacobian),
+    ρ = 0, exact gradients held fixed and a constant γ small enough, λ converges to the min-norm
+    (MGDA) weights.
+
+Hyperparameters: LibMTL defaults ``beta`` = 0.5, ``beta_sigma`` = 0.5, ``gamma`` = 0.1,
+``gamma_sigma`` = 0.5, ``rho`` = 0 (used here). The authors' own defaults are β = 0.1, γ = 0.1
+(their δ), both σ = 0.5 (``Tracking.py``'s config
 ``--beta_track 0.1 --delta 0.1 --sigma2 0.5 --sigma3 0.5``; the same argparse defaults in
 ``CAGrad/model_segnet_mt.py``); pass ``beta=0.1`` to use them. Their Cityscapes run script uses
 β = 0.05, γ = 0.1; the NYUv2 script (β = 0.99, σ's 0) runs a trainer that never calls ``tracking``. Stateful (Y, λ, t): :meth:`reset` forgets them. The projection is
@@ -29,7 +46,7 @@ Python floats, the same operations and projection formula, bit for bit, tested).
 (``direction2``) runs the tracking step with the same torch call (``add_(alpha=)`` fuses the multiply-add on some
 CPUs only: Python floats could not repeat it everywhere) and the rest on Python floats, bit for bit.
 
-Degenerate inputs: all-zero gradients keep λ and give d = 0; K = 1 gives λ = (1) and d = Y_1.
+Degenerate inputs: all-zero gradients keep λ and give d = 0; K = 1 gives λ = (1) and d = Y (the tracked gradient).
 Huge scales make the λ step land on a vertex of Δ (finite); tiny ones leave λ ≈ 𝟙/K.
 
     >>> moco = MoCo()
@@ -41,22 +58,25 @@ Huge scales make the λ step land on a vertex of Δ (finite); tiny ones leave λ
 Deviations:
   D1. No factor 2 in the λ step, as in the live official Cityscapes code (``CAGrad/utils.py``
       ``tracking``) and the project's notes on the paper; the official LibMTL-based ``Tracking.py``
-      uses 2γ_t Yᵀ(Yλ) (the exact gradient of λᵀYᵀYλ): pass γ twice as large to reproduce it.
-  D2. The projection Π_Δ of Algorithm 1 is used (as ``Tracking.py``). The live official
-      ``CAGrad/utils.py`` instead sets λ ← softmax(λ − γ_t Yᵀ(Yλ)) and multiplies d by K before the
-      optimiser step (``overwrite_grad``: "to match the sum loss"); with ``--smgdc_method raw_loss``
-      (off by default) it also pre-normalises h_i ← f_i h_i/(||h_i|| + 1e-8). LibMTL's ``MoCo.py``
-      likewise uses the softmax and that pre-normalisation (always). None of these is done here.
+      uses :math:`2 \gamma_t Y Y^\top \lambda` (the exact gradient of :math:`\lambda^\top Y Y^\top \lambda`): pass γ twice as
+      large to reproduce it.
+  D2. The projection onto the simplex of Algorithm 1 is used (as ``Tracking.py``). The live official
+      ``CAGrad/utils.py`` instead sets :math:`\lambda \leftarrow \operatorname{softmax}(\lambda - \gamma_t Y Y^\top \lambda)` and
+      multiplies d by K before the optimiser step (``overwrite_grad``: "to match the sum loss"); with
+      ``--smgdc_method raw_loss`` (off by default) it also pre-normalises
+      :math:`h_i \leftarrow f_i h_i / (\lVert h_i \rVert + 10^{-8})`. LibMTL's ``MoCo.py`` likewise uses the softmax
+      and that pre-normalisation (always). None of these is done here.
   D3. Steps are counted per call, t = 1, 2, ... (as ``Tracking.py`` and LibMTL). In the live official
-      ``CAGrad/utils.py`` the counter is the epoch index: β_t = β/(1 + epoch)^{β_σ} and γ_t decay
-      per epoch, not per step, and Y = 0, λ = 𝟙/K are re-initialised on every batch of epoch 0
+      ``CAGrad/utils.py`` the counter is the epoch index: :math:`\beta_t = \beta / (1 + \text{epoch})^{\sigma_\beta}`
+      and :math:`\gamma_t` decay per epoch, not per step, and Y = 0, λ = 𝟙/K are re-initialised on every batch of epoch 0
       (the initialisation sits inside the batch loop under ``if index == 0``), so tracking starts
       only in epoch 1.
   D4. ρ (the paper's regulariser, 0 in every official default) is exposed; the official ``Tracking.py``
       has no ρ.
-  D5. v is shifted by its maximum before the projection (Π_Δ(v − c𝟙) = Π_Δ(v)): without the shift,
+  D5. The projected vector v is shifted by its maximum before the projection (projecting v − c𝟙 gives
+      the same point as projecting v): without the shift,
       a huge step (gradient scale ~1e15) cancels catastrophically and the projection returns 0.
-  D6. Task-specific parameters receive their raw gradients (:meth:`backward` of the base class), as
+  D6. Task-specific parameters receive their raw gradients (``backward`` of the base class), as
       in LibMTL's backward mode.
 """
 

@@ -1,4 +1,4 @@
-"""MoDo: multi-objective gradient descent with double sampling (a stochastic MGDA whose λ step is unbiased).
+r"""MoDo: multi-objective gradient descent with double sampling (a stochastic MGDA whose λ step is unbiased).
 
 Paper: L. Chen, H. Fernando, Y. Ying and T. Chen, "Three-Way Trade-Off in Multi-Objective Learning:
 Optimization, Generalization and Conflict-Avoidance", NeurIPS 2023, arXiv 2305.20057; journal version
@@ -6,43 +6,55 @@ JMLR 25 (2024). Official code: github.com/heshandevaka/Trade-Off-MOL (``Toy-MNIS
 ``grad_modo``, the three-sample driver ``Toy-MNIST/toy_fast_3sample.py``, and the LibMTL port
 ``LibMTL/LibMTL/weighting/MoDo.py`` with its defaults in ``LibMTL/LibMTL/config.py``).
 
-Implemented (the paper's MoDo update, Algorithm 1; "eq. 2.9a" in the JMLR numbering, as cited in TorchJD
-PR #717; the PDF was not reachable from this workplace, so the update was checked against the official
-code's ``grad_modo`` and LibMTL port instead), at step t with three independent stochastic Jacobians
-J_{ξ1}, J_{ξ2}, J_{ξ3} (K, n) at x_t:
+Update rule:
+    The paper's MoDo update, Algorithm 1 ("eq. 2.9a" in the JMLR numbering, as cited in TorchJD
+    PR #717; the PDF was not reachable from this workplace, so the update was checked against the
+    official code's ``grad_modo`` and LibMTL port instead). At step t, with three independent
+    stochastic Jacobians :math:`J_{\xi_1}, J_{\xi_2}, J_{\xi_3}` (K × n) at :math:`x_t`,
+    :math:`\lambda_0 = \mathbf{1}/K` and :math:`\Pi_\Delta` the Euclidean projection onto the
+    probability simplex, the weights take one projected step with the constant step size γ and
+    the optimiser then steps :math:`x \leftarrow x - \alpha d`:
 
-    λ_{t+1} = Π_Δ(λ_t − γ (J_{ξ1} J_{ξ2}ᵀ + ρ I) λ_t)          (λ step, λ_0 = 𝟙/K)
-    d       = J_{ξ3}ᵀ λ_{t+1}                                  (the optimiser steps x ← x − α d)
+    .. math::
 
-J_{ξ1} J_{ξ2}ᵀ is the "two-batch Gramian": for independent samples E[J_{ξ1} J_{ξ2}ᵀ] = J Jᵀ, so the
-pre-projection step is an unbiased estimate of the true-gradient step λ − γ(J Jᵀ + ρI)λ (a projected
-gradient step on the MGDA dual ½λᵀ(JJᵀ + ρI)λ). One sample used twice is biased:
-E[J_ξ J_ξᵀ] = J Jᵀ + Cov, e.g. J Jᵀ + σ²n I for i.i.d. N(0, σ²) gradient noise (problems/noisy.py);
-tests/reference_impls/test_modo.py measures both. The two-batch Gramian is not symmetric: MGDA's
-min-norm solver does not apply to it, only this gradient step.
+        \lambda_{t+1} = \Pi_\Delta\big(\lambda_t - \gamma (J_{\xi_1} J_{\xi_2}^\top + \rho I) \lambda_t\big), \qquad d = J_{\xi_3}^\top \lambda_{t+1}
+
+    :math:`J_{\xi_1} J_{\xi_2}^\top` is the "two-batch Gramian": for independent samples
+    :math:`\mathbb{E}[J_{\xi_1} J_{\xi_2}^\top] = J J^\top`, so the pre-projection step is an unbiased
+    estimate of the true-gradient step :math:`\lambda - \gamma (J J^\top + \rho I) \lambda` (a projected
+    gradient step on the MGDA dual :math:`\tfrac12 \lambda^\top (J J^\top + \rho I) \lambda`). One sample
+    used twice is biased: :math:`\mathbb{E}[J_\xi J_\xi^\top] = J J^\top + \operatorname{Cov}`, e.g.
+    :math:`J J^\top + \sigma^2 n I` for i.i.d. Gaussian gradient noise of variance σ²
+    (``problems/noisy.py``); ``tests/reference_impls/test_modo.py`` measures both. The two-batch Gramian is
+    not symmetric: MGDA's min-norm solver does not apply to it, only this gradient step. With two
+    samples (``samples=2``, the official toy's variant, D2) the direction averages them,
+    :math:`d = \tfrac12 (J_{\xi_1} + J_{\xi_2})^\top \lambda_{t+1}`; a single Jacobian is used for
+    every draw (D3).
 
 Input: ``method(J)`` with J of shape (S, K, n), S independent samples (the runner draws
 ``jacobian_samples`` of them on a noisy problem), or (K, n), a single Jacobian used for every draw (a
 deterministic oracle: the paper's update with the exact gradient). S = 3: ξ1, ξ2 for λ, ξ3 for d (the
-paper). S = 2: ξ1, ξ2 for λ and d = ½(J_{ξ1} + J_{ξ2})ᵀλ_{t+1} (the official toy's two-sample variant,
+paper). S = 2: ξ1, ξ2 for λ and d averages the two (the official toy's two-sample variant,
 ``grad_modo`` with ``num_samples = 2``). ``samples`` (the hyperparameter) sets ``jacobian_samples``.
 
-Hyperparameters (official defaults): γ = 0.1 (``--gamma_modo``), ρ = 0.1 (``--rho_modo``), 3 samples
-(``--num_samples_modo`` of the toy scripts); constant γ (the official code has no decay). TorchJD's
-``MoDoWeighting`` defaults to ρ = 0. λ is kept in float64 on the CPU; the K×K product J_{ξ1}J_{ξ2}ᵀ is
-formed in float64 (a float32 input whose product would overflow float32 still gets a defined λ).
-Stateful (λ, t): :meth:`reset` forgets them; a change of K raises until reset.
+Hyperparameters (official defaults): ``gamma`` γ = 0.1 (``--gamma_modo``), ``rho`` ρ = 0.1
+(``--rho_modo``), 3 samples (``--num_samples_modo`` of the toy scripts); constant γ (the official code
+has no decay). TorchJD's ``MoDoWeighting`` defaults to ρ = 0. λ is kept in float64 on the CPU; the K×K
+two-batch product is formed in float64 (a float32 input whose product would overflow float32 still
+gets a defined λ). Stateful (λ, t): :meth:`reset` forgets them; a change of K raises until reset.
 
 Degenerate inputs: all-zero J gives λ = 𝟙/K (the step (1 − γρ)λ is uniform) and d = 0; K = 1 gives
-λ = (1,) and d = J_{ξ3}; opposite rows (g, −g) keep λ = (½, ½) and d = 0. Huge scales send λ to a
-vertex of Δ (finite); tiny ones leave λ ≈ its previous value. NaN or infinite input raises
-NonFiniteError; a finite input whose K×K product overflows float64 raises NonFiniteError too.
+λ = (1,) and d = the third sample's gradient; opposite rows (g, −g) keep λ = (½, ½) and d = 0. Huge
+scales send λ to a vertex of the simplex (finite); tiny ones leave λ ≈ its previous value. NaN or
+infinite input raises NonFiniteError; a finite input whose K×K product overflows float64 raises
+NonFiniteError too.
 
 Deviations:
-  D1. The projection Π_Δ is :func:`reference_impls.core.solvers.project_simplex` (sort-based, exact,
-      shifted by the maximum so huge steps do not cancel) and its result is certified (λ ≥ 0,
-      |Σλ − 1| ≤ 8Kε, else SolverError); the official ``_projection2simplex`` is the same
-      sort-based rule in a Python loop, without the shift.
+  D1. The projection onto the simplex is ``reference_impls.core.solvers.project_simplex``
+      (sort-based, exact, shifted by the maximum so huge steps do not cancel) and its result is
+      certified (λ ≥ 0, :math:`\lvert \sum_i \lambda_i - 1 \rvert \le 8 K \varepsilon`, else SolverError);
+      the official ``_projection2simplex`` is the same sort-based rule in a Python loop, without the
+      shift.
   D2. S = 2 averages the two samples in d, as the official toy (``0.5 * lambd @ (grad1 + grad2)``);
       the official LibMTL port back-propagates the SUM of the two samples (a factor 2 in the step,
       "handle avging via lr of x").

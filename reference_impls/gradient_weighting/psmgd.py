@@ -1,4 +1,4 @@
-"""PSMGD: periodic stochastic multi-gradient descent — MGDA weights recomputed every R steps, reused in between.
+r"""PSMGD: periodic stochastic multi-gradient descent — MGDA weights recomputed every R steps, reused in between.
 
 Paper: M. Xu, P. Ju, J. Liu and H. Yang, "PSMGD: Periodic Stochastic Multi-Gradient Descent for
 Fast Multi-Objective Optimization", AAAI 2025, arXiv 2412.10961. Official code:
@@ -11,23 +11,35 @@ weights change little over short intervals, so PSMGD computes them periodically 
 between; rates for strongly convex, general convex and non-convex objectives matching the state of
 the art; a "backpropagation complexity" that PSMGD can make independent of the number of objectives.
 
-Implemented (the abstract's algorithm, its update checked against the official ``PMGD``; the paper's
-algorithm and equation numbers are not verified here): with period R and step counter t = 0, 1, 2, ...
+Update rule:
+    The abstract's algorithm, its update checked against the official ``PMGD`` (the paper's
+    algorithm and equation numbers are not verified here). With period R, step counter
+    :math:`t = 0, 1, 2, \dots`, stochastic task gradients :math:`\nabla f_i(x_t; \xi_t)` and
+    :math:`\Delta` the probability simplex, the weights are MGDA's on a recompute step (K backward
+    passes) and reused in between (no Jacobian needed); the step is then ONE backward pass of
+    :math:`\sum_i \lambda_{t,i} f_i`:
 
-    t mod R = 0:  λ_t = argmin_{λ∈Δ} ||Σ_i λ_i ∇f_i(x_t; ξ_t)||²    (the MGDA subproblem; K backward passes)
-    otherwise:    λ_t = λ_{t−1}                                     (reuse: no Jacobian needed)
-    x_{t+1} = x_t − η_t Σ_i λ_t,i ∇f_i(x_t; ξ_t)                    (= −η ∇(Σ_i λ_t,i f_i): ONE backward pass)
+    .. math::
 
-So on a recompute step the direction is exactly MGDA's (:class:`~reference_impls.gradient_weighting.mgda.MGDA`),
-and on the R − 1 steps in between it is the gradient of the fixed linear scalarisation Σ λ_i f_i.
-The paper's "backpropagation complexity" counts the backward passes: K per recompute step, 1 per
-reuse step, i.e. (K + R − 1)/R per step on average instead of K (objective-independent for R ∝ K).
+        \lambda_t = \begin{cases} \arg\min_{\lambda \in \Delta} \left\lVert \sum_{i=1}^{K} \lambda_i \nabla f_i(x_t; \xi_t) \right\rVert^2 & \text{if } t \bmod R = 0 \\ \lambda_{t-1} & \text{otherwise} \end{cases}
+
+    .. math::
+
+        x_{t+1} = x_t - \eta_t \sum_{i=1}^{K} \lambda_{t,i} \nabla f_i(x_t; \xi_t)
+
+    So on a recompute step the direction is exactly MGDA's
+    (``reference_impls.gradient_weighting.mgda.MGDA``, with its optional gradient
+    normalisation in the subproblem), and on the R − 1 steps in between it is the gradient of the
+    fixed linear scalarisation :math:`\sum_i \lambda_i f_i`. The weights stay on the simplex (the
+    official code multiplies them by K, D1). The paper's "backpropagation complexity" counts the
+    backward passes: K per recompute step, 1 per reuse step, i.e. :math:`(K + R - 1)/R` per step on
+    average instead of K (objective-independent for R ∝ K).
 
 Using it in a training loop: :meth:`PSMGD.backward` (what ``hooks.train_step`` calls) computes the
-K-row Jacobian only on recompute steps; on reuse steps it back-propagates Σ_i λ_i f_i ONCE (no
-Jacobian; the path of a loss weighting), the heads getting Σ_i ∇f_i as with every aggregator here.
+K-row Jacobian only on recompute steps; on reuse steps it back-propagates Σ λ f ONCE (no Jacobian;
+the path of a loss weighting), the heads getting their own task gradients as with every aggregator here.
 The counters ``jacobian_evaluations`` (steps that needed all K task gradients) and
-``weighted_backward_passes`` (steps served by one backward of Σ λ_i f_i) record the cost; the
+``weighted_backward_passes`` (steps served by one backward of Σ λ f) record the cost; the
 point-problem runner calls ``method(J)`` with the full J every step (it is free there), and the
 counters still count what a training loop would need.
 
@@ -40,9 +52,9 @@ Hyperparameters:
 
 Deviations: (checked against the official ``PMGD``)
     D1. Weight scale: the official code multiplies the min-norm λ by K (``sol * n_tasks``), a factor K
-        on the step; here λ ∈ Δ, MGDA's weights (whether the paper's algorithm scales them by K was not
+        on the step; here λ is on the simplex, MGDA's weights (whether the paper's algorithm scales them by K was not
         checked; scale the learning rate by K to match the official code).
-    D2. The official ``backward`` also computes an EMA ``alpha·λ_t + (1 − alpha)·λ_{t−1}`` (alpha = 0.9)
+    D2. The official ``backward`` also computes an EMA :math:`0.9 \lambda_t + 0.1 \lambda_{t-1}` (its ``alpha`` = 0.9)
         but only into the returned log dict, after the loss was formed: it never affects the update,
         so it is omitted. Its ``clip_grad_norm_(self.parameters(), ...)`` acts on an empty list (no
         effect) and is omitted too.
@@ -50,7 +62,7 @@ Deviations: (checked against the official ``PMGD``)
         Frank-Wolfe ``MinNormSolver`` (approximate, 250 iterations / 1e-5 tolerance).
     D4. Degenerate inputs: as MGDA on recompute steps (mgda.py D3). On reuse steps a NaN or infinite
         Jacobian raises NonFiniteError, and a Jacobian whose number of rows changed raises ValueError
-        (call :meth:`reset`). K = 1 gives d = g_1 every step.
+        (call ``reset``). K = 1 gives d = the single gradient every step.
 
 Usage:
     >>> psmgd = PSMGD(period=8)

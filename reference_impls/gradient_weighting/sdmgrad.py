@@ -1,19 +1,27 @@
-"""SDMGrad: stochastic direction-oriented multi-objective gradient descent (exact inner problem).
+r"""SDMGrad: stochastic direction-oriented multi-objective gradient descent (exact inner problem).
 
 Paper: P. Xiao, H. Ban and K. Ji, "Direction-oriented Multi-objective Learning: Simple and
 Provable Stochastic Algorithms", NeurIPS 2023, arXiv 2305.18409. Official code:
 github.com/OptMN-Lab/sdmgrad (``methods/weight_methods.py`` class SDMGrad, ``experiments/*/run.sh``).
 
-Implemented (the direction-oriented subproblem regularised towards the average gradient
-g_0 = (1/K) Σ_i g_i, solved in its dual):
+Update rule:
+    The direction-oriented subproblem regularised towards the average gradient
+    :math:`g_0 = \tfrac{1}{K} \sum_i g_i`, solved in its dual (G has the task gradients
+    :math:`g_i` as rows, :math:`\Delta` is the probability simplex, λ = ``lamda``):
 
-    w* = argmin_{w∈Δ} ½ ||Gᵀw + λ g_0||²,        d = (Gᵀw* + λ g_0) / (1 + λ).
+    .. math::
 
-Because Σ w_i = 1 on Δ, Gᵀw + λg_0 = Σ_i w_i (g_i + λ g_0): w* is the min-norm point of the shifted
-gradients, computed exactly from M = G Gᵀ by :func:`~reference_impls.core.solvers.shifted_gramian`
-and :func:`~reference_impls.core.solvers.min_norm_weights` (K = 2: the same steps on Python floats, the
-closed-form min-norm point with its certificate, equal to the general path bit for bit, tested). The returned weights are
-(w* + λ/K)/(1 + λ), so that d = Gᵀ weights. λ = 0 is MGDA; λ → ∞ tends to the mean gradient g_0.
+        w^\star = \arg\min_{w \in \Delta} \tfrac12 \lVert G^\top w + \lambda g_0 \rVert^2, \qquad d = \frac{G^\top w^\star + \lambda g_0}{1 + \lambda}
+
+    Because the weights sum to 1 on the simplex,
+    :math:`G^\top w + \lambda g_0 = \sum_i w_i (g_i + \lambda g_0)`: :math:`w^\star` is the min-norm
+    point of the shifted gradients, computed exactly from :math:`M = G G^\top` by
+    ``reference_impls.core.solvers.shifted_gramian`` and
+    ``reference_impls.core.solvers.min_norm_weights`` (K = 2: the same steps on Python floats,
+    the closed-form min-norm point with its certificate, equal to the general path to 1e-13
+    relative, tested; bit for bit where measured). The returned weights are :math:`(w^\star + \lambda / K) / (1 + \lambda)`, so that
+    d = Gᵀ(weights). λ = 0 is MGDA; λ → ∞ tends to the mean gradient :math:`g_0`. The official
+    stochastic inner loop, its ×K and its clipping are not reproduced (D1, D2).
 
 Hyperparameters:
     lamda: λ = 0.3 (default; the official NYUv2/Cityscapes run.sh and LibMTL's default). The
@@ -21,11 +29,12 @@ Hyperparameters:
 
 Deviations:
     D1. Exact inner solve from one Jacobian: the official stochastic algorithm estimates the
-        Gramian from two further minibatches (GG = G_ξ G_ξ'ᵀ, normalised by the squared mean of
-        √(diag GG + 1e-4)) and runs 20 steps of projected SGD (lr 10, momentum 0.5) on w, warm-started
-        across training steps; we minimise the objective exactly (and statelessly) for the given J.
-        The official inner loop does not solve its subproblem: on the normalised Gramian
-        λ_max ≥ 1, so lr·λ_max ≥ 10 ≫ 2 (the step limit of projected gradient descent) and w jumps
+        Gramian from two further minibatches (:math:`\mathit{GG} = G_\xi G_{\xi'}^\top`, normalised by the
+        squared mean of :math:`\sqrt{\operatorname{diag}(\mathit{GG}) + 10^{-4}}`) and runs 20 steps of projected
+        SGD (lr 10, momentum 0.5) on w, warm-started across training steps; we minimise the objective
+        exactly (and statelessly) for the given J. The official inner loop does not solve its
+        subproblem: on the normalised Gramian the largest eigenvalue is at least 1, so lr times it is
+        at least 10, far above 2 (the step limit of projected gradient descent), and w jumps
         between faces of the simplex. Measured with a re-implementation of that loop (cold start
         w = 𝟙/K, λ = 0.3, 300 random Jacobians per setting, K 2..10, n = 1000): on i.i.d. task
         gradients (interior optimum) w still moves by a median 0.81 (max-abs) between steps 19 and 20
@@ -35,13 +44,14 @@ Deviations:
         min-norm solver does not apply). Note: in the official code the three gradient buffers are
         one tensor listed three times (``[torch.Tensor(...)] * 3``), so its three "independent"
         estimates are in fact the same (last) minibatch's gradients. Our solve is certified per
-        task (:func:`~reference_impls.core.solvers.min_norm_weights`, tolerances of the input
+        task (``reference_impls.core.solvers.min_norm_weights``, tolerances of the input
         dtype) and raises SolverError otherwise.
     D2. The official code multiplies d by K ("to match the sum loss") and clips the shared
-        gradient to norm 1.0 (max_norm = 1); we return the paper's d (apply clipping in the
+        gradient to norm 1.0 (``max_norm`` = 1); we return the paper's d (apply clipping in the
         optimiser if wanted).
-    D3. Degenerate inputs: all-zero J gives weights 𝟙/K and d = 0; with λ > 0, g_0 = 0 (e.g.
-        opposite gradients) gives w* = MGDA's weights and d = Gᵀw*/(1+λ) (here 0); K = 1 gives d = g_1.
+    D3. Degenerate inputs: all-zero J gives weights 𝟙/K and d = 0; with λ > 0, :math:`g_0 = 0` (e.g.
+        opposite gradients) gives :math:`w^\star` = MGDA's weights and
+        :math:`d = G^\top w^\star / (1 + \lambda)` (here 0); K = 1 gives d = the single gradient.
         A Jacobian whose Gramian would be subnormal (J ≈ 1e-155) is multiplied by a power of two
         before the Gramian is formed (the weights are scale-invariant).
 

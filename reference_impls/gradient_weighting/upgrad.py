@@ -1,36 +1,58 @@
-"""UPGrad — Unconflicting Projection of Gradients.
+r"""UPGrad — Unconflicting Projection of Gradients.
 
 Paper: P. Quinton and V. Rey, "Jacobian Descent for Multi-Objective Optimization", arXiv 2406.16232,
 2024. Official code: TorchJD (github.com/TorchJD/torchjd, ``aggregation/_upgrad.py`` and
 ``aggregation/_utils/dual_cone.py``).
 
-What is implemented (the paper's notation, rows g_i of J, M = J Jᵀ):
+Update rule:
+    In the paper's notation (rows :math:`g_i` of the Jacobian :math:`J`, Gramian :math:`M = J J^\top`),
+    Eq. (3) defines the projection onto the dual cone of the rows, and UPGrad (the paper's
+    definition) averages the projected gradients with the preference :math:`p = \mathbf{1}/K`:
 
-* Eq. (3): π_J(x) = argmin_{y : J y ≥ 0} ||y − x||², the projection onto the dual cone of the rows.
-* UPGrad (the paper's definition): d = Σ_i p_i π_J(g_i) with the preference p = 𝟙/K (the mean of the projected
-  gradients).
-* Proposition 1: π_J(Jᵀu) = Jᵀv with v = argmin_{v ≥ u} vᵀ M v, so the weights are
-  w = Σ_i v^(i), v^(i) = argmin_{v ≥ p_i e_i} vᵀ M̃ v, and d = Jᵀ w.
-* Numerics of the official code: M̃ = M / tr(M) (the zero matrix when tr(M) < ``norm_eps``),
-  plus ``reg_eps``·I.
+    .. math::
 
-Each K-dimensional quadratic program is solved exactly, in float64 on the CPU, by the certified
-active-set solver :func:`reference_impls.core.solvers.dual_cone_weights`: zero rows are removed
-first (they constrain nothing and keep v_i = u_i), the Gramian is Jacobi-scaled
-(C = D M̃ D, D = diag(M̃_ii)^{-1/2}, so rows of very different norms cost no precision), and
-the K problems (one per row, sharing C) are solved together by batched block principal pivoting
-(Júdice & Pires 1994; Kim & Park 2011), a row left uncertified after a few sweeps falling back to
-Lawson–Hanson on C (no eigen-factor). The KKT conditions of the QP are M̃v ≥ 0,
-v ≥ u and (v − u)ᵀ M̃ v = 0; they are checked per task with tolerance κ·||g_i||·Σ_j |v_j| ||g_j||
-(κ = 32·K·ε, ε of the input dtype) and SolverError is raised when they fail. Summed over i, the
-first one gives J d = M w ≥ −reg_eps·tr(M)·w, i.e. J d ≥ 0 (no conflict) when reg_eps = 0, to
-that per-task rounding tolerance. A float32 Gramian that is PSD only to rounding is replaced by its
-nearest PSD matrix (a change of order K·ε).
+        \pi_J(x) = \arg\min_{y:\ J y \ge 0} \lVert y - x \rVert^2, \qquad d = \sum_{i=1}^{K} p_i \, \pi_J(g_i)
+
+    By Proposition 1, :math:`\pi_J(J^\top u) = J^\top v` with
+    :math:`v = \arg\min_{v \ge u} v^\top M v`, so the code computes weights from the Gramian alone,
+    with the official code's numerics in :math:`\tilde M`: :math:`\epsilon_{\mathrm{norm}}` =
+    ``norm_eps`` and :math:`\epsilon_{\mathrm{reg}}` = ``reg_eps``, both 1e-4 by default (both 0 give
+    the paper's exact operator, see D2 and D3); with :math:`e_i` the i-th standard basis vector,
+    :math:`g_i = J^\top e_i`:
+
+    .. math::
+
+        \tilde M = \begin{cases} M / \operatorname{tr}(M) + \epsilon_{\mathrm{reg}} I & \text{if } \operatorname{tr}(M) \ge \epsilon_{\mathrm{norm}} \text{ and } \operatorname{tr}(M) > 0 \\ \epsilon_{\mathrm{reg}} I & \text{otherwise} \end{cases}
+
+    .. math::
+
+        v^{(i)} = \arg\min_{v \ge p_i e_i} v^\top \tilde M v, \qquad w = \sum_{i=1}^{K} v^{(i)}, \qquad d = J^\top w
+
+    Each K-dimensional quadratic program is solved exactly, in float64 on the CPU, by the certified
+    active-set solver ``reference_impls.core.solvers.dual_cone_weights``: zero rows are removed
+    first (they constrain nothing and keep their lower bound), the Gramian is Jacobi-scaled
+    (:math:`C = D \tilde M D` with :math:`D = \operatorname{diag}(\tilde M_{ii})^{-1/2}`, so rows of very
+    different norms cost no precision), and the K problems (sharing C) are solved together by
+    batched block principal pivoting (Júdice & Pires 1994; Kim & Park 2011), a row left uncertified
+    after a few sweeps falling back to Lawson–Hanson on C. The KKT conditions of the QP with lower
+    bound :math:`u`,
+
+    .. math::
+
+        \tilde M v \ge 0, \qquad v \ge u, \qquad (v - u)^\top \tilde M v = 0
+
+    are checked per task with tolerance
+    :math:`\kappa \lVert g_i \rVert \sum_j \lvert v_j \rvert \lVert g_j \rVert`
+    (:math:`\kappa = 32 K \varepsilon`, ε the machine epsilon of the input dtype), and SolverError
+    is raised when they fail. Summed over i, the first one gives
+    :math:`J d = M w \ge -\epsilon_{\mathrm{reg}} \operatorname{tr}(M) \, w`, i.e. :math:`J d \ge 0`
+    (no conflict) when ``reg_eps`` = 0, to that per-task rounding tolerance. A float32 Gramian that
+    is PSD only to rounding is replaced by its nearest PSD matrix (a change of order K·ε).
 
 Hyperparameters (paper / official code): ``pref_vector`` = 𝟙/K, ``norm_eps`` = 1e-4,
 ``reg_eps`` = 1e-4 (both official-code numerics; 0 and 0 give the paper's exact operator).
 
-Properties: J d ≥ 0 (reg_eps = 0; otherwise J d ≥ −reg_eps·tr(M)·w); d(cJ) = c·d(J) for c > 0
+Properties: J d ≥ 0 (``reg_eps = 0``; otherwise J d ≥ −reg_eps·tr(M)·w); d(cJ) = c·d(J) for c > 0
 (the weights depend on M only up to a positive factor); with ``reg_eps = 0`` the map is linear
 under positive row scalings (the dual cone of diag(c)J is that of J); row-permutation invariant
 (with the mean preference); for K = 2, ``pref_vector = (1, 1)`` and ``norm_eps = reg_eps = 0`` it
@@ -39,7 +61,7 @@ equals PCGrad.
 Degenerate inputs: all-zero J → d = 0 (w = p); a zero row is projected to zero and constrains
 nothing (it is removed before the solve, so d equals the answer without it); identical rows → d =
 the common row; opposite rows g, −g → d = 0 (the dual cone is the hyperplane g⊥); collinear rows of both signs → d = 0 with reg_eps = 0 (a small multiple of g,
-O(reg_eps), otherwise); K = 1 → d = g_1; ||J||_F < 0.01 → d = Jᵀp with the defaults (D2).
+O(reg_eps), otherwise); K = 1 → d = the single row; ‖J‖ (Frobenius) < 0.01 → d = Jᵀp with the defaults (D2).
 
 Deviations:
     D1. Solver: certified batched block pivoting / active set on the Jacobi-scaled Gramian (KKT
@@ -48,14 +70,17 @@ Deviations:
         runs the same steps on Python floats, each row's QP by enumerating its at most four faces
         (``solvers.dual_cone_weights2``, certified by the same per-task KKT test; agreement with the
         general path tested to 1e-12 relative), falling back to the general solver when it declines.
-    D2. The official normalisation threshold ``norm_eps`` = 1e-4 applies to tr(M) = ||J||_F² in
-        absolute terms: when ||J||_F < 0.01 the official code (and this one, by default) replaces
-        M̃ by reg_eps·I, so the weights become p and d = Jᵀp (mean of the g_i, which may conflict).
-        Set ``norm_eps = 0`` to keep the paper's operator at every scale.
+    D2. The official normalisation threshold ``norm_eps`` = 1e-4 applies to
+        :math:`\operatorname{tr}(M) = \lVert J \rVert_F^2` in absolute terms: when
+        :math:`\lVert J \rVert_F < 0.01` the official code (and this one, by default) replaces
+        :math:`\tilde M` by :math:`\epsilon_{\mathrm{reg}} I`, so the weights become p and
+        :math:`d = J^\top p` (the mean of the gradients, which may conflict). Set ``norm_eps = 0`` to keep
+        the paper's operator at every scale.
     D3. With ``reg_eps`` > 0 (official default) the operator is the UPGrad of the augmented Jacobian
-        [J, √(reg_eps·tr M)·I]: J d ≥ 0 holds only up to −reg_eps·tr(M)·w, and linearity under row
-        scalings is lost (relative errors up to ~0.8 for K = 32 with unequal row norms); positive
-        homogeneity d(cJ) = c·d(J) stays exact. ``reg_eps = 0`` gives the paper's exact properties.
+        :math:`[J, \sqrt{\epsilon_{\mathrm{reg}} \operatorname{tr}(M)} \, I]`: :math:`J d \ge 0` holds only up to
+        :math:`-\epsilon_{\mathrm{reg}} \operatorname{tr}(M) \, w`, and linearity under row scalings is lost
+        (relative errors up to ~0.8 for K = 32 with unequal row norms); positive homogeneity
+        d(cJ) = c·d(J) stays exact. ``reg_eps = 0`` gives the paper's exact properties.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Auto-Lambda — task weights learned by a one-step look-ahead meta-gradient on a validation loss.
+r"""Auto-Lambda — task weights learned by a one-step look-ahead meta-gradient on a validation loss.
 
 Paper: S. Liu, S. James, A. J. Davison, E. Johns, "Auto-Lambda: Disentangling Dynamic Task
 Relationships", TMLR 2022 (arXiv 2202.03091). Official code: github.com/lorenmt/auto-lambda
@@ -6,32 +6,55 @@ Relationships", TMLR 2022 (arXiv 2202.03091). Official code: github.com/lorenmt/
 loops and defaults), read for every line below. The paper's text was not re-read here: the
 equations are stated as the official code computes them.
 
-The bi-level problem: the model θ minimises Σ_i λ_i f_i^tr(θ) (all K training tasks), the weights
-λ minimise the meta-loss Σ_{i∈P} f_i^val(θ*(λ)) over the primary tasks P (all tasks in multi-task
-learning, one task in auxiliary learning). θ*(λ) is approximated by ONE virtual SGD step:
+Update rule:
+    A bi-level problem: the model :math:`\theta` minimises :math:`\sum_i \lambda_i f_i^{\mathrm{tr}}(\theta)`
+    over all K training tasks, and the weights :math:`\lambda` minimise the meta-loss, the validation
+    loss of the primary tasks :math:`P` (all tasks in multi-task learning, one task in auxiliary
+    learning) after the model has trained with them. The trained model is approximated by ONE virtual
+    step of the model's optimiser (``virtual_step``): :math:`\alpha` is the model's learning rate,
+    :math:`m` its momentum buffer times the momentum :math:`\mu` when it has them (SGD with
+    momentum; 0 otherwise, e.g. for Adam), and :math:`w_{\mathrm{d}}` its weight decay plus the loop's
+    ``weight_decay`` (D1):
 
-    θ'(λ) = θ − α (m + ∇_θ Σ_i λ_i f_i^tr(θ) + wd·θ)       (``virtual_step``; α = the model's lr,
-                                                              m = μ·momentum buffer of an SGD optimiser,
-                                                              wd = its weight decay: the step the model
-                                                              optimiser would take)
-    L_meta(λ) = Σ_{i∈P} f_i^val(θ'(λ))                       (``unrolled_backward``)
-    ∂L_meta/∂λ_i = −α ⟨∇_θ f_i^tr(θ), ∇_θ' L_meta(θ')⟩        (exact: m and wd·θ do not depend on λ)
+    .. math::
 
-The official code evaluates the inner product by central finite differences of the training losses
-(its ``compute_hessian``, the DARTS trick; the "Hessian" is the mixed derivative ∂²/∂λ∂θ of
-Σ λ_i f_i^tr, i.e. the vector of ⟨∇f_i^tr, d⟩):
+        \theta'(\lambda) = \theta - \alpha \Big( m + \nabla_\theta \sum_{i=1}^{K} \lambda_i f_i^{\mathrm{tr}}(\theta) + w_{\mathrm{d}}\, \theta \Big), \qquad
+        L_{\mathrm{meta}}(\lambda) = \sum_{i \in P} f_i^{\mathrm{val}}\big(\theta'(\lambda)\big)
 
-    d = ∇_θ' L_meta(θ'),  ε = 0.01/‖d‖,  θ± = θ ± ε d,
-    ∂L_meta/∂λ_i ≈ −α (f_i^tr(θ+) − f_i^tr(θ−)) / (2ε)      (``meta_gradient="finite-difference"``, default)
+    As :math:`m` and :math:`w_{\mathrm{d}}\theta` do not depend on :math:`\lambda`, the meta-gradient is
+    exactly
 
-``meta_gradient="exact"`` computes ⟨∇f_i^tr(θ), d⟩ by autograd instead (K backward passes). For a
-loss with bounded third derivative the central difference errs by at most (h²/6)·‖d‖·sup|∂³f_i[u,u,u]|
-with h = ε‖d‖ = 0.01 and u = d/‖d‖ (plus rounding ≈ eps·|f_i|·‖d‖/h); on quadratic losses (the
-``bilevel-ridge`` toy) it is exact up to rounding (tested).
+    .. math::
 
-λ then takes one Adam step on that gradient (``meta_optimizer``), and the model one step of its own
-optimiser on Σ λ_i f_i^tr with the NEW λ. λ is unconstrained (no projection, no normalisation: a
-weight may become negative), initialised to 0.1 for every task.
+        \frac{\partial L_{\mathrm{meta}}}{\partial \lambda_i} = -\alpha\, \langle \nabla_\theta f_i^{\mathrm{tr}}(\theta),\, d \rangle, \qquad
+        d = \nabla_{\theta'} L_{\mathrm{meta}}(\theta')
+
+    The official code evaluates the inner products by central finite differences of the training
+    losses (its ``compute_hessian``, the DARTS trick), and so does the default
+    ``meta_gradient="finite-difference"`` (``fd_radius`` = 0.01); ``meta_gradient="exact"`` computes
+    them by autograd (K backward passes, D4):
+
+    .. math::
+
+        \langle \nabla_\theta f_i^{\mathrm{tr}}(\theta),\, d \rangle \approx
+        \frac{f_i^{\mathrm{tr}}(\theta + \varepsilon d) - f_i^{\mathrm{tr}}(\theta - \varepsilon d)}{2 \varepsilon}, \qquad
+        \varepsilon = \frac{0.01}{\lVert d \rVert}
+
+    The weights then take one Adam step (learning rate ``meta_lr``) on this gradient, and the model one
+    step of its own optimiser on the weighted training loss with the NEW weights:
+
+    .. math::
+
+        \lambda \leftarrow \operatorname{Adam}\big(\lambda;\ \nabla_\lambda L_{\mathrm{meta}}\big), \qquad
+        \theta \leftarrow \text{one optimiser step on } \sum_{i=1}^{K} \lambda_i f_i^{\mathrm{tr}}(\theta), \qquad
+        \lambda^{(0)} = 0.1 \cdot \mathbf{1}
+
+    The weights are unconstrained (no projection, no normalisation: a weight may become negative).
+    For a loss with bounded third derivative the central difference errs by at most
+    :math:`(h^2/6)\, \lVert d \rVert \sup \lvert \partial^3 f_i[u, u, u] \rvert` with
+    :math:`h = \varepsilon \lVert d \rVert = 0.01` and :math:`u = d / \lVert d \rVert` (plus rounding
+    of about :math:`\mathrm{eps}\, \lvert f_i \rvert\, \lVert d \rVert / h`); on quadratic losses
+    (the ``bilevel-ridge`` toy) it is exact up to rounding (tested).
 
 Defaults, with their source:
     weight_init = 0.1    ``--autol_init`` (trainer_dense.py, trainer_cifar.py; README)
@@ -47,7 +70,8 @@ Interface: a :class:`~reference_impls.core.loss_weighting.BilevelLossWeighting`.
 (detached); ``outer_step(params, train_losses, val_losses, lr, train_losses_at=..., val_losses_at=...,
 weight_decay=..., optimizer=..., step=...)`` does the virtual step, the meta-gradient and the Adam step
 on λ; the loop (:func:`reference_impls.core.hooks.bilevel_step`, the runner on ``bilevel-ridge``) then
-steps the model on Σ λ_i f_i^tr. ``last_meta_gradient`` holds the last ∂L_meta/∂λ (K,).
+steps the model on :math:`\sum_i \lambda_i f_i^{\mathrm{tr}}`. ``last_meta_gradient`` holds the last
+:math:`\partial L_{\mathrm{meta}} / \partial \lambda` (K,).
 
 Bad input: non-finite training or validation losses raise :class:`~reference_impls.core.aggregator.NonFiniteError`
 naming the method and the task; a loss vector of another length than the first one raises a ValueError.
@@ -63,8 +87,8 @@ Deviations: (each checked against the official code)
         moments too).
     D2. θ± and θ' are new tensors: the official code perturbs the model in place (θ += εd, θ −= 2εd,
         θ += εd), which can leave θ changed by rounding; here the model is never written.
-    D3. When ∇L_meta(θ') = 0 the meta-gradient is 0 exactly; the official ε = 0.01/‖d‖ is then infinite
-        and the meta-gradient NaN.
+    D3. When :math:`\nabla_{\theta'} L_{\mathrm{meta}}(\theta') = 0` the meta-gradient is 0 exactly; the
+        official ε = 0.01/‖d‖ is then infinite and the meta-gradient NaN.
     D4. ``meta_gradient="exact"`` (autograd inner products) is an option of ours, for testing and for
         losses where the central difference is inaccurate.
     D5. The number of tasks is taken from the first losses seen when ``num_tasks`` is None (the

@@ -1,4 +1,4 @@
-"""DWA — Dynamic Weight Average: per-epoch loss weights from the rate at which each loss falls.
+r"""DWA — Dynamic Weight Average: per-epoch loss weights from the rate at which each loss falls.
 
 Paper: S. Liu, E. Johns, A. J. Davison, "End-To-End Multi-Task Learning With Attention", CVPR 2019
 (arXiv 1803.10704), Sec. 3.3 (DWA is proposed there together with MTAN). Official code:
@@ -6,21 +6,30 @@ lorenmt/mtan ``im2im_pred/utils.py`` (``multi_task_trainer``, ``--weight dwa``, 
 re-implementation: LibMTL ``weighting/DWA.py`` (``T = 2.0`` in ``config.py``, the epoch averages in
 ``trainer.py``'s ``train_loss_buffer``).
 
-What is implemented (Eq. 1 of the paper): at epoch e (0-based), the weights are
+Update rule:
+    Eq. 1 of the paper. At epoch :math:`e` (0-based) every step minimises the weighted sum of the
+    K task losses :math:`f_k`, with weights fixed for the whole epoch (no gradient flows through
+    them) from the rate :math:`r_k` at which each loss fell over the two previous epochs, a softmax
+    at temperature :math:`T` scaled to sum to K:
 
-    w_k(e) = K · exp(r_k(e−1)/T) / Σ_i exp(r_i(e−1)/T),     r_k(e−1) = L̄_k(e−1) / L̄_k(e−2),
+    .. math::
 
-where L̄_k(e) is the average of task k's training loss over the steps of epoch e (official code:
-``avg_cost[index, :] += cost / train_batch``), and w = 𝟙 for the first two epochs (e = 0, 1). The
-objective of every step of epoch e is Σ_k w_k(e) f_k; no gradient flows through w. Hence Σ_k w_k = K
-exactly, w_k rises with r_k (the task whose loss falls slowest gets the most weight), and T → ∞ gives 𝟙.
+        L = \sum_{k=1}^{K} w_k(e)\, f_k, \qquad
+        w_k(e) = \frac{K \exp\big(r_k(e-1)/T\big)}{\sum_{i=1}^{K} \exp\big(r_i(e-1)/T\big)}, \qquad
+        r_k(e-1) = \frac{\bar L_k(e-1)}{\bar L_k(e-2)} \quad (e \ge 2)
+
+    and :math:`w_k(0) = w_k(1) = 1`. Here :math:`\bar L_k(e)` is the average of task k's training
+    loss over the steps of epoch :math:`e` (official code: ``avg_cost[index, :] += cost / train_batch``).
+    Hence the weights sum to K exactly, :math:`w_k` rises with :math:`r_k` (the task whose loss falls
+    slowest gets the most weight), and :math:`T \to \infty` gives equal weights 1. An infinite ratio
+    takes its limit: the tasks with :math:`r_k = \infty` share the weight K equally (D2).
 
 How the hooks carry it: ``observe(losses, step)`` adds each step's losses to the running sum of the
 current epoch; ``on_epoch_end(epoch)`` closes the epoch (L̄ = sum / number of steps), keeps the last two
 averages and fixes the weights of the next epoch; ``weights`` returns them. The runner and
 :func:`reference_impls.core.hooks.train_step`/``end_epoch`` drive these hooks; on the full-batch point
 problems the runner calls ``on_epoch_end`` after every step, so there an epoch is a step and
-r_k(t−1) = f_k(t−1)/f_k(t−2).
+:math:`r_k(t-1) = f_k(t-1) / f_k(t-2)`.
 
 Hyperparameters (defaults and source):
     temperature: T = 2 (paper Sec. 3.3 "T = 2"; mtan ``--temp 2.0``; LibMTL ``--T 2.0``). Must be > 0.
@@ -29,7 +38,7 @@ Hyperparameters (defaults and source):
 Degenerate inputs: the ratios need positive epoch averages. ``observe`` raises a NonFiniteError for a
 non-finite loss and a ValueError for a negative one; ``on_epoch_end`` raises a ValueError when a ratio
 would divide by a zero epoch average (a task whose loss averaged exactly 0 over the epoch before, e.g.
-DTLZ2's f_i on the box boundary) or when no step was observed in the epoch; each error names ``dwa``,
+DTLZ2's objectives on the box boundary) or when no step was observed in the epoch; each error names ``dwa``,
 the task and the epoch. Zero batch losses, and a zero average in the last epoch, are fine. Ratios that overflow
 (e.g. 1e300/1e-300 = inf) give those tasks the whole weight K, shared equally (the limit of the
 softmax). K = 1 gives w = 1.

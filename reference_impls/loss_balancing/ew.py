@@ -1,4 +1,4 @@
-"""EW — equal weighting: the plain sum (or mean) of the task losses, the baseline of every comparison.
+r"""EW — equal weighting: the plain sum (or mean) of the task losses, the baseline of every comparison.
 
 Paper: there is no paper of its own; the multi-task literature reports it as "EW", "Equal Weighting" or
 "linear scalarisation with equal weights". It is registered with the RLW paper, B. Lin, F. Ye, Y. Zhang,
@@ -6,13 +6,17 @@ I. W. Tsang, "Reasonable Effectiveness of Random Weighting: A Litmus Test for Mu
 TMLR 2022 (arXiv 2111.10603), which is built around the comparison of random weights with EW and
 reports EW as the reference row of every table. Reference code: LibMTL ``weighting/EW.py``.
 
-What is implemented:
+Update rule:
+    The objective is the plain sum of the K task losses :math:`f_i` (``reduction="sum"``, the default:
+    LibMTL ``EW``, nash-mtl's ``LinearScalarization``; weights all 1) or their mean
+    (``reduction="mean"``: weights 1/K on the simplex, D2):
 
-    L = Σ_i f_i            (reduction="sum", the default: LibMTL ``EW``, weights 𝟙)
-    L = (1/K) Σ_i f_i      (reduction="mean": weights 𝟙/K on the simplex, the LS(1/K) point of the
-                            method notes; nash-mtl's ``LinearScalarization`` is the sum)
+    .. math::
 
-so the gradient with respect to the model is Σ_i ∇f_i (or its K-th part): one backward pass, no state.
+        L = \sum_{i=1}^{K} f_i \qquad \text{or} \qquad L = \frac{1}{K} \sum_{i=1}^{K} f_i
+
+    so the gradient with respect to the model is :math:`\sum_i \nabla f_i` (or its K-th part): one
+    backward pass, no state.
 
 Interface: a :class:`~reference_impls.core.loss_weighting.LossWeighting`: ``weights(losses, step)``
 returns 𝟙 or 𝟙/K, ``objective(losses, step)`` the sum or the mean. No hooks.
@@ -24,7 +28,7 @@ Hyperparameters (defaults and source):
         raises.
 
 Degenerate inputs: EW takes neither logs nor ratios, so any finite losses work, negative and zero
-included, and K = 1 gives L = f_1. Non-finite losses raise a
+included, and K = 1 gives :math:`L = f_1`. Non-finite losses raise a
 :class:`~reference_impls.core.aggregator.NonFiniteError` (a ValueError) naming the task, instead of
 returning a NaN objective.
 

@@ -1,42 +1,76 @@
-"""FORUM — a first-order multi-gradient algorithm for multi-objective bi-level optimisation.
+r"""FORUM — a first-order multi-gradient algorithm for multi-objective bi-level optimisation.
 
 Paper: F. Ye, B. Lin, X. Cao, Y. Zhang, I. Tsang, "A First-Order Multi-Gradient Algorithm for
 Multi-Objective Bi-Level Optimization", ECAI 2024 (arXiv 2401.09257). Official code:
 github.com/Baijiong-Lin/FORUM, ``LibMTL/trainer.py`` (``train_FORUM``, ``UL_alpha``), README (flags
 ``--rho 0.1 --eta 0.1 --inner_step 5``), ``LibMTL/config.py`` (their defaults).
 
-Problem: the multi-task bi-level problem of MOML (λ = softmax(α) weights the training losses of the
-lower level, the K validation losses are the upper objectives), rewritten with the value function as
-one constrained multi-objective problem in z = (α, ω):
+Update rule:
+    The multi-task bi-level problem of MOML (the weights :math:`\mathrm{softmax}(\alpha)` weigh the
+    training losses of the lower level, the K validation losses :math:`F_i` are the upper objectives),
+    rewritten with the value function as one constrained multi-objective problem in
+    :math:`z = (\alpha, \omega)`, where :math:`w_{\mathrm{d}}` is the loop's weight decay (D5):
 
-    min_z  F(z) = (F_1(ω), …, F_K(ω))   s.t.  q(z) = f(α, ω) − f*(α) ≤ 0,
-    f(α, ω) = Σ_i softmax(α)_i f_i^tr(ω) + ½·wd·‖ω‖²,   f*(α) = min_ω f(α, ω).
+    .. math::
 
-One outer step (``train_FORUM``; the equation numbers are the paper's):
+        \min_{z}\ \big( F_1(\omega), \dots, F_K(\omega) \big) \quad \text{s.t.} \quad
+        q(z) = f(\alpha, \omega) - \min_{\omega'} f(\alpha, \omega') \le 0, \qquad
+        f(\alpha, \omega) = \sum_{i=1}^{K} \mathrm{softmax}(\alpha)_i\, f_i^{\mathrm{tr}}(\omega) + \tfrac{1}{2} w_{\mathrm{d}} \lVert \omega \rVert^2
 
-1. ω_T = T steps of SGD (lr η) on f(α, ·) from ω: f*(α) ≈ f(α, ω_T); no differentiation through ω_T.
-2. ∇q = ∇_z f(α, ω) − [∇_α f(α, ω_T); 0]  (the ω_T-term has no ω part).
-3. ∇F_i = [0; ∇_ω F_i / ‖∇_ω F_i‖]  (normalised upper-level gradients; F has no α part).
-4. π_i = ρ − ⟨∇q, ∇F_i⟩ / ‖∇q‖².
-5. Problem (14), a QP in w ∈ R^{K+1}:  min_{w ≥ 0} ‖Aᵀw‖² − w_{K+1}·ρ‖∇q‖²  s.t.  Σ_{i≤K} w_i = 1,
-   w_{K+1} ≥ Σ_{i≤K} w_i π_i,  with A the (K+1) rows [∇F_1; …; ∇F_K; ∇q].
-6. λ ← λ + β(w_{1:K} − λ), β = (e + 1)^{−3/4}, e the epoch (λ starts at 0, so λ = w at the first epoch).
-7. ν = max(Σ_i λ_i π_i, 0);  d = Σ_i λ_i ∇F_i + ν ∇q   (problem (12)), applied to (α, ω) jointly:
-   α ← Adam(lr 1e-3) with gradient d_α; ω ← ω − lr·d_ω (``moves_model``: the loop takes no other step).
+    One outer step (``train_FORUM``; equation numbers are the paper's). The lower-level minimum is
+    approximated by :math:`\omega_T`, T steps of SGD (learning rate :math:`\eta`) on
+    :math:`f(\alpha, \cdot)` from :math:`\omega`, not differentiated through; the upper gradients are
+    normalised and have no :math:`\alpha` part (a zero one stays zero, D2):
 
-Why ⟨d, ∇q⟩ ≥ ρ‖∇q‖² for any λ ∈ Δ: with s = ⟨Σλ_i∇F_i, ∇q⟩/‖∇q‖², Σλ_iπ_i = ρ − s, so
-⟨d, ∇q⟩ = (s + ν)‖∇q‖² ≥ (s + ρ − s)‖∇q‖²: the step decreases the constraint q at rate ρ‖∇q‖².
+    .. math::
 
-The QP (step 5) is solved exactly by :func:`forum_qp_weights`: it is a convex QP in K + 1 variables
-with one equality and K + 2 inequalities; the solver enumerates active sets (free variables, and
-whether w_{K+1} ≥ Σw_iπ_i is active), solves each face's KKT system (Ruiz-equilibrated LU, with
+        \nabla q = \nabla_z f(\alpha, \omega) - \begin{bmatrix} \nabla_\alpha f(\alpha, \omega_T) \\ 0 \end{bmatrix}, \qquad
+        \nabla F_i = \begin{bmatrix} 0 \\ \nabla_\omega F_i / \lVert \nabla_\omega F_i \rVert \end{bmatrix}, \qquad
+        \pi_i = \rho - \frac{\langle \nabla q, \nabla F_i \rangle}{\lVert \nabla q \rVert^2}
+
+    Problem (14), a QP in :math:`w \in \mathbb{R}^{K+1}` with :math:`A` the K + 1 rows
+    :math:`\nabla F_1, \dots, \nabla F_K, \nabla q`, solved exactly (D1):
+
+    .. math::
+
+        \min_{w \ge 0}\ \lVert A^\top w \rVert^2 - w_{K+1}\, \rho \lVert \nabla q \rVert^2 \quad \text{s.t.} \quad
+        \sum_{i=1}^{K} w_i = 1, \qquad w_{K+1} \ge \sum_{i=1}^{K} w_i \pi_i
+
+    Its first K weights are averaged over steps (:math:`\lambda` starts at 0, so :math:`\lambda = w`
+    in the first epoch; :math:`e` is the 0-based epoch, D7), and problem (12) gives the joint
+    direction, applied to :math:`\alpha` by Adam (learning rate 1e-3) and to :math:`\omega` by plain
+    SGD with the loop's learning rate :math:`\gamma` (D4; the loop takes no other model step):
+
+    .. math::
+
+        \lambda \leftarrow \lambda + \beta (w_{1:K} - \lambda), \quad \beta = (e + 1)^{-3/4}, \qquad
+        \nu = \max\Big( \sum_{i=1}^{K} \lambda_i \pi_i,\ 0 \Big), \qquad
+        d = \sum_{i=1}^{K} \lambda_i \nabla F_i + \nu \nabla q
+
+    .. math::
+
+        \alpha \leftarrow \operatorname{Adam}(\alpha;\ d_\alpha), \qquad \omega \leftarrow \omega - \gamma\, d_\omega
+
+    Why :math:`\langle d, \nabla q \rangle \ge \rho \lVert \nabla q \rVert^2` for any :math:`\lambda` on
+    the simplex: with :math:`s = \langle \sum_i \lambda_i \nabla F_i, \nabla q \rangle / \lVert \nabla q \rVert^2`,
+    :math:`\sum_i \lambda_i \pi_i = \rho - s`, so
+    :math:`\langle d, \nabla q \rangle = (s + \nu) \lVert \nabla q \rVert^2 \ge \rho \lVert \nabla q \rVert^2`:
+    the step decreases the constraint q at rate :math:`\rho \lVert \nabla q \rVert^2`. When
+    :math:`\nabla q = 0`, :math:`\pi_i = \rho` (the official code's value).
+
+The QP (problem (14)) is solved exactly by :func:`forum_qp_weights`: it is a convex QP in K + 1
+variables with one equality and K + 2 inequalities; the solver enumerates active sets (free
+variables, and whether :math:`w_{K+1} \ge \sum_i w_i \pi_i` is active), solves each face's KKT system (Ruiz-equilibrated LU, with
 iterative refinement), and returns the first point meeting every KKT condition — optimal because
 the problem is convex — after certifying it with per-row tolerances; it raises
 :class:`~reference_impls.core.solvers.SolverError` when no face certifies. It works in
-v = ‖∇q‖·w_{K+1} on q̂ = ∇q/‖∇q‖, so that ‖∇q‖ from 1e-150 to 1e150 next to the unit ∇F_i stays
-well scaled (w_{K+1} ~ 1/‖∇q‖ near convergence). It is not a min-norm problem: eliminating w_{K+1} (its optimum is max(0, Σw_iπ_i), see the
-tests) leaves ‖P u‖² + ρ⟨u, ∇q⟩ (u = Σw_i∇F_i, P the projection orthogonal to ∇q) where Σw_iπ_i ≥ 0 and
-‖u‖² elsewhere: a linear term in w, which no min-norm or dual-cone problem has.
+:math:`v = \lVert \nabla q \rVert\, w_{K+1}` on :math:`\hat q = \nabla q / \lVert \nabla q \rVert`, so that
+‖∇q‖ from 1e-150 to 1e150 next to the unit :math:`\nabla F_i` stays well scaled
+(:math:`w_{K+1} \sim 1/\lVert \nabla q \rVert` near convergence). It is not a min-norm problem:
+eliminating :math:`w_{K+1}` (its optimum is :math:`\max(0, \sum_i w_i \pi_i)`, see the tests) leaves
+:math:`\lVert P u \rVert^2 + \rho \langle u, \nabla q \rangle` (:math:`u = \sum_i w_i \nabla F_i`, P the
+projection orthogonal to ∇q) where :math:`\sum_i w_i \pi_i \ge 0` and :math:`\lVert u \rVert^2` elsewhere:
+a linear term in w, which no min-norm or dual-cone problem has.
 
 Defaults (source): ρ = 0.1, η = 0.1, T = 5 (README for NYUv2/Office; ``config.py``); α initialised to
 the constant 1/K (``UL_alpha``), outer optimiser Adam lr 1e-3 (``_prepare_optimizer``).
@@ -47,21 +81,21 @@ lower-level weights). ``last`` holds the quantities of the last step (∇q, π, 
 
 Degenerate inputs: non-finite training or validation losses (also inside the T inner steps) raise
 :class:`~reference_impls.core.aggregator.NonFiniteError` naming the method, the split and the task;
-∇q = 0 (ω already minimises f(α, ·) and f*(α) is flat): the constraint gives no direction, π_i = ρ
-(the official code's value, from its +1e-8), the QP reduces to the min-norm problem of the ∇F_i
-(:func:`~reference_impls.core.solvers.min_norm_weights`) and ν∇q = 0; a zero ∇_ω F_i stays zero; K = 1
-works (softmax is constant: d_α = 0, λ = 1).
+∇q = 0 (ω already minimises f(α, ·) and its minimum is flat in α): the constraint gives no direction,
+:math:`\pi_i = \rho` (the official code's value, from its +1e-8), the QP reduces to the min-norm problem
+of the :math:`\nabla F_i` (:func:`~reference_impls.core.solvers.min_norm_weights`) and ν∇q = 0; a zero
+:math:`\nabla_\omega F_i` stays zero; K = 1 works (softmax is constant: :math:`d_\alpha = 0`, λ = 1).
 
 Deviations:
     D1. The QP is solved by the certified active-set enumeration above instead of cvxpy (whose status
         the official code does not check); the official code also passes the matrix square root of
         AAᵀ through an eigen-decomposition, which we do not need.
-    D2. No +1e-8 in the normalisation of ∇_ω F_i and in ‖∇q‖² (a zero vector stays zero; ∇q = 0 is
-        handled as stated above).
+    D2. No +1e-8 in the normalisation of :math:`\nabla_\omega F_i` and in :math:`\lVert \nabla q \rVert^2`
+        (a zero vector stays zero; :math:`\nabla q = 0` is handled as stated above).
     D3. The upper objectives are the validation losses given by the loop; the official code draws a
         second batch of the *training* split for the upper level.
-    D4. ω moves by plain SGD with the loop's lr; the official code gives d_ω to the model optimiser
-        (Adam, lr 1e-4, weight decay 1e-5 in LibMTL's config).
+    D4. ω moves by plain SGD with the loop's lr; the official code gives :math:`d_\omega` to the model
+        optimiser (Adam, lr 1e-4, weight decay 1e-5 in LibMTL's config).
     D5. The lower level includes the loop's L2 term ½·wd·‖ω‖² (the ridge of ``bilevel-ridge``), in q and
         in the T inner steps; the official inner SGD has weight_decay 0.
     D6. The official inner loop stops early when f > 1e5; we raise on non-finite losses instead.
@@ -339,7 +373,10 @@ class FORUM(BilevelLossWeighting):
         val_losses_at: Callable[[Sequence[Tensor]], Tensor],
         weight_decay: float = 0.0,
     ) -> tuple[Tensor, Tensor, float, Tensor]:
-        """Steps 1–3: (∇q (K+p,), ∇F (K, K+p) normalised, q = f(α, ω) − f(α, ω_T), val losses (K,)) in z = (α, ω)."""
+        """ω_T, ∇q and the normalised ∇F_i of the update rule, in z = (α, ω).
+
+        Returns (∇q (K+p,), ∇F (K, K+p) normalised, q = f(α, ω) − f(α, ω_T), val losses (K,)).
+        """
         params = list(params)
         with torch.no_grad():
             K = train_losses_at(params).reshape(-1).numel()
@@ -375,7 +412,7 @@ class FORUM(BilevelLossWeighting):
         return grad_q, grads_F, q, val.detach()
 
     def direction(self, grad_q: Tensor, grads_F: Tensor) -> Tensor:
-        """Steps 4–7 (after the gradients): QP (14), the λ average, ν, and d (K + p,)."""
+        """The rest of the update rule, after the gradients: QP (14), the λ average, ν, and d (K + p,)."""
         K = grads_F.shape[0]
         self._ensure(K)
         A = torch.cat([grads_F, grad_q[None]], dim=0).to(torch.float64)  # (K+1, K+p)

@@ -1,43 +1,48 @@
-"""IMTL-L — the loss part of Impartial Multi-Task Learning (learned loss scales).
+r"""IMTL-L — the loss part of Impartial Multi-Task Learning (learned loss scales).
 
 Paper: L. Liu, Y. Li, Z. Kuang, J.-H. Xue, Y. Chen, W. Yang, Q. Liao, W. Zhang, "Towards Impartial
 Multi-task Learning", ICLR 2021 (openreview.net/forum?id=IMPnRXEWpvr). No official code; reference
 re-implementation: LibMTL ``weighting/IMTL.py`` (``loss_scale`` initialised to 0).
 
-What is implemented (the paper's loss balance, IMTL-L): each task loss f_i is replaced by the scaled loss
+Update rule:
+    The paper's loss balance (IMTL-L). Each task loss :math:`f_i` is replaced by a scaled loss with
+    one learnable log-scale :math:`s_i` per task (:math:`s = 0` at start), and the model
+    :math:`\theta` and :math:`s` are trained jointly, by the same optimiser, on the sum:
 
-    L_i = e^{s_i} f_i − s_i,   the combined objective Σ_i L_i,
+    .. math::
 
-with one learnable scalar s_i per task (s = 0 at start), trained by gradient descent on the same
-objective as the model. For fixed θ, ∂L_i/∂s_i = e^{s_i} f_i − 1 vanishes exactly at s_i = −log f_i,
-where every scaled loss e^{s_i} f_i equals 1 ("impartial": equal scaled losses), and
-∂²L_i/∂s_i² = e^{s_i} f_i > 0 makes it the unique minimum. The gradient of the objective with
-respect to the model is Σ_i e^{s_i} ∇f_i, which at the stationary s is Σ_i ∇f_i / f_i — unchanged
-when a loss is rescaled f_i → c·f_i.
+        L(\theta, s) = \sum_{i=1}^{K} \left( e^{s_i} f_i(\theta) - s_i \right), \qquad
+        \nabla_\theta L = \sum_{i=1}^{K} e^{s_i}\, \nabla f_i(\theta), \qquad
+        \frac{\partial L}{\partial s_i} = e^{s_i} f_i - 1
+
+    For fixed :math:`\theta` the last derivative vanishes exactly at :math:`s_i = -\log f_i`, where
+    every scaled loss :math:`e^{s_i} f_i` equals 1 ("impartial": equal scaled losses), and the second
+    derivative :math:`e^{s_i} f_i > 0` makes it the unique minimum. There the model's gradient is
+    :math:`\sum_i \nabla f_i / f_i`, unchanged when a loss is rescaled by a constant.
 
 Interface: a ``torch.nn.Module`` and a :class:`~reference_impls.core.loss_weighting.LossWeighting`:
-``forward(losses)`` / ``objective(losses, step)`` return the scalar Σ_i (e^{s_i} f_i − s_i);
-``weights(losses, step)`` returns e^{s} (the gradient weights); ``scales`` is e^{s}; the parameter s
-is optimised with the model (``parameters()``); ``reset()`` sets s back to 0.
+``forward(losses)`` / ``objective(losses, step)`` return the scalar L above; ``weights(losses, step)``
+returns :math:`e^{s}` (the gradient weights); ``scales`` is :math:`e^{s}`; the parameter s is optimised
+with the model (``parameters()``); ``reset()`` sets s back to 0.
 
 Hyperparameters: ``num_tasks`` (K, default 2). None else (the paper and LibMTL initialise s = 0).
 
 Learnable parameters: s must be optimised with the model (``parameters()``; the runner and
 :func:`reference_impls.core.hooks.train_step` do it, and ``train_step`` raises when the optimiser
 lacks them). If s received a non-zero gradient but is unchanged at the next call — s was left out of
-the optimiser, so IMTL-L silently reduces to Σ f_i — ``forward`` warns once (``UnoptimisedParameterWarning``;
+the optimiser, so IMTL-L silently reduces to the plain sum of the losses — ``forward`` warns once (``UnoptimisedParameterWarning``;
 ignore it when accumulating gradients over several calls before a step).
 
-Degenerate inputs: the losses must be positive — for f_i ≤ 0 the objective is unbounded below in
-s_i (e^{s_i} f_i − s_i → −∞), so a non-positive or non-finite loss raises a clear error.
+Degenerate inputs: the losses must be positive — for :math:`f_i \le 0` the objective is unbounded
+below in :math:`s_i` (:math:`e^{s_i} f_i - s_i \to -\infty`), so a non-positive or non-finite loss raises a clear error.
 
 Deviations:
     D1. Only the loss part: the paper's "hybrid" IMTL (IMTL-L scales on the losses plus IMTL-G
         weights on the shared gradients, as LibMTL ``IMTL`` does in one step) is the combination of
-        this module with :class:`reference_impls.gradient_weighting.imtl_g.IMTLG`.
+        this module with ``reference_impls.gradient_weighting.imtl_g.IMTLG``.
     D2. Non-positive losses raise a ValueError instead of silently diverging.
-  D3. The warning about scales left out of the optimiser is ours (LibMTL registers ``loss_scale``
-      with the model's optimiser and has no such check).
+    D3. The warning about scales left out of the optimiser is ours (LibMTL registers ``loss_scale``
+        with the model's optimiser and has no such check).
 
 Usage (``model`` and the task losses ``f1``, ``f2`` are yours)::
 

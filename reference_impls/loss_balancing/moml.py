@@ -1,4 +1,4 @@
-"""MOML — Multi-Objective Meta Learning: task weights learned by a multi-objective (MGDA) outer step.
+r"""MOML — Multi-Objective Meta Learning: task weights learned by a multi-objective (MGDA) outer step.
 
 Papers: F. Ye, B. Lin, Z. Yue, P. Guo, Q. Xiao, Y. Zhang, "Multi-Objective Meta Learning", NeurIPS
 2021 (arXiv 2102.07121); journal version F. Ye, B. Lin, Z. Yue, Y. Zhang, I. Tsang,
@@ -7,40 +7,61 @@ github.com/Baijiong-Lin/MOML, ``MTL/moml_office.py`` (training loop), ``MTL/back
 (``Model_h``: the weights), ``MTL/min_norm_solvers.py`` (normalisers); a faster T = 1 variant is
 ``train_MOML`` in github.com/Baijiong-Lin/FORUM ``LibMTL/trainer.py``.
 
-Problem (multi-task learning instance of the paper's multi-objective bi-level problem):
+Update rule:
+    The multi-task instance of the paper's multi-objective bi-level problem: the lower level trains
+    the model :math:`\omega` on the training losses weighted by :math:`\lambda = \mathrm{softmax}(\alpha)`
+    (``Model_h``), and the upper level minimises the K validation losses over :math:`\alpha`, as K
+    objectives solved with MGDA:
 
-    lower level   ω*(α) = argmin_ω Σ_i λ_i(α) f_i^tr(ω),        λ(α) = softmax(α)     (Model_h)
-    upper level   min_α  (f_1^val(ω*(α)), …, f_K^val(ω*(α)))    (K objectives, solved with MGDA)
+    .. math::
 
-Algorithm, one outer step (``moml_office.py``, the loop body before "update inner loop"):
+        \min_{\alpha}\ \Big( f_1^{\mathrm{val}}\big(\omega^\star(\alpha)\big), \dots, f_K^{\mathrm{val}}\big(\omega^\star(\alpha)\big) \Big), \qquad
+        \omega^\star(\alpha) = \arg\min_{\omega} \sum_{i=1}^{K} \lambda_i(\alpha)\, f_i^{\mathrm{tr}}(\omega)
 
-1. Unroll one gradient step of the lower level, kept differentiable in α (create_graph):
-   ω'(α) = ω − η ∇_ω [Σ_i λ_i(α) f_i^tr(ω) + ½·wd·‖ω‖²].
-2. Hypergradients h_k = ∇_α f_k^val(ω'(α)) (K of them, each in R^K). Because ω' is affine in λ,
-   h_k = −η J_sᵀ G^tr(ω) ∇f_k^val(ω') exactly, with J_s = diag(λ) − λλᵀ and G^tr the (K, n) matrix of
-   training gradients (the closed form of FORUM's ``train_MOML``; checked in the tests).
-3. Normalise ĥ_k = h_k / n_k (``gradient_normalizers``: n_k = ‖h_k‖ for "l2", the default of the
-   Office script; f_k^val for "loss", the NYUv2 script; 1 for "none", LibMTL's ``mgda_gn`` default).
-4. MGDA weights γ = argmin_{γ∈Δ} ‖Σ_k γ_k ĥ_k‖² (``MinNormSolver.find_min_norm_element``; here the
-   certified Wolfe solver :func:`reference_impls.core.solvers.min_norm_weights`).
-5. α ← Adam(lr 1e-3) step along the MGDA direction: d = Σ_k γ_k ĥ_k, the min-norm point of the
-   normalised hypergradients (``combine="normalized"``: LibMTL's ``MGDA.aggregated_grad``, which the
-   authors' later MOML implementation, FORUM's ``train_MOML``, uses), or d = Σ_k γ_k h_k
-   (``combine="raw"``: ``moml_office.py``/``moml_nyu.py`` back-propagate Σ_k γ_k f_k^val, the γ-weighted
-   *raw* validation losses). Only the first is a common descent direction: ⟨d, h_k⟩ ≥ n_k·‖d‖² > 0
-   for every k unless d = 0, while the raw combination is non-zero even at a Pareto-stationary point
-   of the normalised set, so α keeps drifting there.
-6. (Runner.) The model then takes its own step on Σ_i λ_i f_i^tr with the new λ.
+    One outer step (``moml_office.py``, the loop body before "update inner loop"). The lower level is
+    unrolled by one gradient step (learning rate :math:`\eta`, the loop's by default; :math:`w_{\mathrm{d}}`
+    the loop's weight decay, D3), kept differentiable in :math:`\alpha`, and each validation loss at
+    the unrolled model gives a hypergradient :math:`h_k \in \mathbb{R}^K`. As :math:`\omega'` is affine in
+    :math:`\lambda`, :math:`h_k` has the closed form of FORUM's ``train_MOML`` (checked in the tests),
+    with :math:`G^{\mathrm{tr}}` the K×n matrix of training gradients:
+
+    .. math::
+
+        \omega'(\alpha) = \omega - \eta\, \nabla_\omega \Big( \sum_{i=1}^{K} \lambda_i(\alpha) f_i^{\mathrm{tr}}(\omega) + \tfrac{1}{2} w_{\mathrm{d}} \lVert \omega \rVert^2 \Big), \qquad
+        h_k = \nabla_\alpha f_k^{\mathrm{val}}\big(\omega'(\alpha)\big) = -\eta \big( \operatorname{diag}(\lambda) - \lambda \lambda^\top \big) G^{\mathrm{tr}}(\omega)\, \nabla f_k^{\mathrm{val}}(\omega')
+
+    The hypergradients are normalised (``gradient_normalizers``: :math:`n_k = \lVert h_k \rVert` for
+    ``normalization="l2"``, the Office script's default, 1 for a zero :math:`h_k` (D2);
+    :math:`n_k = f_k^{\mathrm{val}}(\omega')` for "loss", the NYUv2 script; :math:`n_k = 1` for "none",
+    LibMTL's ``mgda_gn`` default), MGDA weights them (the certified Wolfe min-norm solver, D1), and
+    :math:`\alpha` takes one Adam step (learning rate 1e-3) along the min-norm point
+    (``combine="normalized"``, the default, D7):
+
+    .. math::
+
+        \hat h_k = h_k / n_k, \qquad
+        \gamma = \arg\min_{\gamma \in \Delta_K} \left\lVert \sum_{k=1}^{K} \gamma_k \hat h_k \right\rVert^2, \qquad
+        d = \sum_{k=1}^{K} \gamma_k \hat h_k, \qquad
+        \alpha \leftarrow \operatorname{Adam}(\alpha;\ d)
+
+    With ``combine="raw"`` the step is along :math:`\sum_k \gamma_k h_k` instead, as
+    ``moml_office.py`` and ``moml_nyu.py`` do by back-propagating the γ-weighted raw validation losses.
+    Only the min-norm point is a common descent direction:
+    :math:`\langle d, h_k \rangle \ge n_k \lVert d \rVert^2 > 0` for every k unless :math:`d = 0`, while the
+    raw combination is in general non-zero even at a Pareto-stationary point of the normalised set, so
+    :math:`\alpha` keeps drifting there. The loop then steps the model on
+    :math:`\sum_i \lambda_i f_i^{\mathrm{tr}}` with the new :math:`\lambda` (D4).
 
 Defaults (and their source): α initialised to the constant 1/K (``Model_h``: uniform λ); outer
 optimiser Adam with lr ``outer_lr`` = 1e-3 (``moml_office.py``; 1e-4 in ``moml_nyu.py``); ``eta`` the
 virtual-step lr: None = the runner's model lr ``lr`` (the official code hard-codes 1e-4, which is also
 its model Adam lr; FORUM's README runs MOML with eta 0.1); ``normalization`` "l2" (``moml_office.py``);
-``combine`` "normalized" (see step 5 and D7).
+``combine`` "normalized" (see the update rule and D7).
 
 Interface: a :class:`~reference_impls.core.loss_weighting.BilevelLossWeighting`. ``weights`` returns
-softmax(α) (detached); ``outer_step`` is one outer step (steps 1–5); :meth:`MOML.step_on_hypergradients`
-does steps 3–5 from given hypergradients (used with the exact lower-level hypergradients of
+softmax(α) (detached); ``outer_step`` is one outer step (the update rule above, up to the Adam step on
+α); :meth:`MOML.step_on_hypergradients` does its second half (normalisation, MGDA, the step on α) from
+given hypergradients (used with the exact lower-level hypergradients of
 ``bilevel-ridge`` in the tests). ``last`` holds the quantities of the last outer step (h, γ, direction).
 
 Degenerate inputs: non-finite training or validation losses raise
@@ -55,14 +76,14 @@ Deviations:
     D2. A zero hypergradient is not divided by its zero norm (the official code would produce NaN).
     D3. The virtual step includes the lower level's L2 term ½·wd·‖ω‖² when the loop has one (on
         ``bilevel-ridge`` the ridge is part of the lower level); the official virtual step has none.
-    D4. The model step is the runner's (Σ λ_i f_i^tr on the training split); the official code steps the
-        model with Adam on the train+val ("trval") batches.
+    D4. The model step is the runner's (:math:`\sum_i \lambda_i f_i^{\mathrm{tr}}` on the training split);
+        the official code steps the model with Adam on the train+val ("trval") batches.
     D5. α is stored in float64 (official: float32 parameter).
     D6. ``outer_optimizer="sgd"`` (α ← α − outer_lr·direction) is an option of ours, used to check the
         descent property of the MGDA direction without Adam's per-coordinate rescaling (with Adam an
         upper loss can rise: on bilevel-ridge, 4 of 9 non-stationary starts within 300 steps at lr 1e-3).
     D7. Default ``combine="normalized"`` (the min-norm point itself, as LibMTL's MGDA) rather than the
-        MOML repository's raw combination Σ_k γ_k h_k (``combine="raw"`` reproduces it); the defaults of
+        MOML repository's raw combination :math:`\sum_k \gamma_k h_k` (``combine="raw"`` reproduces it); the defaults of
         ``normalization`` and of the optimiser are the MOML repository's Office script.
 """
 
@@ -100,7 +121,7 @@ def softmax_jacobian(lam: Tensor) -> Tensor:
 def mgda_direction(
     hypergradients: Tensor, val_losses: Tensor, normalization: str = "l2", combine: str = "normalized"
 ) -> tuple[Tensor, Tensor]:
-    """Steps 3–5 of MOML: (γ (K,), the direction (K_α,)) from the hypergradients H (K, K_α).
+    """Normalisation and MGDA of MOML: (γ (K,), the direction (K_α,)) from the hypergradients H (K, K_α).
 
     γ is the min-norm point of the normalised ĥ_k = h_k / n_k (certified KKT: ⟨d̂, ĥ_j⟩ ≥ ‖d̂‖² for
     every j, d̂ = Σ γ_k ĥ_k). The direction is d̂ itself (``combine="normalized"``, LibMTL's MGDA) or
@@ -203,7 +224,7 @@ class MOML(BilevelLossWeighting):
         eta: float,
         weight_decay: float = 0.0,
     ) -> tuple[Tensor, Tensor]:
-        """(H (K, K) with rows h_k = ∇_α f_k^val(ω'(α)), the validation losses at ω' (K,)), steps 1–2."""
+        """(H (K, K) with rows h_k = ∇_α f_k^val(ω'(α)), the validation losses at ω' (K,)): the unrolled step and the hypergradients."""
         params = list(params)
         train = check_losses(train_losses_at(params).reshape(-1), self.name, "training")  # (K,)
         alpha = self._ensure(train.numel())
@@ -219,15 +240,16 @@ class MOML(BilevelLossWeighting):
         return torch.stack(rows).to(torch.float64), val.detach()  # (K, K), (K,)
 
     def step_on_hypergradients(self, hypergradients: Tensor, val_losses: Tensor) -> Tensor:
-        """Steps 3–5: MGDA weights on the (normalised) hypergradients, then one optimiser step on α.
+        """MGDA weights on the (normalised) hypergradients, then one optimiser step on α.
 
-        Returns the direction Σ_k γ_k h_k given to the optimiser as α's gradient (K,).
+        Returns the direction given to the optimiser as α's gradient (K,): Σ_k γ_k ĥ_k on the normalised
+        hypergradients (``combine="normalized"``, the default) or Σ_k γ_k h_k (``combine="raw"``).
         """
         alpha = self._ensure(hypergradients.shape[0])
         gamma, direction = mgda_direction(hypergradients, val_losses, self.normalization, self.combine)
         assert self._optimizer is not None
         self._optimizer.zero_grad(set_to_none=True)
-        alpha.grad = direction.to(alpha).clone()  # ∇_α Σ_k γ_k f_k^val(ω'(α))
+        alpha.grad = direction.to(alpha).clone()  # Σ_k γ_k ĥ_k (normalised) or Σ_k γ_k h_k = ∇_α Σ_k γ_k f_k^val(ω'(α)) (raw)
         self._optimizer.step()
         self.last = {"hypergradients": hypergradients.detach().clone(), "gamma": gamma, "direction": direction, "val_losses": val_losses.detach().clone()}
         return direction

@@ -1,4 +1,4 @@
-"""RLW — Random Loss Weighting: fresh random loss weights at every step.
+r"""RLW — Random Loss Weighting: fresh random loss weights at every step.
 
 Paper: B. Lin, F. Ye, Y. Zhang, I. W. Tsang, "Reasonable Effectiveness of Random Weighting: A Litmus Test
 for Multi-Task Learning", TMLR 2022 (arXiv 2111.10603; v1 was titled "A Closer Look at Loss Weighting in
@@ -6,24 +6,36 @@ Multi-Task Learning"). Code by the authors: LibMTL ``weighting/RLW.py`` (today: 
 its version of 31 December 2021 (LibMTL commit d884c93, ``dist`` option, default 'Normal'; reduced to
 normal-only in 523841a, 6 January 2022) had the distributions as an option.
 
-What is implemented: at every training step t, draw λ̃_t ~ p(λ̃) and normalise it to λ_t on the simplex,
-then minimise Σ_i λ_{t,i} f_i (no gradient through λ). Distributions (``distribution``):
+Update rule:
+    At every training step :math:`t`, draw :math:`\tilde\lambda_t` from a distribution
+    :math:`p(\tilde\lambda)`, normalise it to weights :math:`\lambda_t` on the simplex, and take one
+    optimiser step on the weighted sum of the K task losses (no gradient flows through the weights);
+    by default (``distribution="normal"``) the weights are the softmax of a standard normal draw:
 
-    "normal" (default)        λ = softmax(λ̃), λ̃ ~ N(0, I_K)             (LibMTL today and in 2021)
-    "uniform"                 λ = softmax(λ̃), λ̃ ~ U(0, 1)^K             (LibMTL 2021 "Uniform")
-    "dirichlet"               λ = softmax(λ̃), λ̃ ~ Dirichlet(𝟙)          (LibMTL 2021 "Dirichlet", softmax included)
-    "random_normal"           λ = softmax(λ̃), λ̃ ~ N(μ, diag(σ²)), μ_i, σ_i ~ U(0, 1) drawn once per run
-                              (the paper's "random normal" ⚠: μ, σ as in a port of the authors' ICLR 2022
-                              submission code; not in LibMTL)
-    "bernoulli"               λ = b / Σ b, b_i ~ Bernoulli(½) i.i.d., redrawn while b = 0  (LibMTL 2021 "Bernoulli", normalised: D1)
-    "constrained_bernoulli"   λ = e_j, j ~ U{1..K}: one task per step      (LibMTL 2021 "constrained_Bernoulli")
+    .. math::
+
+        L_t = \sum_{i=1}^{K} \lambda_{t,i}\, f_i, \qquad
+        \lambda_t = \mathrm{softmax}(\tilde\lambda_t), \quad \tilde\lambda_t \sim \mathcal{N}(0, I_K)
+
+    The other distributions (``distribution``) of the paper's study, as the authors' code draws them:
+    "uniform", :math:`\lambda = \mathrm{softmax}(\tilde\lambda)` with :math:`\tilde\lambda \sim \mathcal{U}(0, 1)^K`
+    (LibMTL 2021 "Uniform"); "dirichlet", :math:`\lambda = \mathrm{softmax}(\tilde\lambda)` with
+    :math:`\tilde\lambda \sim \mathrm{Dirichlet}(\mathbf{1})` (LibMTL 2021 "Dirichlet", softmax included, D2);
+    "random_normal", :math:`\lambda = \mathrm{softmax}(\tilde\lambda)` with
+    :math:`\tilde\lambda \sim \mathcal{N}(\mu, \operatorname{diag}(\sigma^2))` and
+    :math:`\mu_i, \sigma_i \sim \mathcal{U}(0, 1)` drawn once per run (the paper's "random normal" ⚠:
+    μ and σ as in a port of the authors' ICLR 2022 submission code; not in LibMTL); "bernoulli",
+    :math:`\lambda = b / \sum_i b_i` with :math:`b_i \sim \mathrm{Bernoulli}(1/2)` i.i.d., redrawn while
+    :math:`b = 0` (LibMTL 2021 "Bernoulli", normalised here, D1); "constrained_bernoulli",
+    :math:`\lambda = e_j` with :math:`j` uniform on 1..K, one task per step (LibMTL 2021
+    "constrained_Bernoulli").
 
 These are the six distributions of the paper's study of p(λ̃) (uniform, normal, Dirichlet, Bernoulli,
 constrained Bernoulli, random normal) ⚠: the list and the parameters above are those of the authors'
 code; the paper's text was not available here to check them against.
 
 Properties tested: every draw is on the simplex; the coordinates of all distributions but "random_normal"
-are exchangeable, so E[λ_i] = 1/K exactly; with SGD on a convex quadratic the update is linear in λ, so
+are exchangeable, so :math:`\mathbb{E}[\lambda_i] = 1/K` exactly; with SGD on a convex quadratic the update is linear in λ, so
 the time-averaged iterate tends to the minimiser of the equal-weight objective.
 
 Randomness and reproducibility: each instance draws from its own ``torch.Generator``. With ``seed=None``

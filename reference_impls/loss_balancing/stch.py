@@ -1,54 +1,75 @@
-"""STCH — smooth Tchebycheff scalarisation, as a loss weighting (two registry ids: ``stch``, ``stch-mtl``).
+r"""STCH — smooth Tchebycheff scalarisation, as a loss weighting (two registry ids: ``stch``, ``stch-mtl``).
 
 Paper: X. Lin, X. Zhang, Z. Yang, F. Liu, Z. Wang, Q. Zhang, "Smooth Tchebycheff Scalarization for
 Multi-Objective Optimization", ICML 2024 (PMLR 235; arXiv 2402.19078). Official code: Xi-L/STCH,
 ``STCH_PSL/run_stch_psl.py`` (the preference-driven form) and ``STCH_MTL/LibMTL/weighting/STCH.py``
 (the multi-task recipe; the same file is LibMTL ``weighting/STCH.py``). No code is copied.
 
-What is implemented. With K losses f, a preference λ ≥ 0 and an ideal point z, the Tchebycheff (TCH)
-scalarisation max_i λ_i (f_i − z_i) is replaced by its log-sum-exp smoothing with parameter μ > 0
+Update rule:
+    ``stch`` (class ``STCH``). With K losses :math:`f`, a preference :math:`\lambda \ge 0` and an ideal
+    point :math:`z`, the Tchebycheff (TCH) scalarisation :math:`\max_i \lambda_i (f_i - z_i)` is
+    replaced by its log-sum-exp smoothing with parameter :math:`\mu > 0` (defaults: :math:`\mu = 0.01`,
+    :math:`\lambda = \mathbf{1}/K`, :math:`z = 0`), which has the paper's bounded-approximation property
+    for every :math:`f`:
 
-    g_μ(f | λ) = μ log Σ_i exp(λ_i (f_i − z_i) / μ)                                   (STCH)
+    .. math::
 
-with the paper's bounded-approximation property, for every f (u_i = λ_i (f_i − z_i)):
+        g_\mu(f \mid \lambda) = \mu \log \sum_{i=1}^{K} \exp\big( u_i / \mu \big), \quad u_i = \lambda_i (f_i - z_i), \qquad
+        \max_i u_i \le g_\mu(f \mid \lambda) \le \max_i u_i + \mu \log K
 
-    max_i u_i  ≤  g_μ(f | λ)  ≤  max_i u_i + μ log K,
+    (the upper bound attained when all :math:`u_i` are equal). The paper shows that the minimisers of
+    :math:`g_\mu` are weakly Pareto optimal (Pareto optimal for :math:`\lambda > 0`) and that, under
+    mild conditions and for :math:`\mu` small enough, every Pareto solution (on non-convex parts of the
+    front too) minimises :math:`g_\mu` for some :math:`\lambda`, which linear scalarisation cannot do.
+    Its gradient is a non-negative combination of the task gradients, and ``weights()`` returns
+    exactly these weights (no heuristic weights: the gradient of the objective):
 
-the upper bound attained when all u_i are equal. The paper shows that the minimisers of g_μ are
-weakly Pareto optimal (Pareto optimal for λ > 0) and that, under mild conditions and for μ small
-enough, every Pareto solution (on non-convex parts of the front too) minimises g_μ for some λ, which
-linear scalarisation Σ λ_i f_i cannot do. Its gradient is a non-negative combination of the task gradients:
+    .. math::
 
-    ∂g_μ/∂f_i = w_i = λ_i p_i,   p = softmax(u / μ)  (so Σ_i w_i / λ_i = 1 over λ_i > 0),
-    d = Σ_i w_i ∇f_i = Jᵀ w,
+        w_i = \frac{\partial g_\mu}{\partial f_i} = \lambda_i p_i, \quad p = \mathrm{softmax}(u / \mu), \qquad
+        d = \sum_{i=1}^{K} w_i \nabla f_i = J^\top w
 
-and ``weights()`` returns exactly this w (no heuristic weights: the gradient of the objective).
-Limits: μ → 0 gives w = λ_{i*} e_{i*} at i* = argmax_i u_i (the TCH subgradient); μ → ∞ gives
-w = λ/K (linear scalarisation with weights λ/K).
+    so :math:`\sum_i w_i / \lambda_i = \sum_i p_i = 1` when every :math:`\lambda_i > 0` (a task with
+    :math:`\lambda_i = 0` keeps a share :math:`p_i > 0` of the softmax but gets weight 0). Limits: :math:`\mu \to 0`
+    gives the TCH subgradient :math:`w = \lambda_{i^\star} e_{i^\star}` at
+    :math:`i^\star = \arg\max_i u_i`; :math:`\mu \to \infty` gives :math:`w = \lambda / K` (linear
+    scalarisation). Computed as :math:`m + \mu \log \sum_i \exp((u_i - m)/\mu)` with
+    :math:`m = \max_i u_i`: every exponent is ≤ 0 and the sum lies in [1, K], so nothing overflows for
+    any :math:`\mu > 0` and any representable :math:`u` (tested for μ from 1e-8 to 1e8 and losses up
+    to 1e12, in float64 and float32); the lower bound then holds exactly in floating point.
 
-Numerics: with m = max_i u_i, g_μ = m + μ log Σ_i exp((u_i − m)/μ): every exponent is ≤ 0 and the
-sum lies in [1, K], so nothing overflows for any μ > 0 and any representable u (tested for μ from 1e-8
-to 1e8 and losses up to 1e12, in float64 and float32); the lower bound g_μ ≥ m then holds exactly in
-floating point.
+    ``stch-mtl`` (class ``STCHMTL``): the multi-task recipe of the official code, driven by the
+    training loop's epochs :math:`e` (0-based; ``observe`` after every step, ``on_epoch_end`` after
+    each pass over the data). During the warm-up, epochs :math:`e < W` (:math:`W` =
+    ``warmup_epochs`` = 5, D2), the objective is the sum of log-losses; the nadir :math:`n` is then
+    the mean of the per-step losses observed during epoch :math:`W - 1` (D4); from epoch :math:`W` on,
+    the objective is K times the smooth Tchebycheff function of the log-ratios (:math:`\mu` = 1 by
+    default; the full value is returned, D3):
 
-``stch`` (:class:`STCH`): the scalarisation above, the default of ``modl run stch`` because the point
-toys (VLMOP2's concave front, biquad, ...) are where the paper's claims apply: one fixed preference
-per run, z = 0. On problems that declare loss lower bounds ℓ* the runner passes f − ℓ*, so z = 0 is
-then the problem's lower bound.
+    .. math::
 
-Step size: near the crossing λ_1 f_1 = λ_2 f_2 the smooth max has curvature ≈ (λ·|∇(f_1 − f_2)|)²/(4μ),
-so plain gradient descent needs lr below ~2/that: on VLMOP2 with μ = 0.01 the problem's default SGD
-lr 0.5 leaves the iterates alternating across the crossing (both on the Pareto set), while
-``modl run stch --problem vlmop2 --lr 0.1`` converges to the symmetric point f = (1 − e^{−1})𝟙.
+        L = \sum_{i=1}^{K} \log f_i \quad (e < W), \qquad
+        L = K \mu \log \sum_{i=1}^{K} \exp\big( \log(f_i / n_i) / \mu \big) = K\, g_\mu\big( \log(f / n) \mid \mathbf{1} \big) \quad (e \ge W)
 
-``stch-mtl`` (:class:`STCHMTL`): the multi-task recipe of the official code, driven by the training
-loop's epochs (``observe`` after every step, ``on_epoch_end`` after each pass over the data):
+    with gradient weights
 
-1. warm-up, epochs 0 .. W−1 (W = ``warmup_epochs``): L = Σ_i log f_i (gradient weights 1/f_i);
-2. nadir n = the mean of the per-step losses observed during epoch W − 1 (the last warm-up epoch);
-3. from epoch W on: L = K μ log Σ_i exp(log(f_i/n_i)/μ) = K·g_μ(log(f/n) | 𝟙, z = 0),
-   with gradient weights w_i = K p_i / f_i, p = softmax(log(f/n)/μ); for μ = 1 this is
-   L = K log Σ_i f_i/n_i and w_i = K / (n_i Σ_j f_j/n_j).
+    .. math::
+
+        w_i = \frac{1}{f_i} \quad (e < W), \qquad
+        w_i = \frac{K p_i}{f_i}, \quad p = \mathrm{softmax}\big( \log(f / n) / \mu \big) \quad (e \ge W)
+
+    For :math:`\mu = 1` this is :math:`L = K \log \sum_i f_i / n_i` and
+    :math:`w_i = K / (n_i \sum_j f_j / n_j)`.
+
+``stch`` is the default of ``modl run stch`` because the point toys (VLMOP2's concave front, biquad,
+...) are where the paper's claims apply: one fixed preference per run, z = 0. On problems that declare
+loss lower bounds ℓ* the runner passes f − ℓ*, so z = 0 is then the problem's lower bound.
+
+Step size: near the crossing where the two weighted losses are equal the smooth max has curvature
+about :math:`(\lambda \lvert \nabla (f_1 - f_2) \rvert)^2 / (4\mu)`, so plain gradient descent needs
+lr below ~2/that: on VLMOP2 with μ = 0.01 the problem's default SGD lr 0.5 leaves the iterates
+alternating across the crossing (both on the Pareto set), while
+``modl run stch --problem vlmop2 --lr 0.1`` converges to the symmetric point f = (1 − 1/e)·𝟙.
 
 Hyperparameters (defaults and their source):
 
@@ -70,14 +91,16 @@ Deviations: (P: from the paper, C: from the official code)
         the last one (``STCH_warmup_epoch`` = 4); same schedule. The epoch comes from the
         ``on_epoch_end(epoch)`` calls (the next epoch is ``epoch + 1``), not from a trainer attribute;
         a loop that never calls ``on_epoch_end`` stays in the warm-up (Σ log f).
-    D3. (C) ``stch-mtl``'s ``objective`` returns the full value K·(m + μ log Σ exp((ℓ_i − m)/μ)); the
-        official loss drops the (detached) shift m, which changes the logged value by K·m but not the
-        gradient.
+    D3. (C) ``stch-mtl``'s ``objective`` returns the full value
+        :math:`K (m + \mu \log \sum_i \exp((\ell_i - m)/\mu))` with :math:`\ell_i = \log(f_i / n_i)` and
+        :math:`m = \max_i \ell_i`; the official loss drops the (detached) shift m, which changes the
+        logged value by K·m but not the gradient.
     D4. (C) the nadir is computed in ``on_epoch_end`` of the last warm-up epoch (the official code does
         it lazily at the first STCH step: same value), and it can be given (``nadir``), which the
         official code does not offer.
     D5. (P, C) ``stch`` accepts any preference λ ≥ 0 with a positive entry, not only the simplex, and
-        does not renormalise it (g_μ(f | cλ) = c·g_{μ/c}(f | λ), so a scaled λ is a changed μ).
+        does not renormalise it (:math:`g_\mu(f \mid c\lambda) = c\, g_{\mu/c}(f \mid \lambda)`, so a scaled
+        λ is a changed μ).
     D6. (P, C) One preference per method instance (one solution). The paper's Pareto set learning
         (a hypernetwork trained on Dirichlet-sampled λ, ``run_stch_psl.py``) belongs with the Pareto
         set models and is not implemented here.
@@ -85,7 +108,7 @@ Deviations: (P: from the paper, C: from the official code)
         ``stch-mtl``'s warm-up lasts ``warmup_epochs`` steps and its nadir is the loss of one step.
 
 Degenerate inputs: NaN or infinite losses raise :class:`~reference_impls.core.aggregator.NonFiniteError`
-(a ValueError) naming the method and the task; ``stch`` also raises when λ_i(f_i − z_i) overflows;
+(a ValueError) naming the method and the task; ``stch`` also raises when :math:`\lambda_i (f_i - z_i)` overflows;
 ``stch-mtl`` raises on zero or negative losses or nadir (the log form needs f > 0). K = 1 works:
 ``stch`` is λ(f − z) with weight λ, ``stch-mtl`` is log(f/n) with weight 1/f. Any loss scale works
 for ``stch`` (the weights do not depend on a common shift of u and the exponents never overflow);

@@ -1,4 +1,4 @@
-"""UW — uncertainty weighting: task losses weighed by learned homoscedastic uncertainties.
+r"""UW — uncertainty weighting: task losses weighed by learned homoscedastic uncertainties.
 
 Paper: A. Kendall, Y. Gal, R. Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
 Geometry and Semantics", CVPR 2018 (arXiv 1705.07115). No official code from the paper; reference
@@ -6,32 +6,47 @@ re-implementations read: LibMTL ``weighting/UW.py``, AvivNavon/nash-mtl ``method
 (class ``Uncertainty``, "Source: yaringal/multi-task-learning-example", the notebook of the paper's
 second author) and lorenmt/mtan ``im2im_pred/utils.py`` + ``model_segnet_mtan.py`` (``logsigma``).
 
-The paper's objective (Sec. 3.2, Eq. 7 and the "in practice" paragraph): with a Gaussian likelihood a
-regression loss f is divided by 2σ², with a softmax likelihood scaled by 1/σ² a classification loss is
-divided by σ², and each task adds log σ. The network learns s = log σ² (numerically stable, unconstrained),
-so log σ = s/2 and
+Update rule:
+    The paper's objective (Sec. 3.2, Eq. 7 and the "in practice" paragraph): with a Gaussian
+    likelihood a regression loss is divided by :math:`2\sigma^2`, with a softmax likelihood scaled by
+    :math:`1/\sigma^2` a classification loss is divided by :math:`\sigma^2`, and each task adds
+    :math:`\log \sigma`. The network learns one :math:`s_i = \log \sigma_i^2` per task (numerically
+    stable, unconstrained; ``init`` = 0 at start, D2), so :math:`\log \sigma_i = s_i / 2`, and the model
+    :math:`\theta` and :math:`s` are trained jointly, by the same optimiser, on
 
-    L(θ, s) = Σ_i c_i e^{−s_i} f_i(θ) + s_i / 2,     c_i = 1/2 (regression),  c_i = 1 (classification),
+    .. math::
 
-trained jointly in θ and s. Implemented exactly so: ``task_types`` gives c_i per task.
+        L(\theta, s) = \sum_{i=1}^{K} \Big( c_i\, e^{-s_i} f_i(\theta) + \frac{s_i}{2} \Big), \qquad
+        c_i = \tfrac{1}{2} \ \text{(regression)}, \quad c_i = 1 \ \text{(classification)}
 
-Facts used by the tests (θ frozen, f_i > 0):
-    ∂L/∂s_i = −c_i e^{−s_i} f_i + 1/2 = 0  ⇔  s_i* = log(2 c_i f_i)   (= log f_i for regression),
-    ∂²L/∂s_i² = c_i e^{−s_i} f_i > 0, so s_i* is the unique minimiser; at s*:
-    the weight c_i e^{−s_i*} = 1/(2 f_i) for BOTH forms, L = Σ_i 1/2 + log(2 c_i f_i)/2, and the model
-    gradient Σ_i ∇f_i / (2 f_i) = ½ ∇ Σ_i log f_i is unchanged when f_i → a_i f_i (a_i > 0 constant).
+    with :math:`c_i` per task from ``task_types`` (all regression by default, D1). The model's
+    gradient is the weighted sum of the task gradients, and for :math:`\theta` frozen and
+    :math:`f_i > 0` each :math:`s_i` has a unique minimiser (the second derivative
+    :math:`c_i e^{-s_i} f_i` is positive):
 
-The single form of the code: LibMTL and nash-mtl use ½(e^{−s} f + s) for every task, which is the
-regression form. The classification form is the regression form in a shifted variable: with
-s' = s − log 2, e^{−s} f + s/2 = ½ e^{−s'} f + s'/2 + (log 2)/2. The shift is constant, so gradient
-descent (and Adam, which is translation-invariant) on s from s_0 follows exactly the regression form's
-path from s_0 − log 2, and the model sees the same weights: the two forms differ only in the start
-of s, and their objectives by the constant (log 2)/2 per classification task. ``task_types`` therefore matters for the initial weights and for reading
-s as log σ², not for where s converges in weight terms.
+    .. math::
+
+        \nabla_\theta L = \sum_{i=1}^{K} c_i\, e^{-s_i}\, \nabla f_i(\theta), \qquad
+        \frac{\partial L}{\partial s_i} = -c_i\, e^{-s_i} f_i + \frac{1}{2} = 0
+        \iff s_i^\star = \log(2 c_i f_i)
+
+    At :math:`s^\star` the weight :math:`c_i e^{-s_i^\star} = 1/(2 f_i)` for BOTH forms,
+    :math:`L = \sum_i \big( 1/2 + \log(2 c_i f_i)/2 \big)`, and the model gradient
+    :math:`\sum_i \nabla f_i / (2 f_i) = \tfrac{1}{2} \nabla \sum_i \log f_i` is unchanged when a loss is
+    multiplied by a positive constant (facts used by the tests).
+
+The single form of the code: LibMTL and nash-mtl use :math:`\tfrac{1}{2}(e^{-s} f + s)` for every
+task, which is the regression form. The classification form is the regression form in a shifted
+variable: with :math:`s' = s - \log 2`, :math:`e^{-s} f + s/2 = \tfrac{1}{2} e^{-s'} f + s'/2 + (\log 2)/2`.
+The shift is constant, so gradient descent (and Adam, which is translation-invariant) on s from a start
+:math:`s_0` follows exactly the regression form's path from :math:`s_0 - \log 2`, and the model sees the
+same weights: the two forms differ only in the start of s, and their objectives by the constant
+(log 2)/2 per classification task. ``task_types`` therefore matters for the initial weights and for
+reading s as log σ², not for where s converges in weight terms.
 
 Interface: a ``torch.nn.Module`` and a :class:`~reference_impls.core.loss_weighting.LossWeighting`:
 ``objective(losses, step)`` / ``forward(losses)`` return L above (differentiable in the losses and s);
-``weights(losses, step)`` returns ∂L/∂f = c ⊙ e^{−s} (detached); ``sigma2`` is e^{s};
+``weights(losses, step)`` returns :math:`\partial L / \partial f = c \odot e^{-s}` (detached); ``sigma2`` is :math:`e^{s}`;
 ``stationary_log_variances(losses)`` is the closed form s* = log(2 c f); ``parameters()`` is [s];
 ``reset()`` puts s back to its initial value.
 
@@ -41,8 +56,8 @@ Hyperparameters (defaults and source):
         single form of LibMTL and nash-mtl (the paper's Eq. 7 mixes both).
     init: the initial s (default 0, i.e. σ² = 1). The paper gives no value. 0 is the choice of the
         second author's reference notebook (as ported by nash-mtl): it is the neutral σ = 1, under which
-        the first step weighs the losses by the paper's bare c_i (½ or 1). LibMTL and MTAN's
-        ``logsigma`` use −0.5 (weights e^{0.5}/2 ≈ 0.82); pass ``init=-0.5`` to reproduce them. At a
+        the first step weighs the losses by the paper's bare factors (½ or 1). LibMTL and MTAN's
+        ``logsigma`` use −0.5 (weights :math:`e^{0.5}/2 \approx 0.82`); pass ``init=-0.5`` to reproduce them. At a
         stationary point the init is forgotten (s* does not depend on it).
 
 Learnable parameters: s must be optimised with the model (``parameters()``; the runner and
@@ -50,21 +65,23 @@ Learnable parameters: s must be optimised with the model (``parameters()``; the 
 them). If s got a non-zero gradient but did not change by the next call, ``forward`` warns once
 (``UnoptimisedParameterWarning``, as IMTL-L does).
 
-Degenerate inputs: the losses must be finite and positive. For f_i ≤ 0, c e^{−s_i} f_i + s_i/2 is
-unbounded below as s_i → −∞ (for f_i = 0 the weight 1/(2f_i) is infinite), so a non-positive loss raises
+Degenerate inputs: the losses must be finite and positive. For :math:`f_i \le 0`,
+:math:`c_i e^{-s_i} f_i + s_i/2` is unbounded below as :math:`s_i \to -\infty` (for :math:`f_i = 0` the weight
+:math:`1/(2 f_i)` is infinite), so a non-positive loss raises
 a ValueError and a non-finite one a NonFiniteError, each naming ``uw`` and the task index. Shift losses
 that can be ≤ 0 (the runner does it with a problem's ``loss_lower_bound``). Huge and tiny positive losses
 (1e-30 .. 1e30 in float64) give a finite objective and gradient. K = 1 works.
 
 Deviations:
     D1. Both of the paper's forms, chosen per task (``task_types``); LibMTL, nash-mtl and MTAN implement
-        only ½(e^{−s} f + s) (the regression form) for every task.
+        only :math:`\tfrac{1}{2}(e^{-s} f + s)` (the regression form) for every task.
     D2. Default init s = 0 (nash-mtl / the notebook); LibMTL and MTAN use −0.5 (option ``init``).
     D3. Non-positive and non-finite losses raise instead of diverging or propagating NaN.
     D4. The warning about s left out of the optimiser is ours (LibMTL registers ``loss_scale`` with the
         model's optimiser itself).
-    D5. ``weights`` returns the true gradient weights ∂L/∂f = c e^{−s}: LibMTL reports 1/(2e^{s}) (the
-        same for regression tasks) and nash-mtl reports e^{−s} ("NOTE: not exactly task weights").
+    D5. ``weights`` returns the true gradient weights :math:`\partial L / \partial f_i = c_i e^{-s_i}`:
+        LibMTL reports :math:`1/(2 e^{s_i})` (the same for regression tasks) and nash-mtl reports
+        :math:`e^{-s_i}` ("NOTE: not exactly task weights").
 
 Usage (``model`` and the task losses ``f1`` (a regression) and ``f2`` (a cross-entropy) are yours)::
 

@@ -1,70 +1,109 @@
-"""Controllable dynamic multi-task architectures (id ``controllable-dynamic-mtl``), at small scale.
+r"""Controllable dynamic multi-task architectures (id ``controllable-dynamic-mtl``), at small scale.
 
 Raychaudhuri, Suh, Schulter, Yu, Faraki, Roy-Chowdhury, Chandraker, "Controllable Dynamic Multi-Task
 Architectures", CVPR 2022 (arXiv 2203.14949). No official code was found (NEC Labs; none public); the
 equations below are the paper's §3 as printed in its patent US 2023/0196122 (same authors, same text
-with the equations; the paper's supplementary, which details P_use and the affinity A, was not read).
+with the equations; the paper's supplementary, which details the node-use probability and the
+affinity A, was not read).
 
-Given a task preference r ∈ Δ (K,) and a resource preference c ∈ [0, 1] (larger c: more frugal), a
-controller of two hypernetworks turns an N-stream *anchor net* F (N = K single-task streams of L blocks,
-pre-trained one per task, then frozen) into a tree-structured multi-task network:
-
-    x_j^{l+1} = d_j^l · Y^l,  d_j^l ~ Cat(α_j^l)          §3.2: node j of block l+1 picks one parent of block l
-    α = h(r, c; ϕ)                                        edge hypernet: the branching logits (L−1, N, N)
-    v_j^l(k) = softmax_k((log α_j^l(k) + G_j^l(k)) / ζ)   Gumbel-softmax sample of d_j^l, G ~ Gumbel(0, 1)
-    {Δγ_i^l, Δβ_i^l} = h̄(r, c; φ)                         weight hypernet: normalisation perturbations
-    BN_i^l(x) = (γ_i^l + Δγ_i^l)(x − μ)/σ + (β_i^l + Δβ_i^l)   §3.3.2, modulated normalisation of node (l, i)
-    L_task = Σ_i r_i L_i                                  the preference-weighted task losses
-    L_active = Σ_l Σ_{i≠j ∈ A} (L−l)/L · A_l(i, j) · P_use(l, i) P_use(l, j) · ||v_i^l − v_j^l||²
-    L_inactive = Σ_l Σ_{j ∈ I} min_{i ∈ A} ||v_i^l − v_j^l||²
-    Ω(r, c, α) = c · λ_A · L_active + λ_I · L_inactive    the branching regulariser (the budget term)
-    A = {i : r_i ≥ τ},  I = {i : r_i < τ},  τ < 1/N       active / inactive tasks
-    min_{ϕ, φ} E_{(r, c) ~ P} [L_task(r, α̂, β̂, γ̂) + Ω(r, c, α̂)]
+Given a task preference r in the simplex (K,) and a resource preference c ∈ [0, 1] (larger c: more
+frugal), a controller of two hypernetworks turns an N-stream *anchor net* (N = K single-task streams
+of L blocks, pre-trained one per task, then frozen) into a tree-structured multi-task network: an edge
+hypernet gives each node's distribution over its parent in the block below (§3.2), a weight hypernet
+perturbs the normalisation layers (§3.3.2), and a branching regulariser (the budget term) weighted by
+c pushes the active tasks to share nodes (update rule below).
 
 Training (§3.3): stage 0 trains each anchor stream on its own task; stage 1 trains the edge hypernet
-on L_task + Ω (weights unmodulated); stage 2 trains the weight hypernet on L_task alone with the anchor
-and the edge hypernet frozen. At test time the maximum-likelihood tree (argmax_k α_j^l(k)) is used.
-Its compute cost here is the fraction of the K·L anchor nodes that the tree uses (the paper's
-"ratio of the size of the predicted architecture to the anchor net", Fig. 5).
+on the task loss plus the regulariser (weights unmodulated); stage 2 trains the weight hypernet on
+the task loss alone with the anchor and the edge hypernet frozen. At test time the maximum-likelihood
+tree (each node's most likely parent) is used. Its compute cost here is the fraction of the K·L anchor
+nodes that the tree uses (the paper's "ratio of the size of the predicted architecture to the anchor
+net", Fig. 5).
 
 Here (mtl-regression, the runner's ``mtl-regression-set`` data): streams of L = 3 blocks Linear(·, h) →
 BN (batch statistics over the N rows) → tanh, h = 16, and head i: Linear(h, 1) on node (L, i).
-P_use (reconstructed): P_use(L, i) = 1 (every task reads its own stream's last node) and
-P_use(l, i) = 1 − Π_j (1 − P_use(l+1, j) α_j^l(i)) (a node is used if a used child picks it,
-children independent). A_l(i, j): RSA (the paper's choice) between streams i, j at block l of the
-anchor net: the Pearson correlation of the two representational dissimilarity matrices (1 − the
-correlation of the N rows' features), clipped at 0.
+The node-use probability (reconstructed, D2): every task reads its own stream's last node, and a node
+is used if a used child picks it, children independent. The affinity of streams i, j at block l: RSA
+(the paper's choice) on the anchor net: the Pearson correlation of the two representational
+dissimilarity matrices (1 − the correlation of the N rows' features), clipped at 0.
 
-On a point problem (``biquad``, ``vlmop2``...: no data, one decision vector x ∈ R^n shared by every
-task) the anchor streams read a constant input 𝟙 and head i outputs x ∈ R^n; since every task must
+On a point problem (``biquad``, ``vlmop2``...: no data, one decision vector x ∈ Rⁿ shared by every
+task) the anchor streams read a constant input 𝟙 and head i outputs x ∈ Rⁿ; since every task must
 be evaluated at the same x, one extra categorical (logits from the edge hypernet) picks the stream
-whose head gives x (so P_use(L, i) is its probability). The criterion's target is then the LS map
-(``target = "ls"``), compared with the problem's oracle by the runner.
+whose head gives x (so the top node's use probability is its probability). The criterion's target is
+then the LS map (``target = "ls"``), compared with the problem's oracle by the runner.
 
 ``forward(r)`` (the "solution" the interface returns): the decision vector x (B, n) on a point
 problem; on mtl-regression the architecture and weights: the one-hot ML tree (B, (L−1)·N·N) followed
 by the perturbations (Δγ, Δβ) (B, 2·L·N·h). The runner's evaluation budget is ``budget`` (c = 0 by
-default: no resource pressure); :meth:`compute_cost` and :meth:`evaluate` take any c.
+default: no resource pressure); ``compute_cost`` and ``evaluate`` take any c.
 
-Defaults and sources: λ_A = 1, λ_I = 0.1 (paper §3.3.1; the patent prints λ_A = 0.05); τ = 1/(2K)
+Defaults and sources: :math:`\lambda_A = 1`, :math:`\lambda_I = 0.1` (paper §3.3.1; the patent prints :math:`\lambda_A = 0.05`); τ = 1/(2K)
 (the patent only says τ < 1/N); ζ = 1 (not stated: reconstructed); r ~ Dir(1), c ~ U(0, 1) (the paper's
-evaluation draws r uniformly from the simplex; the training P(r, c) is not stated); hypernets
-MLP(K+1 → 32 → 32) (ours); Adam 1e-2, 300 steps, 8 preferences per step, half the steps for each
-stage, 200 anchor steps (ours: the paper's settings are for ResNet/NYU-v2).
+evaluation draws r uniformly from the simplex; the training distribution of (r, c) is not stated);
+hypernets MLP(K+1 → 32 → 32) (ours); Adam 1e-2, 300 steps, 8 preferences per step, half the steps for
+each stage, 200 anchor steps (ours: the paper's settings are for ResNet/NYU-v2).
+
+Update rule:
+    The tree network. Node :math:`j` of block :math:`l+1` reads one node of block :math:`l`, chosen by
+    :math:`d_j^l` (one-hot, or a relaxed sample in stage 1: D3); every node applies its frozen anchor
+    layer with a batch-normalisation whose scale and shift the weight hypernet perturbs (§3.2,
+    §3.3.2); :math:`X` is the data (a constant 1 on point problems) and :math:`\mu, s` the mean and
+    standard deviation over the :math:`N` rows (no normalisation when :math:`N = 1`):
+
+    .. math::
+
+        x_j^{1} = X, \qquad x_j^{l+1} = \sum_{k=1}^{K} d_j^l(k)\, y_k^l, \qquad y_j^l = \tanh\Big((\gamma_j^l + \Delta\gamma_j^l)\,\frac{z_j^l - \mu}{\sqrt{s^2 + 10^{-5}}} + \beta_j^l + \Delta\beta_j^l\Big), \quad z_j^l = W_j^l x_j^l + b_j^l
+
+    and task :math:`i` reads its head on node :math:`(L, i)`, with the mean squared error as its loss
+    :math:`L_i`. The two hypernetworks read :math:`(r, c)` (:math:`r` rescaled onto the simplex):
+
+    .. math::
+
+        \alpha = \operatorname{softmax}\big(h(r, c; \phi)\big), \qquad \{\Delta\gamma, \Delta\beta\} = \bar h(r, c; \varphi), \qquad v_j^l(k) = \operatorname{softmax}_k\Big(\frac{\log \alpha_j^l(k) + G_j^l(k)}{\zeta}\Big)
+
+    with :math:`G` standard Gumbel noise and the temperature :math:`\zeta = 1` (the Gumbel-softmax
+    sample of :math:`d_j^l`). The branching regulariser, with the active tasks
+    :math:`\mathcal{A} = \{i : r_i \ge \tau\}`, the inactive ones
+    :math:`\mathcal{I} = \{i : r_i < \tau\}` (:math:`\tau = 1/(2K)`), the weights
+    :math:`\lambda_A = 1`, :math:`\lambda_I = 0.1`, the affinity :math:`A_l(i, j)` of the parent
+    block and the node-use probability :math:`P_{\mathrm{use}}` of the two choosing nodes (D2):
+
+    .. math::
+
+        \Omega(r, c) = c\,\lambda_A \sum_{l=1}^{L-1} \frac{L - l}{L} \sum_{i \ne j \in \mathcal{A}} A_l(i, j)\, P_{\mathrm{use}}(l{+}1, i)\, P_{\mathrm{use}}(l{+}1, j)\, \lVert v_i^l - v_j^l \rVert^2 + \lambda_I \sum_{l=1}^{L-1} \sum_{j \in \mathcal{I}} \min_{i \in \mathcal{A}} \lVert v_i^l - v_j^l \rVert^2
+
+    .. math::
+
+        P_{\mathrm{use}}(L, i) = 1, \qquad P_{\mathrm{use}}(l, i) = 1 - \prod_{j=1}^{K} \big(1 - P_{\mathrm{use}}(l{+}1, j)\, \alpha_j^l(i)\big)
+
+    Each step draws :math:`B = 8` pairs :math:`r \sim \operatorname{Dir}(\mathbb{1})`,
+    :math:`c \sim U(0, 1)` and takes one Adam step on the mean over them of the stage's criterion
+    (stage 1 for the first half of the steps, D4):
+
+    .. math::
+
+        \text{stage 1 } (\phi):\ \sum_{i=1}^{K} r_i L_i(\text{relaxed net } d = v,\ \Delta = 0) + \Omega(r, c), \qquad \text{stage 2 } (\varphi):\ \sum_{i=1}^{K} r_i L_i(d = \operatorname{onehot}(\operatorname{arg\,max} v),\ \Delta = \bar h(r, c; \varphi))
+
+    At test time :math:`d_j^l = \operatorname{onehot}(\operatorname{arg\,max}_k \alpha_j^l(k))`. On a
+    point problem the solution is the head output of the stream picked by one more categorical of the
+    edge hypernet (D6), and its use probability replaces :math:`P_{\mathrm{use}}(L, i) = 1`.
 
 Deviations:
     D1 Small scale: MLP blocks on the synthetic mtl-regression (or a constant input on the toys) instead
        of ResNet-34/MobileNetV2 streams on PASCAL-Context / NYU-v2 / CIFAR-100; the anchor is trained
        inside ``task_losses`` on the first call (stage 0), not loaded from single-task checkpoints.
-    D2 P_use and the affinity A are reconstructed (the supplementary was not read): P_use by the
-       independence recursion above; A per block (A_l), clipped at 0; A = 1 on point problems (one row:
-       no RSA). The cost is the fraction of anchor nodes used (memory), not GFLOPs.
-    D3 The task loss in stage 1 is computed on the relaxed network (x_j^{l+1} = Σ_k v_j^l(k) y_k^l,
-       soft Gumbel samples); stage 2 trains the weight hypernet on hard trees drawn from the frozen
-       edge hypernet's Cat(α) (the paper does not say which trees stage 2 sees); test time uses the ML
-       tree (as the paper). Training stage 2 on the ML tree instead was tried: on mtl-regression the
-       weight hypernet then repaired the tree for every task and task 1's loss stopped following r
-       (seed 0: f_1 0.0085 → 0.0064 → 0.0092 → 0.0082 along r_1 = 0 … 1), so it was not kept.
+    D2 The node-use probability and the affinity are reconstructed (the supplementary was not read):
+       the use probability by the independence recursion above, taken at the two choosing nodes; the
+       affinity per parent block, clipped at 0; affinity 1 on point problems (one row: no RSA). The
+       cost is the fraction of anchor nodes used (memory), not GFLOPs.
+    D3 The task loss in stage 1 is computed on the relaxed network (each node reads the soft Gumbel
+       sample's mixture of the parent nodes); stage 2 trains the weight hypernet on hard trees drawn
+       from the frozen edge hypernet's categorical distributions (the paper does not say which trees
+       stage 2 sees); test time uses the ML tree (as the paper). Training stage 2 on the ML tree
+       instead was tried: on mtl-regression the weight hypernet then repaired the tree for every task
+       and task 1's loss stopped following r (seed 0: 0.0085 → 0.0064 → 0.0092 → 0.0082 as task 1's
+       preference goes from 0 to 1), so it was not kept.
     D4 One optimiser over both hypernets: in stage 1 the weight hypernet gets no gradient (the
        modulation is off), in stage 2 the edge hypernet's logits are detached (frozen), so Adam steps
        only the stage's hypernet. The weight hypernet's last layer starts at zero (Δ = 0: the anchor).
@@ -188,7 +227,14 @@ class ControllableDynamicMTL(ParetoModel):
     def _data(self, problem: Any) -> tuple[Tensor, Tensor | None]:
         net = getattr(problem, "network", None)
         if net is not None and hasattr(net, "X") and hasattr(net, "Y"):
-            return net.X.to(self.dtype), net.Y.to(self.dtype)  # (N, p), (N, K)
+            X, Y = net.X, net.Y
+            if X.ndim != 2 or Y.ndim != 2 or Y.shape != (X.shape[0], self.K) or not Y.is_floating_point():
+                raise ValueError(
+                    f"{self.name}: its tree network regresses one real target per task from (N, p) inputs; "
+                    f"{getattr(problem, 'id', 'this problem')} has inputs {tuple(X.shape)} and targets {tuple(Y.shape)} "
+                    f"({Y.dtype}): not supported"
+                )
+            return X.to(self.dtype), Y.to(self.dtype)  # (N, p), (N, K)
         return torch.ones(1, 1, dtype=self.dtype), None  # point problem: a constant input 𝟙
 
     def _ensure_anchor(self, problem: Any) -> None:

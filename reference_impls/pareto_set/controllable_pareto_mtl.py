@@ -1,4 +1,4 @@
-"""Controllable Pareto multi-task learning (id ``controllable-pareto-mtl``).
+r"""Controllable Pareto multi-task learning (id ``controllable-pareto-mtl``).
 
 Lin, Yang, Zhang, Kwong, "Controllable Pareto Multi-Task Learning", arXiv 2010.06313 (2020; v2 2021;
 ICLR 2021 submission). No official code was found (searched: Xi-L's repositories hold ParetoMTL, PSL,
@@ -7,70 +7,104 @@ the method below is RECONSTRUCTED from the paper's description (a preference-con
 hypernetwork trained on sampled preferences with a preference-conditioned scalarisation) and from
 the authors' ParetoMTL (NeurIPS 2019), whose sector-constrained subproblem the constrained variant uses.
 
-The hypernetwork g(p; φ) maps a preference p ∈ Δ (K,) to the parameters θ_p ∈ R^n of the target network
-(on the toy problems θ_p is the decision vector itself), generated chunk by chunk (Ha et al.'s chunking,
-as the paper's hypernetwork does to keep the output layer small):
+The hypernetwork g(p; φ) maps a preference p in the simplex (K,) to the parameters θ(p) ∈ Rⁿ of the
+target network (on the toy problems θ(p) is the decision vector itself), generated chunk by chunk (Ha
+et al.'s chunking, as the paper's hypernetwork does to keep the output layer small), and is trained on
+preferences p ~ Dir(𝟙) with one of two preference-conditioned scalarisations (``criterion``):
 
-    e = MLP(p)                         Linear(K, h) → ReLU → Linear(h, h) → ReLU → Linear(h, h)  (PHN's ray-MLP)
-    θ_c = W₂ ReLU(W₁ [e; z_c] + b₁) + b₂   one shared chunk generator; z_c ∈ R^{d} the learnable embedding of chunk c
-    θ_p = concat(θ_1, ..., θ_C)[:n]    C = ⌈n / chunk_size⌉ chunks
-
-and training minimises E_{p ~ Dir(𝟙)} g(L(θ_p) | p) over φ with one of two preference-conditioned
-scalarisations (``criterion``):
-
-* ``"ls"`` (default, D7): g = Σ_i p_i L_i(θ_p), the linear scalarisation (its map is argmin_θ Σ p_i L_i;
-  it cannot reach the concave part of a front);
+* ``"ls"`` (default, D7): the linear scalarisation (its map is the LS map; it cannot reach the
+  concave part of a front);
 * ``"constrained"`` (the paper's answer to LS's failure on concave fronts): ParetoMTL's sector
-  subproblem for the preference p, with û = p/||p|| and reference unit vectors u_1..u_m,
-
-      min_θ L(θ)  s.t.  𝒢_j(θ) = (u_j − û)ᵀ L(θ) ≤ 0   for j = 1..m     (ParetoMTL Eq. 6, u_k → û)
-
-  i.e. L(θ_p) stays in the sector of directions closer in angle to p than to any u_j (the preference
-  is a direction in loss space, ParetoMTL's convention: a larger p_i allows a larger share of L_i,
-  the opposite of LS's weight). With g_i = ∇_θ L_i(θ_p) and the active set I = {j : 𝒢_j > 0}, per
-  preference (ParetoMTL Alg. 1, its phase chosen per row, D3):
-      I ≠ ∅ (outside the sector):  β = argmin_{β ∈ Δ} ||Σ_{j∈I} β_j ∇_θ 𝒢_j||²,  α = Σ_{j∈I} β_j (u_j − û)   (Eq. 12–13)
-      I = ∅ (inside):              λ = argmin_{λ ∈ Δ} ||Σ_i λ_i g_i||²,           α = λ                     (Eq. 10, 14)
-  (∇_θ 𝒢_j = Σ_i (u_j − û)_i g_i), α constant; the hypernetwork is stepped along
-  ∇_φ Σ_i α_i L_i(g(p; φ)) = (∂θ/∂φ)ᵀ Σ_i α_i g_i (chain rule through the generated parameters).
+  subproblem for the preference p (ParetoMTL Eq. 6 with its reference vector replaced by p/‖p‖):
+  L(θ(p)) stays in the sector of directions closer in angle to p than to any reference vector
+  (the preference is a direction in loss space, ParetoMTL's convention: a larger share of p on a task
+  allows a larger share of that task's loss, the opposite of LS's weight).
 
 Targets (``target``, used by the evaluation): ``"ls"`` for the LS variant (the LS oracles of biquad,
 vlmop2, mtl-linear); None for the constrained one (its solution is the Pareto point inside the sector,
-no closed form), whose ``target_rays`` are p/||p||: L(θ_p) should point along p from the ideal point 0.
+no closed form), whose ``target_rays`` are p/‖p‖: L(θ(p)) should point along p from the ideal point 0.
 
 Defaults: ray_hidden = 100 (PHN's ray-MLP, reused), chunk_size = 100, chunk_embedding = 10, preferences
 ~ Dir(𝟙) (uniform on the simplex), one preference per step, Adam 1e-3, 2000 steps (toys; ours),
-m = 5 reference vectors (ParetoMTL's toy: 5 circle points u_j = (cos t_j, sin t_j), t_j = jπ/8; K ≥ 3:
+m = 5 reference vectors (ParetoMTL's toy: 5 unit circle points at angles 0, π/8, ..., π/2; K ≥ 3:
 the simplex lattice of resolution m − 1, normalised).
+
+Update rule:
+    The hypernetwork is PHN's ray-MLP :math:`e(p) \in \mathbb{R}^h` (Linear(K, h), ReLU, Linear(h, h),
+    ReLU, Linear(h, h); :math:`h = 100`) and one shared chunk generator applied to :math:`e(p)` and
+    the learnable embedding :math:`z_c \in \mathbb{R}^d` of each chunk (D8); :math:`\sigma` is the
+    ReLU, :math:`s` the chunk size and :math:`\varphi` all weights:
+
+    .. math::
+
+        \theta_c(p) = W_5\,\sigma\big(W_4 [e(p); z_c] + b_4\big) + b_5 \in \mathbb{R}^s, \qquad \theta(p) = \big(\theta_1(p), \ldots, \theta_C(p)\big)_{1:n}, \qquad C = \lceil n / s \rceil
+
+    Each step draws :math:`B` preferences (:math:`B = 1` by default, D5) from
+    :math:`\operatorname{Dir}(\mathbb{1})` and takes one Adam step on :math:`\varphi` for a weighted sum
+    of the task losses :math:`L_i(\theta(p_b))`:
+
+    .. math::
+
+        \mathcal{L}(\varphi) = \frac{1}{B}\sum_{b=1}^{B}\sum_{i=1}^{K} \alpha_{b,i}\,L_i\big(\theta(p_b)\big), \qquad \alpha_b = p_b \ \text{(criterion ls)}
+
+    With the constrained criterion, :math:`\alpha_b` is ParetoMTL's adaptive weight vector for the
+    preference :math:`p_b`, computed and held constant (no gradient flows through it). With
+    :math:`\hat u = p/\lVert p \rVert`, the reference unit vectors :math:`u_1, \ldots, u_m`, the
+    gradients :math:`g_i = \nabla_\theta L_i(\theta(p))` with respect to the generated parameters (D2)
+    and the active set :math:`I` of violated sector constraints (D4):
+
+    .. math::
+
+        \mathcal{G}_j = (u_j - \hat u)^\top L(\theta(p)), \qquad I = \{j : \mathcal{G}_j > 0\}
+
+    outside the sector (:math:`I` not empty) the weights descend the violated constraints, ParetoMTL's
+    initial phase (Eq. 12–13); inside it (:math:`I` empty) they are MGDA's on the objectives, its main
+    phase without active constraints (Eq. 10, 14); the phase is chosen per preference (D3):
+
+    .. math::
+
+        I \neq \emptyset:\quad \beta = \operatorname{arg\,min}_{\beta \in \Delta_{|I|}} \left\lVert \sum_{j \in I} \beta_j \sum_{i=1}^{K} (u_j - \hat u)_i\, g_i \right\rVert^2, \qquad \alpha = \sum_{j \in I} \beta_j (u_j - \hat u)
+
+    .. math::
+
+        I = \emptyset:\quad \alpha = \operatorname{arg\,min}_{\lambda \in \Delta_K} \left\lVert \sum_{i=1}^{K} \lambda_i\, g_i \right\rVert^2
+
+    The min-norm problems are solved on the Gramian of the :math:`g_i` divided by the largest
+    squared gradient norm, by the certified Wolfe solver. For one preference the step on
+    :math:`\varphi` is then along :math:`(\partial\theta/\partial\varphi)^\top \sum_i \alpha_i g_i`
+    (chain rule through the generated parameters; :math:`\alpha` may have negative entries in the
+    first case).
 
 Deviations: (from the paper as far as it could be read, and from ParetoMTL)
     D1 Reconstructed (see above): the paper's method section and code were not available, so the
        constrained criterion is ParetoMTL's main-phase rule applied to a continuous preference p (its
        sector against m fixed reference vectors); the paper's exact constraint set, sampling
        distribution, chunk sizes and whether it uses gradients w.r.t. θ or φ were not checked.
-    D2 The min-norm problem uses the gradients g_i = ∇_θ L_i with respect to the generated parameters θ_p
-       (one backward pass per task through the problem only, not through the hypernetwork), like
+    D2 The min-norm problem uses the gradients of the losses with respect to the generated parameters
+       θ(p) (one backward pass per task through the problem only, not through the hypernetwork), like
        ParetoMTL on the target network; PHN-EPO uses gradients w.r.t. φ instead.
     D3 ParetoMTL runs an initial phase (the first 20 % of the steps: only the violated constraints)
        then the main phase (objectives and active constraints together). Here the preference changes
-       at every step, so the phase is chosen per preference: the initial-phase direction while L(θ_p)
+       at every step, so the phase is chosen per preference: the initial-phase direction while L(θ(p))
        is outside its sector, MGDA on the objectives inside it. The main-phase rule alone (objectives
-       + active constraints) was tried and fails: a Pareto-optimal θ_p outside its sector has
-       0 ∈ conv{g_i}, so the min-norm direction vanishes and the hypernetwork collapsed to one point
-       of the front for every p (measured on VLMOP2).
-    D4 Active set 𝒢_j > 0 and the Gramian scaled by the largest gradient norm (ParetoMTL D1, D4 here),
-       solved by the certified Wolfe solver (``core.solvers.min_norm_weights``; SolverError on failure).
+       + active constraints) was tried and fails: a Pareto-optimal θ(p) outside its sector has
+       0 in the convex hull of the task gradients, so the min-norm direction vanishes and the
+       hypernetwork collapsed to one point of the front for every p (measured on VLMOP2).
+    D4 Active set: the constraints with a positive value; the Gramian is scaled by the largest
+       gradient norm (ParetoMTL D1, D4 here) and solved by the certified Wolfe solver
+       (``core.solvers.min_norm_weights``; SolverError on failure).
     D5 A batch of B preferences per step is allowed (``batch``, mean over the rows; default 1).
     D6 float64 throughout; losses must be non-negative for the constrained criterion (sectors live in
        the positive orthant; ParetoMTL assumes it): negative losses raise a ValueError.
     D7 The paper presents both criteria and no default could be checked; ``criterion="ls"`` is the
        default here because its map has a closed form (the evaluation's oracle); pass
        ``criterion="constrained"`` (``--param criterion=constrained``) for the sector criterion.
-    D8 The chunk generator is an MLP (one hidden layer of width h) on [e; z_c]; the paper's exact chunking
-       layers were not checked (D1). With C = 1 (n ≤ chunk_size, the toys' default) it is an MLP from p to θ.
+    D8 The chunk generator is an MLP (one hidden layer of width h) on the concatenation of e and the
+       chunk embedding; the paper's exact chunking layers were not checked (D1). With C = 1
+       (n ≤ ``chunk_size``, the toys' default) it is an MLP from p to θ.
 
-Degenerate inputs: K = 1 (every û = u_j = (1): no constraint, both criteria are the single loss);
-simplex vertices p = e_i (LS: the single task i; constrained: the narrow sector along the L_i axis, i.e. the
+Degenerate inputs: K = 1 (every reference vector is (1): no constraint, both criteria are the single loss);
+simplex vertices (LS: the single task; constrained: the narrow sector along that loss's axis, i.e. the
 other losses near their minimum); a preference equal to a reference vector
 (that constraint is 0 and never active); all gradients zero (α from the uniform min-norm weights, the
 step is zero); non-finite losses or preferences → ValueError.
@@ -181,7 +215,8 @@ class ControllablePMTL(PHN):
         return theta[0] if single else theta
 
     def adaptive_weights(self, losses: Tensor, preferences: Tensor) -> Tensor:
-        """α (B, K) = λ + Σ_{j∈I} β_j (u_j − û) from ParetoMTL's min-norm problem on g_i = ∇_θ L_i (D2–D4)."""
+        """α (B, K) per row: Σ_{j∈I} β_j (u_j − û) when some sector constraint is violated (I ≠ ∅), else MGDA's λ,
+        from ParetoMTL's min-norm problems on g_i = ∇_θ L_i (D2–D4)."""
         F, r = loss_batch(losses, preferences, name=self.name)
         if bool((F.detach() < 0).any()):
             raise ValueError(f"{self.name}: the constrained criterion needs non-negative losses (sectors in the positive orthant, D6)")

@@ -1,19 +1,18 @@
-"""COSMOS: a preference-conditioned network trained with a cosine-penalised linear scalarisation (id ``cosmos``).
+r"""COSMOS: a preference-conditioned network trained with a cosine-penalised linear scalarisation (id ``cosmos``).
 
 Ruchte & Grabocka, "Scalable Pareto Front Approximation for Deep Multi-Objective Learning", ICDM 2021
 (arXiv 2103.13392); official code ruchtem/cosmos (``multi_objective/methods/cosmos/cosmos.py``:
 Upsampler, COSMOSMethod.step; ``multi_objective/settings.py``: the defaults).
 
-The preference r ∈ Δ (K,) is an *input* of the network, concatenated to the data (tabular data: the
-features; images: K extra channels from a transposed-convolution upsampler). Each training step
-draws one r ~ Dirichlet(α) for the whole batch and minimises (the paper's objective, checked against
-COSMOSMethod.step; the paper's text was not re-read here, the equation is the official code's)
+The preference r in the simplex (K,) is an *input* of the network, concatenated to the data (tabular
+data: the features; images: K extra channels from a transposed-convolution upsampler). Each training
+step draws one r ~ Dirichlet(α) for the whole batch and minimises the paper's objective (checked
+against COSMOSMethod.step; the paper's text was not re-read here, the equation is the official
+code's): the linear scalarisation minus λ times the cosine between the loss vector and r.
 
-    ℓ(θ; r) = Σ_i r_i ℓ_i(θ, r) − λ cos(ℓ(θ, r), r),   cos(ℓ, r) = ℓ·r / (||ℓ|| ||r||)
-
-The linear term alone gives the LS map r ↦ argmin Σ r_i ℓ_i (λ = 0: ``target = "ls"``); the cosine
-term pulls the loss vector towards the *ray r itself* (not 1/r as EPO does), so with λ > 0 the
-solutions move along the front towards F ∝ r and the map has no closed form (``target = None``).
+The linear term alone gives the LS map (λ = 0: ``target = "ls"``); the cosine term pulls the loss
+vector towards the *ray r itself* (not 1/r as EPO does), so with λ > 0 the solutions move along the
+front towards F ∝ r and the map has no closed form (``target = None``).
 
 On the toy problems the "network" is an MLP from r to the decision vector, x = MLP(r) (there is no
 data input: the preference is the only input; D1). On ``mtl-regression`` (the runner trains on
@@ -22,6 +21,25 @@ data input: the preference is the only input; D1). On ``mtl-regression`` (the ru
 Defaults (``settings.py``): α = 1.2 and λ = 2 (the ``cosmos`` method entry, "default for multi-mnist";
 the tabular data sets use α = 0.5, λ = 0.01), one preference per step (COSMOSMethod.step), Adam
 lr 1e-3 (``generic``). hidden = 100 and the step budget are ours for the toys (D3).
+
+Update rule:
+    The network maps the preference alone to the solution (D1): an MLP of width :math:`h = 100`
+    with ReLU :math:`\sigma`, weights :math:`\theta`,
+
+    .. math::
+
+        x(r) = W_3\,\sigma\big(W_2\,\sigma(W_1 r + b_1) + b_2\big) + b_3 \in \mathbb{R}^n
+
+    Each step draws :math:`B` preferences (:math:`B = 1` by default, D2) from
+    :math:`\operatorname{Dir}(1.2\cdot\mathbb{1})` and takes one Adam step on :math:`\theta` for the
+    cosine-penalised linear scalarisation (:math:`\lambda = 2`), with :math:`\ell_b = \ell(x(r_b))`
+    the loss vector of the generated solution:
+
+    .. math::
+
+        \mathcal{L}(\theta) = \frac{1}{B}\sum_{b=1}^{B} \Big( \sum_{i=1}^{K} r_{b,i}\,\ell_{b,i} - \lambda \cos(\ell_b, r_b) \Big), \qquad \cos(\ell, r) = \frac{\ell^\top r}{\max(\lVert \ell \rVert, 10^{-8})\,\max(\lVert r \rVert, 10^{-8})}
+
+    For :math:`K = 1` the cosine term is dropped (D4).
 
 Deviations:
     D1 The network maps r alone to x (toys, mtl-linear) or to the regression network's flattened
@@ -34,11 +52,12 @@ Deviations:
        rows). The official step shares one r over the data batch (B = 1, the default here).
     D3 Toy settings (hidden 100, Adam 1e-3, 2000 steps) are ours; the paper's experiments are image
        and tabular benchmarks out of CI's reach.
-    D4 cos(ℓ, r) divides by max(||ℓ||, 1e-8)·max(||r||, 1e-8) (torch.nn.functional.cosine_similarity's
+    D4 The cosine divides by max(‖ℓ‖, 1e-8)·max(‖r‖, 1e-8) (``torch.nn.functional.cosine_similarity``'s
        clamp, as the official code), so ℓ = 0 gives cos = 0 rather than NaN. K = 1: the cosine term is
-       dropped (the criterion is r_1 ℓ_1). Its gradient is zero analytically (cos = sign(ℓ_1)), but inside
-       the clamp (0 < ℓ_1 < 1e-8, which a loss that reaches 0 enters) it is λ/1e-8 and its Adam moments
-       stall training (measured on the 1-objective bi-quadratic: ℓ_1 stuck at 9.45 instead of → 0).
+       dropped (the criterion is r·ℓ with one task). Its gradient is zero analytically (the cosine is
+       the sign of the loss), but inside the clamp (a loss between 0 and 1e-8, which a loss that
+       reaches 0 enters) it is λ/1e-8 and its Adam moments stall training (measured on the
+       1-objective bi-quadratic: the loss stuck at 9.45 instead of going to 0).
     D5 float64 throughout (the official code is float32), so the toy tests do not depend on the BLAS kernel.
 
 Degenerate inputs: vertices of the simplex (the linear term keeps one task, the cosine term still

@@ -1,28 +1,19 @@
-"""Hyper-Transformer for controllable Pareto front learning with split feasibility constraints (id ``hyper-transformer``).
+r"""Hyper-Transformer for controllable Pareto front learning with split feasibility constraints (id ``hyper-transformer``).
 
 Tuan, Dung, Thang, "A Hyper-Transformer model for Controllable Pareto Front Learning with Split
 Feasibility Constraints", arXiv 2402.05955 (2024). Official code tuantran23012000/CPFL_Hyper_Transformer,
 ``CPFL_MOP/Connected_PF/``: ``models.py`` (Hypernet_trans), ``train.py`` (train_epoch: ray sampling, output
 activation, loss), ``tools/scalarization_function.py`` (CS_functions.chebyshev_function),
-``configs/ex1.yaml`` (defaults), ``problems/get_problem.py`` (ex1, ex2: :mod:`reference_impls.problems.cpfl_toys`).
+``configs/ex1.yaml`` (defaults), ``problems/get_problem.py`` (ex1, ex2: ``reference_impls.problems.cpfl_toys``).
 
-The hypernetwork maps a preference r ∈ Δ (K,) to a solution x(r) ∈ C; each component r_i is a token:
-
-    e_i = ReLU(w_i r_i + b_i)                  token embedding, one Linear(1, h) per objective   (K, h)
-    a   = e + MHA(e, e, e)                     multi-head self-attention over the K tokens (2 heads), residual
-    u   = a + W_2 ReLU(W_1 a + b_1) + b_2      feed-forward block, residual                       (K, h)
-    y   = mean_i (W_o u_i + b_o)               linear output per token, averaged over tokens      (n,)
-    x   = lo + (hi − lo) σ(y)                  the decision-space constraint C = [lo, hi]^n (box problems)
-
-Criterion (the paper's default, Chebyshev with the lower bound c of the split feasibility constraint):
-
-    ℓ(r) = max_i r_i (f_i(x(r)) − c_i),   minimised in expectation over r           (chebyshev_function)
-    r = u / ||u||_1,  u_i ~ U(c_i, 1)                                                 (train.py ray sampler)
+The hypernetwork maps a preference r in the simplex (K,) to a solution x(r) ∈ C; each component of r is
+a token. It is trained on the Chebyshev criterion with the lower bound c of the split feasibility
+constraint (the paper's default; ``chebyshev_function``).
 
 Split feasibility constraints (the split problem: find x ∈ C with f(x) ∈ Q): C is the box of the
-problem, held exactly by the output activation (x = lo + (hi − lo)σ(y) never leaves it); Q = {y ∈ R^K :
+problem, held exactly by the output activation (x = lo + (hi − lo)σ(y) never leaves it); Q = {y ∈ Rᴷ :
 y ≥ c} is the part of the front above the lower bound c, reached through the Chebyshev criterion with
-reference point c: when c lies below the front, argmin_x max_i r_i (f_i − c_i) satisfies r ⊙ (f − c) ∝ 𝟙
+reference point c: when c lies below the front, the Chebyshev minimiser satisfies r ⊙ (f − c) ∝ 𝟙
 with a positive constant, so f(x*(r)) − c ∝ 1/r > 0 for every interior r, and the learned map is
 trained only on the rays of the region u ≥ c (official ``c_s`` per example, e.g. ex1 (0.1, 0.6)). This
 reading of Q is reconstructed from the official code (the paper's formal statement was not reachable
@@ -30,21 +21,44 @@ here): see D2.
 
 Target (``target``, for the evaluation's oracle): "ray" (r ⊙ (f − z) ∝ 𝟙 with z = 0, the ideal point of
 the CPFL examples, the default c = 0). For c ≠ 0 the closed-form map is
-``problem.chebyshev_solution(r, c)`` (:mod:`reference_impls.problems.cpfl_toys`).
+``problem.chebyshev_solution(r, c)`` (``reference_impls.problems.cpfl_toys``).
 
-Defaults (``configs/ex1.yaml``, ``models.py``): h = 30 (Ray_hidden_dim), 2 heads, Adam lr 1e-3, one ray
-per step, c = 0 (the first entry of ex1's ``c_s`` has c_1 = 0; the ideal point). Steps: 10000 epochs
-officially, 1500 here (D4).
+Defaults (``configs/ex1.yaml``, ``models.py``): h = 30 (``Ray_hidden_dim``), 2 heads, Adam lr 1e-3, one ray
+per step; c = 0 is ours (the ideal point of the CPFL toys, so the target is the whole front; the
+official train.py loops over five bounds per example, none of them 0, e.g. ex1's first (0, 0.8)).
+Steps: 10000 epochs officially, 1500 here (D4).
+
+Update rule:
+    The model (``Hypernet_trans``) embeds each component :math:`r_i` of the preference as a token,
+    applies one transformer block (2-head self-attention and a feed-forward layer, both residual,
+    no normalisation), averages a linear output over the :math:`K` tokens and squashes it into the
+    box :math:`C = [\mathrm{lo}, \mathrm{hi}]^n` (D3); :math:`\sigma` is the logistic sigmoid:
+
+    .. math::
+
+        e_i = \operatorname{ReLU}(w_i r_i + b_i) \in \mathbb{R}^h, \qquad a = e + \operatorname{MHA}(e, e, e), \qquad u = a + W_2 \operatorname{ReLU}(W_1 a + b_1) + b_2
+
+    .. math::
+
+        y = \frac{1}{K}\sum_{i=1}^{K} (W_o u_i + b_o) \in \mathbb{R}^n, \qquad x(r) = \mathrm{lo} + (\mathrm{hi} - \mathrm{lo})\,\sigma(y)
+
+    Each step draws one ray (``batch`` B = 1) from the region above the lower bound
+    :math:`c` (``train.py``'s sampler) and takes one Adam step on the model's weights for the
+    Chebyshev criterion with reference point :math:`c` (default :math:`c = 0`):
+
+    .. math::
+
+        r = \frac{v}{\sum_j v_j}, \quad v_i \sim U(c_i, 1), \qquad \mathcal{L} = \frac{1}{B}\sum_{b=1}^{B} \max_{i} r_{b,i}\,\big(f_i(x(r_b)) - c_i\big)
 
 Deviations:
-    D1 Batched: the tokens of B preferences are one (B, K, h) tensor (batch_first attention), the K
+    D1 Batched: the tokens of B preferences are one (B, K, h) tensor (``batch_first`` attention), the K
        per-objective Linear(1, h) embeddings are one (K, h) weight and bias (the same function and the
        same initialisation bound 1/√1 = 1). The official model supports K ∈ {2, 3} only (named layers);
-       any K ≥ 1 here (K = 1: one token, the criterion is f_1 − c_1).
+       any K ≥ 1 here (K = 1: one token, the criterion is the single loss minus its bound).
     D2 The split feasibility constraint is reconstructed from the official code (train.py / predict.py):
        C by the output activation, Q = {f ≥ c} by the Chebyshev reference point c and the ray region
        u ≥ c. Not implemented: the sphere constraint of ex3 (x = √softmax(y)), the disconnected-front
-       model (CPFL_MOP/Disconnected_PF), the MTL experiments (CPFL_MTL).
+       model (``CPFL_MOP/Disconnected_PF``), the MTL experiments (``CPFL_MTL``).
     D3 The output activation is chosen from the problem's box (``problem.bounds``, adopted on the first
        ``task_losses`` call, or the ``box`` knob); unbounded problems get the identity output. The
        official code hard-codes it per example (ex1 σ, ex2 5σ, ex3 √softmax).
@@ -56,9 +70,10 @@ Deviations:
        are Dirichlet(1) on the whole simplex (correct for c = 0, where the training region is the whole
        simplex too); the split-feasibility test draws its held-out rays from the region u ≥ c.
 
-Degenerate inputs: vertices (a zero r_i: that objective drops out of the max; with c = 0 the optimum is
-the minimiser of the other objective), K = 1, non-finite losses / preferences or a negative preference
-→ ValueError; a lower bound c with the wrong length, non-finite entries or an entry outside [0, 1) → ValueError.
+Degenerate inputs: vertices (a zero entry of r: that objective drops out of the max; with c = 0 the
+optimum is the minimiser of the other objective), K = 1, non-finite losses / preferences or a negative
+preference → ValueError; a lower bound c with the wrong length, non-finite entries or an entry outside
+[0, 1) → ValueError.
 """
 
 from __future__ import annotations

@@ -1,81 +1,118 @@
-"""LORPMAN, low-rank Pareto manifold learning (id ``lorpman``): a shared main network plus one low-rank part per task.
+r"""LORPMAN, low-rank Pareto manifold learning (id ``lorpman``): a shared main network plus one low-rank part per task.
 
 Weiyu Chen, James T. Kwok, "Efficient Pareto Manifold Learning with Low-Rank Structure", ICML 2024,
 PMLR 235:7015-7032 (arXiv 2407.20734). No official code was found (searched GitHub for the paper's
 title and name; LibMOON's ``model/lora_model.py`` cites the paper but its ``SimplePSLLoRAModel`` is an
-affine map x = θ_0 + Σ_k α_k θ_k of full vectors, neither low-rank nor regularised, so it was not used).
+affine map :math:`x = \theta_0 + \sum_k \alpha_k \theta_k` of full vectors, neither low-rank nor regularised, so it was not used).
 
 Model. For every weight matrix of the problem's model (the 2-D entries of ``problem.parameter_shapes()``,
-(out, in)) a trainable main part W_0 and, per task k, a rank-r pair B_k (out, r), A_k (r, in); a
-preference α ∈ Δ selects the network
-
-    W(α) = W_0 + s Σ_k α_k B_k A_k                       (per layer; s the scaling factor)
-
-trained like PaMaL on preferences α ~ Dir(p𝟙), with the orthogonality regulariser between the tasks'
-low-rank matrices and, optionally, PaMaL's multi-forward regulariser (``pamal.monotonicity_penalty``):
-
-    L = mean_b Σ_k α_bk ℓ_k(θ(α_b)) + λ_o R_o + λ_p R_p
-    R_o = Σ_layers Σ_{i≠j} ⟨vec(B_i A_i), vec(B_j A_j)⟩²  = ||WᵀW − diag(WᵀW)||_F²,  W = [vec(B_1A_1), …, vec(B_KA_K)]
-    K > 3: R_o over a random subset of 3 tasks per step (the paper's stochastic approximation, O(1) in K)
+(out, in)) a trainable main part and, per task, a rank-r pair of factors; a preference α in the simplex
+selects the network whose every weight matrix is the main part plus the α-weighted sum of the tasks'
+low-rank products, trained like PaMaL on preferences α ~ Dir(p𝟙), with an orthogonality regulariser
+between the tasks' low-rank matrices and, optionally, PaMaL's multi-forward regulariser
+(``pamal.monotonicity_penalty``); see the update rule.
 
 Training has two phases: the main network and the low-rank parts are trained together, then after a
 freeze point (the paper's ablation: epoch 80 of 100 on UTKFace) the main network is frozen and only
-the low-rank parts move. Exact properties: θ(e_k) = θ_0 + s B_k A_k at a vertex; with B = 0 (LoRA's zero
-initialisation, used here) θ(α) = θ_0 for every α.
+the low-rank parts move. Exact properties: at a vertex the model is the main network plus that task's
+scaled low-rank part; with all B factors zero (LoRA's zero initialisation, used here) it is the main
+network for every α.
 
-Rank threshold on ``lowrank-regression`` (Ŵ_k = W_b + U diag(c_k) Vᵀ, W_b the problem's base, ρ =
-task_rank; the LS map W*(α) = Σ_k α_k Ŵ_k is affine on Δ, and so is W(α), so W(α) = W*(α) for all α
-iff W_0 + s B_k A_k = Ŵ_k for every k):
+Rank threshold on ``lowrank-regression`` (:math:`\hat W_k = W_b + U \operatorname{diag}(c_k) V^\top`,
+:math:`W_b` the problem's base, ρ = ``task_rank``; the LS map :math:`W^\star(\alpha) = \sum_k \alpha_k \hat W_k`
+is affine on the simplex, and so is :math:`W(\alpha)`, so :math:`W(\alpha) = W^\star(\alpha)` for all α
+iff :math:`W_0 + s B_k A_k = \hat W_k` for every k):
 
-* K = 2, trainable main network: needed and sufficient per-task rank r = ⌈ρ/2⌉. Necessary: s(B_1A_1 −
-  B_2A_2) = Ŵ_1 − Ŵ_2 =: D has rank ρ ≤ rank(B_1A_1) + rank(B_2A_2) ≤ 2r. Sufficient: split D's SVD
-  into D = D_a + D_b with ⌈ρ/2⌉ and ⌊ρ/2⌋ singular triplets and take W_0 = Ŵ_1 − D_a, sB_1A_1 = D_a,
-  sB_2A_2 = −D_b (then ⟨D_a, D_b⟩ = 0: the exact fit also has R_o = 0). Below it, every parameter
-  has W(α) − W*(α) = E_1 − α_2 G with G = s(B_1A_1 − B_2A_2) − D, and ||G||_F ≥ τ_r := (Σ_{j>2r} σ_j(D)²)^½
-  (Eckart–Young: rank(sB_1A_1 − sB_2A_2) ≤ 2r), so over preferences whose α_2 spans [a, b]
-      max_α ||W(α) − W*(α)||_F ≥ (b − a) τ_r / 2         (:func:`rank_deficit_bound`)
-  for ANY trained parameters: the failure below the threshold is structural, not an optimiser's.
-* Frozen main network (W_0 = W_b, the pretrained base): each sB_kA_k must equal Ŵ_k − W_b, rank ρ.
-* K = 3: the pairwise argument still gives r ≥ ⌈ρ/2⌉; W_0 = W_b + U diag(t) Vᵀ with each coordinate
-  t_j equal to one task's c_k[j] gives r = ⌈2ρ/3⌉ (each task zeroes ⌊ρ/3⌋ or ⌈ρ/3⌉ of its ρ entries);
-  for ρ = 2 a non-diagonal W_0 reaches r = 1 = ⌈ρ/2⌉: W_0 = W_b + U T Vᵀ with det(diag(c_k) − T) = 0 for
-  k = 1, 2, 3, i.e. (c_k1 − T_11)(c_k2 − T_22) = T_12 T_21 — linear in (T_11, T_22, T_11T_22 − T_12T_21),
-  one generic 3×3 solve (the test builds it). For larger ρ the K = 3 threshold lies in [⌈ρ/2⌉, ⌈2ρ/3⌉].
+* K = 2, trainable main network: needed and sufficient per-task rank r = ⌈ρ/2⌉. Necessary:
+  :math:`s(B_1 A_1 - B_2 A_2) = \hat W_1 - \hat W_2 =: D` has rank
+  :math:`\rho \le \operatorname{rank}(B_1 A_1) + \operatorname{rank}(B_2 A_2) \le 2r`. Sufficient: split
+  D's SVD into :math:`D = D_a + D_b` with ⌈ρ/2⌉ and ⌊ρ/2⌋ singular triplets and take
+  :math:`W_0 = \hat W_1 - D_a`, :math:`s B_1 A_1 = D_a`, :math:`s B_2 A_2 = -D_b` (then
+  :math:`\langle D_a, D_b \rangle = 0`: the exact fit also has :math:`R_o = 0`). Below it, every
+  parameter has :math:`W(\alpha) - W^\star(\alpha) = E_1 - \alpha_2 G` with
+  :math:`E_1 = W_0 + s B_1 A_1 - \hat W_1`, :math:`G = s(B_1 A_1 - B_2 A_2) - D`, and
+  :math:`\lVert G \rVert_F \ge \tau_r := (\sum_{j > 2r} \sigma_j(D)^2)^{1/2}` (Eckart–Young:
+  :math:`\operatorname{rank}(s B_1 A_1 - s B_2 A_2) \le 2r`), so over preferences whose
+  :math:`\alpha_2` spans [a, b]
+  :math:`\max_\alpha \lVert W(\alpha) - W^\star(\alpha) \rVert_F \ge (b - a)\,\tau_r / 2`
+  (``rank_deficit_bound``) for ANY trained parameters: the failure below the threshold is
+  structural, not an optimiser's.
+* Frozen main network (:math:`W_0 = W_b`, the pretrained base): each :math:`s B_k A_k` must equal
+  :math:`\hat W_k - W_b`, of rank ρ.
+* K = 3: the pairwise argument still gives r ≥ ⌈ρ/2⌉; :math:`W_0 = W_b + U \operatorname{diag}(t) V^\top`
+  with each coordinate :math:`t_j` equal to one task's :math:`c_{k,j}` gives r = ⌈2ρ/3⌉ (each task
+  zeroes ⌊ρ/3⌋ or ⌈ρ/3⌉ of its ρ entries); for ρ = 2 a non-diagonal :math:`W_0` reaches
+  r = 1 = ⌈ρ/2⌉: :math:`W_0 = W_b + U T V^\top` with :math:`\det(\operatorname{diag}(c_k) - T) = 0` for
+  k = 1, 2, 3, i.e. :math:`(c_{k,1} - T_{11})(c_{k,2} - T_{22}) = T_{12} T_{21}`, linear in
+  :math:`(T_{11}, T_{22}, T_{11} T_{22} - T_{12} T_{21})`, one generic 3×3 solve (the test builds it).
+  For larger ρ the K = 3 threshold lies in [⌈ρ/2⌉, ⌈2ρ/3⌉].
 
 Defaults (all reconstructed or ours, see D1): rank r = 4, s = 1 (inside the paper's stable range
-[0.1, 1] of its scaling ablation), λ_o = 1, orthogonality over 3 sampled tasks when K > 3 (paper),
+[0.1, 1] of its scaling ablation), :math:`\lambda_o = 1`, orthogonality over 3 sampled tasks when K > 3 (paper),
 main network frozen after 80 % of the steps (paper's UTKFace ablation, epoch 80 of 100), Dirichlet
-p = 1, 4 preferences per step, λ_p = 0 (the paper's MultiMNIST setting; 1 on UTKFace/CIFAR-100, 5
+p = 1, 4 preferences per step, :math:`\lambda_p = 0` (the paper's MultiMNIST setting; 1 on UTKFace/CIFAR-100, 5
 on Census), Adam lr 1e-2, 1000 steps (ours, for the toys).
+
+Update rule:
+    For each weight matrix :math:`W` of the model (shape (out, in)) a main part :math:`W_0` and, per
+    task :math:`k`, factors :math:`B_k` (out, r) and :math:`A_k` (r, in); entries that are not
+    matrices (biases, a point problem's decision vector) carry a full per-task delta :math:`v_k`
+    instead (D2). With :math:`\alpha` the preference rescaled onto the simplex (D5) and the scaling
+    factor :math:`s`:
+
+    .. math::
+
+        W(\alpha) = W_0 + s \sum_{k=1}^{K} \alpha_k B_k A_k, \qquad b(\alpha) = b_0 + s \sum_{k=1}^{K} \alpha_k v_k
+
+    Each step draws :math:`N = 4` preferences :math:`\alpha_b \sim \operatorname{Dir}(p\mathbb{1})`
+    and takes one Adam step for the mean scalarised loss plus the orthogonality regulariser (D1, D4):
+
+    .. math::
+
+        \mathcal{L} = \frac{1}{N}\sum_{b=1}^{N}\sum_{k=1}^{K} \alpha_{b,k}\,\ell_k\big(\theta(\alpha_b)\big) + \lambda_o R_o, \qquad R_o = \sum_{\text{layers}} \sum_{i \ne j \in S} \langle \operatorname{vec}(B_i A_i), \operatorname{vec}(B_j A_j) \rangle^2
+
+    i.e. :math:`R_o = \lVert M^\top M - \operatorname{diag}(M^\top M) \rVert_F^2` per layer with
+    :math:`M = [\operatorname{vec}(B_1 A_1), \ldots, \operatorname{vec}(B_K A_K)]` (the vectors
+    :math:`v_k` included), over all tasks :math:`S` when :math:`K \le 3` and over 3 tasks drawn
+    at random each step otherwise (the paper's stochastic approximation). With
+    :math:`\lambda_p > 0` PaMaL's multi-forward regulariser :math:`R_p` (``pamal.py``) is added
+    where :math:`\lambda_p R_p < \mathcal{L}`. After :math:`\lceil 0.8\,T \rceil` of the
+    :math:`T` steps the main parts are frozen and only the task parts move. Initialisation:
+    :math:`A_k \sim U(-1/\sqrt{\mathrm{in}}, 1/\sqrt{\mathrm{in}})`, :math:`B_k = 0`,
+    :math:`v_k = 0`, the main network from the problem's seeded start (D3). Defaults:
+    :math:`r = 4`, :math:`s = 1`, :math:`\lambda_o = 1`, :math:`\lambda_p = 0`, :math:`p = 1`.
 
 Deviations:
     D1 Reconstructed from the paper's abstract, summaries of its method and ablations, and the
        PaMaL code it builds on; the paper's full text and code were not reachable. Reconstructed in
-       particular: R_o's exact form (the literal "off-diagonal elements of WᵀW", unnormalised, over
-       vec(B_kA_k) per layer, squared; a cosine-normalised form would be undefined at the zero
-       initialisation B = 0), its weight λ_o, the rank and scaling defaults, the initialisation
-       (LoRA's: A ~ U(−1/√in, 1/√in), B = 0) and the freeze point expressed as a fraction of steps.
-       This R_o is of 4th order in the parts' scale, so λ_o is relative to the problem's scale: on
-       biquad, whose random start lies ≈ 2.6 from the front, λ_o = 1 slows the fit (1000 steps: max
-       error 0.17 vs 0.026 with λ_o = 0; 3000 steps: 0.0023), while on lowrank-regression it speeds
-       it up (tests/reference_impls/test_lorpman.py).
+       particular: the orthogonality regulariser's exact form (the literal "off-diagonal elements of
+       MᵀM", unnormalised, over the vectorised low-rank products per layer, squared; a
+       cosine-normalised form would be undefined at the zero initialisation B = 0), its weight, the
+       rank and scaling defaults, the initialisation (LoRA's: A ~ U(−1/√in, 1/√in), B = 0) and the
+       freeze point expressed as a fraction of steps. This regulariser is of 4th order in the parts'
+       scale, so its weight is relative to the problem's scale: on biquad, whose random start lies
+       ≈ 2.6 from the front, weight 1 slows the fit (1000 steps: max error 0.17 vs 0.026 with weight
+       0; 3000 steps: 0.0023), while on lowrank-regression it speeds it up
+       (``tests/reference_impls/test_lorpman.py``).
     D2 Entries that are not matrices (biases, the decision vector of the point problems such as
-       biquad) carry a full per-task delta v_k, θ(α) = θ_0 + s Σ_k α_k v_k: a vector is an (n, 1)
-       matrix, of rank ≤ 1, so the rank-r form with r ≥ 1 is no restriction there. R_o includes them.
+       biquad) carry a full per-task delta (the vectors v of the update rule): a vector is an (n, 1)
+       matrix, of rank ≤ 1, so the rank-r form with r ≥ 1 is no restriction there. The orthogonality
+       regulariser includes them.
     D3 The main network starts from the problem's seeded ``initial_points`` (the paper trains its main
        network from a fresh initialisation); ``init="base"`` starts it from ``problem.base`` (a
        pretrained model, LoRA-style) and raises a ValueError on a problem without one.
     D4 The criterion is the mean over the B preferences of a step (the expectation over Dir(p)); PaMaL's
-       code sums its window. λ_p R_p uses ``pamal.monotonicity_penalty`` with PaMaL's guard (added only
-       where λ_p R_p < L) and needs B ≥ 2.
-    D5 Preferences need not sum to one: α = r / Σr. The freeze detaches θ_0 in the forward pass (its
-       gradient is None, so Adam leaves it), counting steps with ``on_epoch_end``.
+       code sums its window. The multi-forward regulariser uses ``pamal.monotonicity_penalty`` with
+       PaMaL's guard (added only where it is smaller than the criterion) and needs B ≥ 2.
+    D5 Preferences need not sum to one: α = r / Σr. The freeze detaches the main network in the
+       forward pass (its gradient is None, so Adam leaves it), counting steps with ``on_epoch_end``.
     D6 float64 throughout, so the tests do not depend on the BLAS kernel. The paper's benchmarks
        (MultiMNIST, Census, UTKFace, CIFAR-100 with 20 tasks, CelebA with 40 tasks, ResNet-18) are not
        reproduced; small problems stand in (``lowrank-regression``, ``merging-mlp``, the toys).
 
-Degenerate inputs: K = 1 (θ(α) = θ_0 + s B_1A_1, R_o = 0), simplex vertices, zero entries, B = 1 (no
-R_p), rank < 1, s or λ's non-finite or out of range, non-finite or negative preferences, non-finite
+Degenerate inputs: K = 1 (the main network plus the single task's scaled low-rank part, no
+orthogonality term), simplex vertices, zero entries, B = 1 (no multi-forward regulariser), rank < 1,
+s or the weights non-finite or out of range, non-finite or negative preferences, non-finite
 losses → ValueError.
 """
 

@@ -1,4 +1,4 @@
-"""Mixture-of-experts model fusion for Pareto set approximation: PWE MoE-LS (id ``moe-fusion``) and PWE MoE-EPO (id ``moe-fusion-epo``).
+r"""Mixture-of-experts model fusion for Pareto set approximation: PWE MoE-LS (id ``moe-fusion``) and PWE MoE-EPO (id ``moe-fusion-epo``).
 
 Tang, Shen, Luo, Liu, Hu, Du, "Towards Efficient Pareto Set Approximation via Mixture of Experts
 Based Model Fusion" (Pareto weight-ensembling MoE, "PWE MoE"), arXiv 2406.09770 (2024). Official
@@ -8,30 +8,23 @@ the two criteria; ``config/clip_pareto_moe.yaml``, ``clip_pareto_moe.sh``: the d
 tanganke/fusion_bench (``fusion_bench/method/pwe_moe/{module,clip_pwe_moe,openclip_pwe_moe}.py``). The
 paper's PDF was not re-read here; the method below is the official code's.
 
-A pretrained model θ_0 and K models fine-tuned from it, θ_k, give the task vectors τ_k = θ_k − θ_0.
-The model is "up-scaled": the MLP modules become weight-ensembling MoE modules, everything else is
-merged once by task arithmetic (``partial: true``, the paper's main setting):
-
-    θ_j = θ_0,j + λ Σ_k τ_k,j                       every tensor j outside the MoE modules  (task arithmetic, λ = init_lambda)
-    w^m(r) = g_m(r)                                  router of MoE module m: input the preference r only, output (K,) unconstrained
-    g_m(r) = A r + c                                 router_hidden_layers = 1: Linear(K, K) (the module's default; D8)
-    g_m(r) = A_2 ReLU(A_1 r + c_1) + c_2             router_hidden_layers = 2: Linear(K, 2K) → ReLU → Linear(2K, K) (the configs')
-    θ_j(r) = θ_0,j + Σ_k w^m_k(r) τ_k,j             every tensor j of module m (the experts' task vectors, frozen)
-
-Only the routers are trained (θ_0, τ_k frozen), on one preference r ~ Dirichlet(α𝟙) per step with
-
-    PWE MoE-LS:   ℓ = Σ_k r_k f_k(θ(r))                                     (clip_pareto_moe_ls.py)
-    PWE MoE-EPO:  ℓ = Σ_k (K α_k) f_k(θ(r)),  α = EPO-LP(f, r, G Gᵀ), G_k = ∇_φ f_k   (clip_pareto_moe_epo.py: phn.solvers.EPOSolver)
+A pretrained model θ₀ and K models fine-tuned from it give the task vectors τ (each fine-tuned model
+minus θ₀). The model is "up-scaled": the MLP modules become weight-ensembling MoE modules whose
+router reads the preference r only and outputs K unconstrained weights of the task vectors;
+everything else is merged once by task arithmetic (``partial: true``, the paper's main setting).
+Only the routers are trained (θ₀ and τ frozen), with the preference-weighted sum of the losses
+(PWE MoE-LS, ``clip_pareto_moe_ls.py``) or EPO's weights (PWE MoE-EPO, ``clip_pareto_moe_epo.py``,
+which reuses ``phn.solvers.EPOSolver``); see the update rule.
 
 Because the router reads only r (not the hidden states), each MoE module collapses, for a given r, to
 one set of weights: the whole network at r is the single parameter vector θ(r) above, which is what
 :meth:`MoEFusion.forward` returns (B, n) ("merge and unload" in the official code). The MoE forward on
-inputs (each linear layer's output = base output + Σ_k w_k·(expert k's task-vector output)) equals the
+inputs (each linear layer's output = base output + the weighted sum of the experts' task-vector outputs) equals the
 collapsed network's forward exactly for linear layers; the tests check this on ``merging-mlp``.
 
 Defaults (official code): init_lambda λ = 0.3 (``init_lambda``: the task-arithmetic scale of the
-remaining layers AND the initial bias of the router's last layer, so at initialisation w^m ≈ λ𝟙 and
-the whole model ≈ task arithmetic θ_0 + λ Σ τ_k); router_hidden_layers = 1 here (D8; the configs: 2); router weights
+remaining layers AND the initial bias of the router's last layer, so at initialisation every router outputs ≈ λ𝟙 and
+the whole model ≈ task arithmetic θ₀ + λ Σ τ); ``router_hidden_layers`` = 1 here (D8; the configs: 2); router weights
 N(0, 0.01²), first bias 0 (``dict_moe.py``); Dirichlet α = 1; one preference per step; Adam, lr 1e-2
 (``clip_pareto_moe.yaml``); 2000 steps (yaml) / 4000 (``clip_pareto_moe.sh``); EPO ε = 1e-4 (ExactParetoLP).
 
@@ -44,9 +37,38 @@ lowrank-regression's W) is one MoE module. On ``merging-mlp`` (tanh MLP 4 → 16
 
 Experts (``begin``): ``problem.base`` (n,) and ``problem.task_models`` (K, n) (merging-mlp), else
 ``problem.task_optima`` (K, n) (lowrank-regression: the task least-squares fits, the fine-tuned
-models' limit); on a point problem without them (D5) θ_0 = the problem's seeded starting point
-(``initial_points(1)``) and θ_k = its single-objective minimisers (``objective_minimisers()`` or
-``linear_scalarisation_solution(e_k)``); else a ValueError. ``base=``/``task_models=`` override all.
+models' limit); on a point problem without them (D5) θ₀ = the problem's seeded starting point
+(``initial_points(1)``) and the task models = its single-objective minimisers (``objective_minimisers()``
+or ``linear_scalarisation_solution`` at each vertex); else a ValueError. ``base=``/``task_models=`` override all.
+
+Update rule:
+    With :math:`\tau_k = \theta_k - \theta_0` the task vectors and :math:`\bar r = r / \sum_k r_k`
+    (D2), every tensor :math:`j` outside the MoE modules is merged once by task arithmetic
+    (:math:`\lambda` = ``init_lambda`` = 0.3), and every tensor :math:`j` of MoE module :math:`m`
+    (D1) is weighted by that module's router :math:`w^m`, which reads the preference only:
+
+    .. math::
+
+        \theta_j(r) = \theta_{0,j} + \lambda \sum_{k=1}^{K} \tau_{k,j} \ \ (j \text{ merged}), \qquad \theta_j(r) = \theta_{0,j} + \sum_{k=1}^{K} w^m_k(r)\,\tau_{k,j} \ \ (j \in \text{module } m)
+
+    .. math::
+
+        w^m(r) = A^m \bar r + c^m \ \ \text{(default, D8)}, \qquad w^m(r) = A^m_2 \operatorname{ReLU}(A^m_1 \bar r + c^m_1) + c^m_2 \ \ \text{(two layers)}
+
+    (:math:`A^m_1` of shape (2K, K) in the two-layer router), initialised with weights
+    :math:`\mathcal{N}(0, 0.01^2)`, the last bias :math:`\lambda` (:math:`c^m`, or :math:`c^m_2`) and,
+    in the two-layer router, the first bias :math:`c^m_1 = 0` (so :math:`w^m \approx \lambda\mathbb{1}`:
+    task arithmetic). Each step draws
+    :math:`B = 8` preferences from :math:`\operatorname{Dir}(\mathbb{1})` (D4) and takes one Adam
+    step on the routers' parameters :math:`\varphi` for PWE MoE-LS or PWE MoE-EPO:
+
+    .. math::
+
+        \mathcal{L}_{\mathrm{LS}} = \frac{1}{B}\sum_{b=1}^{B}\sum_{k=1}^{K} r_{b,k}\,f_k(\theta(r_b)), \qquad \mathcal{L}_{\mathrm{EPO}} = \frac{1}{B}\sum_{b=1}^{B}\sum_{k=1}^{K} K\,\alpha_{b,k}\,f_k(\theta(r_b))
+
+    where :math:`\alpha_b` is EPO's LP solution for the ray :math:`r_b` on the Gramian of the
+    gradients :math:`\nabla_\varphi f_k`, held constant: the same LP and fallbacks as PHN-EPO
+    (``phn.py``, D7).
 
 Deviations:
     D1 The toy networks have no transformer blocks: "the MLP modules" are the hidden layers of the
@@ -54,7 +76,7 @@ Deviations:
        official ``partial: true`` merges attention, norms and embeddings that way). ``upscale="all"``
        is the official ``partial: false`` (every module up-scaled).
     D2 The router reads r/Σr (the official code feeds the sampled ray, already on the simplex); LS uses
-       r as given, as PHN-LS (mean over the batch of Σ_k r_k f_k).
+       r as given, as PHN-LS (mean over the batch of the r-weighted sum of the losses).
     D3 No cosine learning-rate schedule (the official code anneals to 0.1·lr with CosineAnnealingLR):
        the runner's optimiser has none. Toy defaults 400 steps at lr 1e-2 (the paper's 2000–4000 steps
        are on CLIP/GPT-2 minibatches; full batch here).
@@ -63,28 +85,28 @@ Deviations:
        (lowrank-regression, 2000 single-ray steps: seed 0 stuck at error 1.08, seeds 1, 2 at 1e-8).
        Preferences come from the runner's seeded generator (the official np.random.dirichlet is unseeded).
     D5 Point problems (biquad, ...) have no pretrained and fine-tuned models: the seeded starting point
-       stands for θ_0 and the objective minimisers for the fine-tuned θ_k (reconstructed, not in the paper).
+       stands for θ₀ and the objective minimisers for the fine-tuned models (reconstructed, not in the paper).
     D6 float64 (the official code is float32 / mixed precision), so the tests do not depend on the BLAS kernel.
-    D7 PWE MoE-EPO reuses PHN-EPO's EPO weights (:meth:`reference_impls.pareto_set.phn.PHNEPO.epo_weights`:
+    D7 PWE MoE-EPO reuses PHN-EPO's EPO weights (``reference_impls.pareto_set.phn.PHNEPO.epo_weights``:
        the certified LP, its fallback α = r/Σr counted in ``lp_fallbacks``), as the official code reuses
-       PHN's ``EPOSolver``; the gradients G_k are w.r.t. the routers' parameters (the only trainable ones).
+       PHN's ``EPOSolver``; the gradients are w.r.t. the routers' parameters (the only trainable ones).
 
-    D8 router_hidden_layers defaults to 1 (a linear router w = A r + c: ParetoWeightEnsemblingModule's own
+    D8 ``router_hidden_layers`` defaults to 1 (a linear router w = A r + c: ParetoWeightEnsemblingModule's own
        default) where the official configs set 2. From the N(0, 0.01²) init under Adam at lr 1e-2 the
        2-layer router's ReLU units die in some seeds and its output stops depending on r: merging-mlp
        seed 2 ends at grid HV 0.222 (task arithmetic: 0.221; the linear router: 0.269 for seeds 0, 1, 2),
        biquad seed 0 at w(r) constant. ``router_hidden_layers=2`` gives the configs' router.
 
 Results on the toys (400 steps of 8 preferences, lr 1e-2; tests/reference_impls/test_moe_fusion.py):
-lowrank-regression (the LS map is of the model's form): held-out max ||θ(r) − W*(r)|| 2.4e-9, HV ratio
+lowrank-regression (the LS map is of the model's form): held-out max ‖θ(r) − W*(r)‖ 2.4e-9, HV ratio
 0.996 (the grid's), seeds 0, 1, 2; merging-mlp: grid HV 0.272 (runner, seeds 0–2) and 0.269 / 0.296
 (8-point test grid, "hidden" / "all") against task arithmetic's 0.221; held-out r·f 4.5–6× the reference
-front's (full fine-tuning from θ_0). Not reproduced: the paper's CLIP-ViT / GPT-2 experiments and its
+front's (full fine-tuning from θ₀). Not reproduced: the paper's CLIP-ViT / GPT-2 experiments and its
 accuracy tables; the claim that the fused model approximates the whole front holds on the toys only
 where the front is a combination of the task vectors (lowrank-regression), not on merging-mlp.
 
 Degenerate inputs: K = 1 (one expert, r = (1)); simplex vertices (LS: the single task); identical
-experts (τ_k = 0: θ(r) = θ_0 on the MoE tensors for every r); non-finite or negative preferences and
+experts (zero task vectors: θ(r) = θ₀ on the MoE tensors for every r); non-finite or negative preferences and
 non-finite losses → ValueError (the core's checks); a problem without experts, or experts of the wrong
 shape or non-finite → ValueError.
 """

@@ -1,4 +1,4 @@
-"""PaLoRA: Pareto low-rank adapters with a deterministic preference schedule (id ``palora``).
+r"""PaLoRA: Pareto low-rank adapters with a deterministic preference schedule (id ``palora``).
 
 Dimitriadis, Frossard, Fleuret, "Pareto Low-Rank Adapters: Efficient Multi-Task Learning with
 Preferences", ICLR 2025 (arXiv 2407.08056; OpenReview icDoYdUhRa). Official code nik-dim/palora,
@@ -13,56 +13,73 @@ paper's full text was not reachable here (its abstract was); every formula below
 code's, which the abstract's description ("task-specific low-rank adapters ... the PF in their convex
 hull"; "a deterministic sampling schedule of preference vectors") matches.
 
-Model. Every weight matrix W_0 (out, in) of the problem's model gets K task adapters B_k (out, r),
-A_k (r, in); for a preference α ∈ Δ (K,)
-
-    W(α) = W_0 + s Σ_k α_k B_k A_k,   s = lora_alpha / r                 (PaLinear.forward)
-    b(α) = b_0                                                            (biases: not adapted)
-
-so θ(α) = θ_0 + Σ_k α_k Δ_k with rank(Δ_k) ≤ r per matrix, and the base θ_0 is trained too
-("Compared to the original implementation, we DO NOT freeze the weight matrix of the backbone").
-Initialisation: A_k Kaiming-uniform(a = √5) (= U(±1/√in), nn.Linear's), B_k = 0 (so θ(α) = θ_0 for
-every α at the start), θ_0 the problem's starting point (D3).
-
-Criterion (PaLoRA.get_weighted_loss, summed over the window by MultiForwardEnsembleTrainer):
-
-    L = Σ_m Σ_k α_mk f_k(θ(α_m))          over the M preferences α_m of the step      (target "ls")
+Model. Every weight matrix of the problem's model gets K task adapters (rank-r factor pairs); a
+preference α in the simplex selects the weight matrix plus the α-weighted sum of the adapters'
+products, scaled by s = ``lora_alpha`` / r (PaLinear.forward); biases are not adapted. The base
+network is trained too ("Compared to the original implementation, we DO NOT freeze the weight
+matrix of the backbone"). Initialisation: A Kaiming-uniform(a = √5) (= U(±1/√in), nn.Linear's),
+B = 0 (so the model is the base network for every α at the start), the base the problem's starting
+point (D3). The criterion (PaLoRA.get_weighted_loss) is summed over the window of M preferences of a
+step (MultiForwardEnsembleTrainer); its target is the LS map.
 
 Preference schedule (AnnealingSampler, ``configs/general/ray_sampler/annealing.yaml``: mul = 5,
-ε = 0.01), deterministic: with t = min((step + 1)/steps, 1) the fraction of training done,
-
-    λ_m = ε + (1 − Kε) ℓ_m            ℓ_m the simplex lattice of the window (K = 2: ℓ_m = (m/(M−1), 1 − m/(M−1)),
-                                      i.e. λ_m = linspace(ε, 1 − ε, M), the official rays)
-    α_m(t) = λ_m^(mul·t) / Σ_k λ_mk^(mul·t)       (element-wise power, then onto the simplex)
-
-At the start (t ≈ 0) every α_m ≈ 𝟙/K (the base learns what the tasks share); at t = 1/mul the rays
-are evenly spaced; at t = 1 they are pushed towards the vertices (λ^5), where each adapter is
-trained on its own task. ``schedule`` also takes the official alternatives: "dirichlet" (α ~
-Dirichlet(p𝟙), p = 1: DirichletSampler, the random-sampling baseline the schedule is compared with),
+ε = 0.01), deterministic, driven by the fraction of training done (update rule). At the start every
+ray is ≈ 𝟙/K (the base learns what the tasks share); at t = 1/mul the rays are evenly spaced; at t = 1
+they are pushed towards the vertices (the fifth power), where each adapter is trained on its own
+task. ``schedule`` also takes the official alternatives: "dirichlet" (α ~ Dirichlet(p𝟙), p = 1:
+DirichletSampler, the random-sampling baseline the schedule is compared with),
 "annealing-dirichlet" (Dirichlet(p(1 − t) + 0.001): AnnealingDirichletSampler, the configs' choice
-for K ≥ 3 tasks) and "fixed" (the λ_m without the power: FixedSampler).
+for K ≥ 3 tasks) and "fixed" (the lattice rays without the power: FixedSampler).
 
 Defaults: rank r = 4 (cityscapes / sarcos configs; multimnist uses 1), lora_alpha = 1, reweight_lr =
 True (the adapters' learning rate × K: D2), schedule "annealing" with mul = 5, ε = 0.01, Adam; the
 window M = 4, lr 1e-2 and 600 steps are ours for the toys (D4).
 
+Update rule:
+    Every weight matrix :math:`W_0` (out, in) of the model carries K adapters :math:`B_k` (out, ρ)
+    and :math:`A_k` (ρ, in) of rank :math:`\rho` = ``rank`` (D1); with :math:`\alpha` the preference
+    rescaled onto the simplex (D5) and :math:`s = \mathrm{lora\_alpha} / \rho`:
+
+    .. math::
+
+        W(\alpha) = W_0 + s \sum_{k=1}^{K} \alpha_k B_k A_k, \qquad b(\alpha) = b_0
+
+    so :math:`\theta(\alpha) = \theta_0 + \sum_k \alpha_k \Delta_k` with each :math:`\Delta_k` of
+    rank at most :math:`\rho` per matrix; :math:`\theta_0` and the adapters are trained together (the
+    adapters at K times the learning rate, D2). Each step uses a window of :math:`M` preferences
+    (:math:`M = 4`, D4) and takes one Adam step for their summed linear scalarisation:
+
+    .. math::
+
+        \mathcal{L} = \sum_{m=1}^{M}\sum_{k=1}^{K} \alpha_{m,k}\,f_k\big(\theta(\alpha_m)\big)
+
+    The preferences follow the deterministic annealing schedule: with :math:`T` the step budget,
+    :math:`\mathrm{step}` the 0-based step, :math:`\ell_m` the points of the simplex lattice of the
+    window (:math:`K = 2`: :math:`\ell_m = (\tfrac{m}{M-1}, 1 - \tfrac{m}{M-1})`, :math:`m = 0, \ldots, M - 1`;
+    D4 for :math:`K \ge 3`), :math:`\varepsilon = 0.01` and :math:`\mathrm{mul} = 5`,
+
+    .. math::
+
+        t = \min\Big(\frac{\mathrm{step} + 1}{T}, 1\Big), \qquad \lambda_m = \varepsilon + (1 - K\varepsilon)\,\ell_m, \qquad \alpha_{m,k}(t) = \frac{\lambda_{m,k}^{\,\mathrm{mul}\,t}}{\sum_{j=1}^{K} \lambda_{m,j}^{\,\mathrm{mul}\,t}}
+
 Deviations:
-    D1 The "network" is the problem's parameter vector θ ∈ R^n read through its layout
-       (``Problem.parameter_shapes()``, :class:`~reference_impls.pareto_set.combination.ParameterLayout`):
+    D1 The "network" is the problem's parameter vector θ ∈ Rⁿ read through its layout
+       (``Problem.parameter_shapes()``, ``combination.ParameterLayout``):
        every 2-D entry (a weight matrix (out, in)) is adapted as PaLinear adapts nn.Linear.weight; 1-D
        entries (biases) are not (PaLinear leaves the bias alone). A problem with no matrix at all (the
        point problems: biquad's x) would have nothing to adapt, so there (``adapt_vectors=None``) each
-       vector is adapted as a (d, 1) matrix: x(α) = x_0 + s Σ_k α_k b_k a_k. Convolutions (PaConvLoRA)
-       are not needed by the problems here.
+       vector is adapted as a (d, 1) matrix, with the same rule as a weight matrix. Convolutions
+       (PaConvLoRA) are not needed by the problems here.
     D2 ``reweight_lr``: the official optimiser gives the adapters the learning rate lr·K (a second
        parameter group). The runner builds one Adam over ``parameters()``, so the adapters are stored
-       scaled, A = c·Ã, B = c·B̃ with c = K, and Ã, B̃ are the optimised tensors: Adam on Ã with lr is
+       scaled, A = cÃ, B = cB̃ with c = K, and Ã, B̃ are the optimised tensors: Adam on Ã with lr is
        Adam on A with lr·c and ε/c (Adam is invariant to the scale of a parameter up to its ε), i.e.
        the official rule. Under SGD the scaling would act as c² and is not the official rule.
-    D3 θ_0 starts at the problem's seeded starting point (``start="initial"``: initial_points(1); on
-       merging-mlp a freshly initialised network, as the paper trains from scratch) or at the problem's
-       pretrained ``base`` (``start="base"``; the official ``keep_original_weights``, the paper's
-       expansion of a pretrained checkpoint). Without a problem or starting points: θ_0 = 0.
+    D3 The base network starts at the problem's seeded starting point (``start="initial"``:
+       ``initial_points(1)``; on merging-mlp a freshly initialised network, as the paper trains from
+       scratch) or at the problem's pretrained ``base`` (``start="base"``; the official
+       ``keep_original_weights``, the paper's expansion of a pretrained checkpoint). Without a problem
+       or starting points: the base is 0.
     D4 The window M (``batch``, default 4) is ours: the official configs set ``num: 1`` while the
        AnnealingSampler asserts M > 1 (the deterministic schedule needs at least two rays for K = 2),
        so the paper's runs must have set it otherwise; the value used is not in the configs read.
@@ -73,7 +90,7 @@ Deviations:
     D5 A preference (B, K) is divided by its row sum before use (the official code uses the sampler's
        rows, which are on the simplex), so forward and the criterion read α = r/Σr.
     D6 The optional cosine regulariser between the two tasks' adapters (``reg_coefficient``, 0 in every
-       config) and the loss / gradient-balancing variants (PaLoRA_LB, PaLoRA_GB, PaLoRAFull; the
+       config) and the loss / gradient-balancing variants (``PaLoRA_LB``, ``PaLoRA_GB``, ``PaLoRAFull``; the
        cityscapes config uses gradient balancing) are not implemented: the plain criterion is the
        multimnist / sarcos configs' ``inner_method: ls``.
     D7 float64 by default (the official code is float32), so the tests do not depend on the BLAS kernel.
@@ -83,7 +100,7 @@ The schedule's state: :meth:`PaLoRA.sample_preferences` is called once per train
 read from; :meth:`begin` resets it (its ``steps`` is the total T). A step whose preferences are given
 (``pareto_step(..., preferences=...)``) does not advance it.
 
-Degenerate inputs: K = 1 (one adapter; the criterion is f_1), simplex vertices and zero entries (the
+Degenerate inputs: K = 1 (one adapter; the criterion is the single loss), simplex vertices and zero entries (the
 other adapters get weight 0), non-finite or negative preferences and losses → ValueError; a rank below
 1, an unknown schedule, a window too small for the schedule, a problem without ``base`` for
 ``start="base"`` → ValueError.

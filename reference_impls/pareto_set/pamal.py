@@ -1,74 +1,100 @@
-"""Pareto Manifold Learning, PaMaL (id ``pamal``): a weight-space ensemble of K anchors, θ(α) = Σ_k α_k θ_k.
+r"""Pareto Manifold Learning, PaMaL (id ``pamal``): a weight-space ensemble of K anchors mixed by the preference.
 
 Dimitriadis, Frossard, Fleuret, "Pareto Manifold Learning: Tackling multiple tasks via ensembles of
 single-task models", ICML 2023 (arXiv 2210.09759); official code nik-dim/pamal
 (``src/ll/weight_ensemble.py``: SimplexWeightEnsemble; ``src/ll/subspace_modules.py``: SubspaceLinear /
-SubspaceConv, w = Σ_i α_i w_i per layer; ``src/trainer/multi_forward_ensemble_trainer.py``: the window
-and the multi-forward regulariser; ``src/methods/pamal_weight_methods.py``: the inner balancing;
-``configs/experiment/*/method/pamal.yaml``: the defaults).
+SubspaceConv, the per-layer weighted sum of the members; ``src/trainer/multi_forward_ensemble_trainer.py``:
+the window and the multi-forward regulariser; ``src/methods/pamal_weight_methods.py``: the inner
+balancing; ``configs/experiment/*/method/pamal.yaml``: the defaults).
 
-The model keeps K anchors θ_1..θ_K, one per task, each a full parameter vector of the problem's model,
+The model keeps K anchors, one per task, each a full parameter vector of the problem's model,
 initialised independently (``reinit_flag: true``: every member is re-initialised; here the problem's
 seeded ``initial_points(K)``: fresh networks on ``merging-mlp``, random points on the toys). A
-preference α ∈ Δ selects the model
-
-    θ(α) = Σ_k α_k θ_k                                   (every tensor of the model, same α; SubspaceLinear)
-
-Training, one step (MultiForwardEnsembleTrainer.training_step), with a window of W draws:
-
-    α_1..α_W ~ Dir(p𝟙)                                   (one α per forward pass; SimplexWeightEnsemble)
-    L = Σ_w Σ_t α_wt ℓ_t(θ(α_w))                          (inner "ls": PamalLinearScalarization, summed over the window)
-    R = Σ_t log( 1/(W − 1) Σ_j exp(T · relu(Δ_tj)) )      (multi-forward regulariser, W ≥ 2)
-    L ← L + λ R   only where λ R < L                      (the official trainer's guard)
-
-where, for task t, the window's draws are ordered by increasing α_t and Δ_tj = ℓ_t(α_(j+1)) − ℓ_t(α_(j))
-is the rise of task t's loss between consecutive draws: a violation of the monotone trade-off
-(more weight on t must not raise ℓ_t). Inner balancing (``inner``): "ls" (default), "gradnorm"
-(ℓ_t / (||∇_θ ℓ_t|| + ξ), ξ = 1e-3, the norm a constant: PamalGradientNormalization) or "rwa"
-(running weight average: ℓ_t scaled by w_t = 1 − |c̄_t| / Σ_s |c̄_s|, c̄ the mean of the last 25 loss
-vectors, after 25 calls; PaMaLRunningWeightAverage).
+preference α in the simplex selects the model θ(α), the α-weighted sum of the anchors (every tensor of
+the model, same α; SubspaceLinear). Training (MultiForwardEnsembleTrainer.training_step) evaluates a
+window of W draws of α per step, with an optional multi-forward regulariser that penalises a task's
+loss rising as its weight rises (a violation of the monotone trade-off). Inner balancing
+(``inner``): "ls" (default), "gradnorm" (PamalGradientNormalization) or "rwa" (running weight average,
+PaMaLRunningWeightAverage).
 
 On a point problem the solution is θ(α) itself; on ``merging-mlp`` it is the MLP's flattened
 parameters, and since the same α weighs every tensor, combining per tensor (as SubspaceLinear does)
 equals combining the flat vectors: θ(α) = αᵀΘ with Θ (K, n) the anchors.
 
-Target (``target = "ls"``): the minimiser of E_α Σ_t α_t f_t(θ(α)) is the LS map wherever that map is
-linear in α (biquad with equal scales: x*(α) = Σ α_k a_k; ``lowrank-regression``: x*(α) = Σ α_k ŵ_k),
-so there the anchors converge to the single-task optima and θ(α) is the LS optimum for every α.
+Target (``target = "ls"``): the minimiser of the expected LS criterion is the LS map wherever that map
+is linear in α (biquad with equal scales, where the LS optimum is the α-weighted sum of the centres;
+``lowrank-regression``, the α-weighted sum of the single-task solutions), so there the anchors
+converge to the single-task optima and θ(α) is the LS optimum for every α.
 
 Defaults (``configs/experiment/multimnist/method/pamal.yaml``, the two-task benchmark closest to the
 toys): window W = 4 (``num``), Dirichlet p = 1, inner "ls", regulariser coefficient λ = 0 with
 temperature T = 1 (``temperature: 1 # ... Set to 1 for all experiments``), Adam
 (``configs/general/optimizer/adam_defaults.yaml``); lr 3e-2 and 1000 steps for the toys are ours (D5).
 
+Update rule:
+    The model is the α-weighted sum of the anchors :math:`\Theta = (\theta_1, \ldots, \theta_K)`
+    (rows), with the preference rescaled onto the simplex (D3):
+
+    .. math::
+
+        \theta(\alpha) = \sum_{k=1}^{K} \alpha_k \theta_k = \alpha^\top \Theta, \qquad \alpha = r / \textstyle\sum_k r_k
+
+    Each step draws a window :math:`\alpha_1, \ldots, \alpha_W \sim \operatorname{Dir}(p\mathbb{1})`
+    (D1) and takes one Adam step on :math:`\Theta` for the window's summed, weighted losses
+    :math:`\ell_{w,t} = \ell_t(\theta(\alpha_w))`, with the inner balancing factor :math:`c_{w,t}`
+    held constant:
+
+    .. math::
+
+        \mathcal{L} = \sum_{w=1}^{W}\sum_{t=1}^{K} c_{w,t}\,\alpha_{w,t}\,\ell_{w,t}, \qquad c_{w,t} = \begin{cases} 1 & \text{ls} \\ 1 / \big(\lVert \nabla_\Theta \ell_{w,t} \rVert + \xi\big) & \text{gradnorm},\ \xi = 10^{-3}\ \text{(D4)} \\ 1 - \bar c_t / \sum_s \bar c_s & \text{rwa} \end{cases}
+
+    where for "rwa" :math:`\bar c_t` is the mean absolute loss of task :math:`t` over the last 25
+    window draws (weights 1 for the first 26 draws, then updated draw by draw). With
+    :math:`\lambda > 0` and :math:`W \ge 2` the multi-forward regulariser is added where it is smaller
+    than :math:`\mathcal{L}` (the official trainer's guard); for each task :math:`t` the window is
+    sorted by increasing :math:`\alpha_t`, giving the draws :math:`(1), \ldots, (W)` (D2):
+
+    .. math::
+
+        R = \sum_{t=1}^{K} \log\Big(\frac{1}{W - 1}\sum_{j=1}^{W-1} \exp\big(T \operatorname{relu}(\Delta_{t,j})\big)\Big), \qquad \Delta_{t,j} = \ell_t\big(\theta(\alpha_{(j+1)})\big) - \ell_t\big(\theta(\alpha_{(j)})\big)
+
+    .. math::
+
+        \mathcal{L} \leftarrow \mathcal{L} + \lambda R \quad \text{if } \lambda R < \mathcal{L}
+
+    (:math:`\Delta_{t,j} = 0` between draws with equal :math:`\alpha_t`). Defaults: :math:`W = 4`,
+    :math:`p = 1`, inner "ls", :math:`\lambda = 0`, :math:`T = 1`.
+
 Deviations:
     D1 The window is the batch of preferences of one step (``batch`` = W; ``pareto_step`` draws the W
-       preferences at once and evaluates θ(α_w) for the W rows in one batched call); the official
-       trainer runs W sequential forward passes on the same data batch and backpropagates their sum
-       once: the same criterion and gradient.
-    D2 The regulariser's ordering. The official trainer sorts the window by α_t *descending* and
-       penalises relu of the forward difference, which (as written) penalises ℓ_t rising as α_t falls,
-       i.e. the monotone order the regulariser is meant to promote. We penalise the violations
-       (ℓ_t rising as α_t rises), the purpose the method states (a monotone trade-off along α);
-       reconstructed, since the paper's text of the equation was not reachable here. Draws with equal
-       α_t (vertices, K = 1) carry no order and add relu(·) = 0 (the official dict keyed by α_t keeps
-       only the last of equal keys).
+       preferences at once and evaluates the W models in one batched call); the official trainer runs
+       W sequential forward passes on the same data batch and backpropagates their sum once: the same
+       criterion and gradient.
+    D2 The regulariser's ordering. The official trainer sorts the window by the task's weight
+       *descending* and penalises relu of the forward difference, which (as written) penalises the
+       task's loss rising as its weight falls, i.e. the monotone order the regulariser is meant to
+       promote. We penalise the violations (the loss rising as the weight rises), the purpose the
+       method states (a monotone trade-off along α); reconstructed, since the paper's text of the
+       equation was not reachable here. Draws with equal weight (vertices, K = 1) carry no order and
+       add relu(·) = 0 (the official dict keyed by the weight keeps only the last of equal keys).
     D3 Preferences need not sum to one: α = r / Σr (the official α is a Dirichlet draw, on Δ already).
     D4 Inner "gradnorm" normalises by the gradient with respect to all anchors (every parameter is
        shared: there are no task heads here); the official code uses the model's ``shared_parameters``
        (the encoder of its encoder-decoder models). ξ = 1e-3 is absolute, as in the official code, so
        losses whose gradients are far below 1e-3 are scaled by ≈ 1/ξ rather than normalised.
-       Inner "rwa": a zero running loss for every task (Σ|c̄| = 0, 0/0 in the official code) keeps
-       the weights at 1; K = 1 keeps w = 1 (the official 1 − 1 = 0 would zero the loss). The
-       official "full" (loss and gradient balancing, "not discussed in the paper") is not implemented.
+       Inner "rwa": a zero running loss for every task (0/0 in the official code) keeps the weights
+       at 1; K = 1 keeps the weight 1 (the official 1 − 1 = 0 would zero the loss); the running
+       loss is the mean of the absolute losses (the official code takes the absolute value of the
+       mean: the same for non-negative losses, as on every problem here). The official
+       "full" (loss and gradient balancing, "not discussed in the paper") is not implemented.
     D5 Toy settings: lr 3e-2 (the official 1e-3 is for LeNet/ResNet on image benchmarks) and 1000
        steps are ours. The paper's benchmarks (MultiMNIST, Census, UTKFace, Cityscapes), BatchNorm
        members and the validation grid of 11 points are not reproduced.
     D6 float64 throughout (the official code is float32), so the tests do not depend on the BLAS kernel.
 
-Degenerate inputs: K = 1 (θ(α) = θ_1, the single-task model; R = 0), simplex vertices (θ(e_k) = θ_k),
-preferences with zero entries, W = 1 (no regulariser, as the official ``num == 1`` path), non-finite
-or negative preferences and non-finite losses → ValueError.
+Degenerate inputs: K = 1 (the single anchor, the single-task model; R = 0), simplex vertices (the
+vertex's anchor), preferences with zero entries, W = 1 (no regulariser, as the official ``num == 1``
+path), non-finite or negative preferences and non-finite losses → ValueError.
 """
 
 from __future__ import annotations

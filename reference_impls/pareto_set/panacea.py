@@ -1,4 +1,4 @@
-"""Panacea: the preference injected as singular values of an SVD low-rank adapter (id ``panacea``).
+r"""Panacea: the preference injected as singular values of an SVD low-rank adapter (id ``panacea``).
 
 Zhong, Ma, Zhang, Yang, Chen, Zhang, Qi, Yang, "Panacea: Pareto Alignment via Preference Adaptation
 for LLMs", NeurIPS 2024 (arXiv 2402.02030). Neither the paper's full text nor the official repository
@@ -9,59 +9,89 @@ to match the original; its scripts: ``PANACEA_LORA_DIM=8``, ``PANACEA_SCALING=51
 ``linear_scalarization`` or ``tchebycheff``) and an independent ``Panacea_SVD_Linear`` (smliu); see
 the Deviations and what was reconstructed (D2, D3).
 
-Every adapted weight matrix W ∈ R^{out×in} of a frozen base model gets an SVD-LoRA adapter whose last
-m = K singular values are the preference λ ∈ Δ_K times a learnable per-matrix scale s (Figure 2:
-"embeds the preference vector into singular values of each SVD-LoRA layer and scales it with
-learnable factors")::
-
-    W(λ) = W_0 + (α/k)·U diag(σ_1, …, σ_k, s·λ_1, …, s·λ_K) Vᵀ,   U ∈ R^{out×(k+K)}, V ∈ R^{in×(k+K)}
-
-W_0 frozen; U, V, σ ∈ R^k and s ∈ R learnable; λ is not learnable (PanaceaLayer's
-``pref_diagonal_weight`` has requires_grad False). Training draws one preference per step and
-minimises an aggregation of the K per-objective losses f_i(θ(λ)) (Eqs. 6 and 7, there for rewards J_i
-to maximise, max Σ λ_i J_i and max min_i λ_i (J_i − z_i); written here for losses to minimise)::
-
-    LS (default):  g(θ; λ) = Σ_i λ_i f_i(θ(λ))
-    Tchebycheff:   g(θ; λ) = max_i λ_i (f_i(θ(λ)) − z_i),   z the ideal point
+Every adapted weight matrix of a frozen base model gets an SVD-LoRA adapter whose last m = K singular
+values are the preference λ in the simplex times a learnable per-matrix scale s (Figure 2: "embeds the
+preference vector into singular values of each SVD-LoRA layer and scales it with learnable
+factors"); λ is not learnable (PanaceaLayer's ``pref_diagonal_weight`` has requires_grad False).
+Training draws one preference per step and minimises an aggregation of the K per-objective losses
+(Eqs. 6 and 7, there for rewards to maximise: the weighted sum and the weighted minimum above a
+reference; written here for losses to minimise): the update rule below.
 
 Consequences used by the tests (exact, for every value of the learnable tensors):
 
-* W(λ) is affine in λ: W(Σ_j a_j λ_j) = Σ_j a_j W(λ_j) for a ∈ Δ (λ_j ∈ Δ); W_0 never changes.
-* W(λ) − W(λ') = (α/k)·s·Σ_i (λ_i − λ'_i) u_{k+i} v_{k+i}ᵀ has rank ≤ K whatever the rank k (≤ 2 for K = 2).
+* :math:`W(\lambda)` is affine in λ: :math:`W(\sum_j a_j \lambda_j) = \sum_j a_j W(\lambda_j)` for weights
+  :math:`a` and preferences :math:`\lambda_j` in the simplex; :math:`W_0` never changes.
+* :math:`W(\lambda) - W(\lambda') = \tfrac{\alpha}{k} s \sum_i (\lambda_i - \lambda'_i)\, u_{k+i} v_{k+i}^\top`
+  has rank ≤ K whatever the rank k (≤ 2 for K = 2).
 
 Where the linear-scalarisation map is exactly representable on ``lowrank-regression`` (frozen base
-W_0, task optima Ŵ_i = W_0 + D_i, i = 1..K; k the adapter's rank): the LS map is W*(λ) = Σ_i λ_i Ŵ_i
-(λ ∈ Δ), affine, and Panacea's W(λ) = W_0 + A + Σ_i λ_i B_i with A = (α/k)·Σ_{j≤k} σ_j u_j v_jᵀ
-(rank ≤ k) and B_i = (α/k)·s·u_{k+i} v_{k+i}ᵀ (rank ≤ 1). Because Σ_i λ_i = 1 on Δ, the two affine maps
-agree on Δ iff A + B_i = D_i for every task i:
+:math:`W_0`, task optima :math:`\hat W_i = W_0 + D_i`, i = 1..K; k the adapter's rank): the LS map is
+:math:`W^\star(\lambda) = \sum_i \lambda_i \hat W_i` on the simplex, affine, and Panacea's
+:math:`W(\lambda) = W_0 + A + \sum_i \lambda_i B_i` with
+:math:`A = \tfrac{\alpha}{k} \sum_{j \le k} \sigma_j u_j v_j^\top` (rank ≤ k) and
+:math:`B_i = \tfrac{\alpha}{k} s\, u_{k+i} v_{k+i}^\top` (rank ≤ 1). Because the preference sums to one,
+the two affine maps agree on the simplex iff :math:`A + B_i = D_i` for every task i:
 
-* necessary: rank(D_i − D_j) = rank(B_i − B_j) ≤ 2 for all i, j, and rank(D_i) ≤ k + 1;
-* sufficient, task_rank ρ = 1 (D_i = c_i u vᵀ), any K, any k ≥ 0: σ = 0, u_{k+i} = u, (α/k)s·v_{k+i} = c_i v;
-* sufficient, K = 2, ρ = 2 (D_i = U diag(c_i) Vᵀ, U, V the problem's), k ≥ 2: A = U diag(c_21, c_12) Vᵀ,
-  so D_1 − A = (c_11 − c_21) U_1 V_1ᵀ and D_2 − A = (c_22 − c_12) U_2 V_2ᵀ are rank one (= B_1, B_2).
-* not representable, K = 2, ρ = 3 (the problem's D_1 − D_2 = U diag(c_1 − c_2) Vᵀ has rank 3 > 2): for
-  λ = (t, 1 − t) the error E(t) = W(λ) − W*(λ) = E_0 + t·G with G = (B_1 − B_2) − (D_1 − D_2), and
-  rank(B_1 − B_2) ≤ 2, so ||G||_F ≥ τ := (Σ_{j≥3} σ_j(D_1 − D_2)²)^{1/2} (Eckart–Young). Projecting on
-  G/||G||: ||E(t)||_F ≥ ||G||·|t − c| for some c, hence over any preferences t_1..t_H
-  mean_h ||E(t_h)|| ≥ τ · mean_h |t_h − median(t)| and max_h ||E(t_h)|| ≥ τ · (max t − min t)/2,
-  whatever the training (the tests check the trained model against this bound).
+* necessary: :math:`\operatorname{rank}(D_i - D_j) = \operatorname{rank}(B_i - B_j) \le 2` for all i, j,
+  and :math:`\operatorname{rank}(D_i) \le k + 1`;
+* sufficient, ``task_rank`` ρ = 1 (:math:`D_i = c_i u v^\top`), any K, any k ≥ 0: σ = 0,
+  :math:`u_{k+i} = u`, :math:`\tfrac{\alpha}{k} s\, v_{k+i} = c_i v`;
+* sufficient, K = 2, ρ = 2 (:math:`D_i = U \operatorname{diag}(c_i) V^\top`, U, V the problem's), k ≥ 2:
+  :math:`A = U \operatorname{diag}(c_{21}, c_{12}) V^\top`, so
+  :math:`D_1 - A = (c_{11} - c_{21}) U_1 V_1^\top` and :math:`D_2 - A = (c_{22} - c_{12}) U_2 V_2^\top`
+  are rank one (they are :math:`B_1, B_2`).
+* not representable, K = 2, ρ = 3 (the problem's :math:`D_1 - D_2 = U \operatorname{diag}(c_1 - c_2) V^\top`
+  has rank 3 > 2): for λ = (t, 1 − t) the error
+  :math:`E(t) = W(\lambda) - W^\star(\lambda) = E_0 + t G` with :math:`G = (B_1 - B_2) - (D_1 - D_2)`,
+  and :math:`\operatorname{rank}(B_1 - B_2) \le 2`, so
+  :math:`\lVert G \rVert_F \ge \tau := (\sum_{j \ge 3} \sigma_j(D_1 - D_2)^2)^{1/2}` (Eckart–Young).
+  Projecting on :math:`G / \lVert G \rVert`: :math:`\lVert E(t) \rVert_F \ge \lVert G \rVert\, |t - c|` for
+  some c, hence over any preferences :math:`t_1, \ldots, t_H`
+  :math:`\operatorname{mean}_h \lVert E(t_h) \rVert \ge \tau \operatorname{mean}_h |t_h - \operatorname{median}(t)|`
+  and :math:`\max_h \lVert E(t_h) \rVert \ge \tau (\max t - \min t)/2`, whatever the training (the
+  tests check the trained model against this bound).
 
 On the point problems (biquad, ...) whose solution is one vector x (no 2-D tensor) the vector is one
-"layer" (n, 1): x(λ) = x_0 + (α/k)·U diag(σ, s·λ) v (v ∈ R^{k+K}; D1).
+"layer" (n, 1): :math:`x(\lambda) = x_0 + \tfrac{\alpha}{k} U \operatorname{diag}(\sigma, s\lambda)\, v`
+(:math:`v \in \mathbb{R}^{k+K}`; D1).
 
 Defaults: rank k = 8 and α = 512 (the scripts' ``lora_dim`` / ``scaling``: α/k = 64, D3), σ = 0 and
 s = 0 with U, V ~ N(0, 0.02²) (PanaceaLayer.init_parameters), LS aggregation (the Quantile-RLHF scripts' default),
 one preference per step (paper: "for each data batch, we randomly sample a preference vector from
 the preference simplex"), Adam.
 
+Update rule:
+    Every adapted weight matrix :math:`W_0` (out, in) of the frozen base (D1) gets learnable
+    :math:`U \in \mathbb{R}^{\mathrm{out} \times (k+K)}`, :math:`V \in \mathbb{R}^{\mathrm{in} \times (k+K)}`,
+    singular values :math:`\sigma \in \mathbb{R}^k` and a scale :math:`s \in \mathbb{R}`; the
+    preference :math:`\lambda = r / \sum_i r_i` (D4) fills the last :math:`K` singular values
+    (Figure 2), with :math:`\alpha/k` the LoRA scaling (:math:`\alpha = 512`, :math:`k = 8`, D3):
+
+    .. math::
+
+        W(\lambda) = W_0 + \frac{\alpha}{k}\, U \operatorname{diag}(\sigma_1, \ldots, \sigma_k, s\lambda_1, \ldots, s\lambda_K)\, V^\top
+
+    Biases stay at the base. Each step draws :math:`B = 1` preference (Dirichlet(1), replaced by a
+    uniformly chosen vertex with probability 0.2: D2) and takes one Adam step on
+    :math:`(U, V, \sigma, s)` of every matrix for the linear scalarisation (default, Eq. 6) or the
+    Tchebycheff aggregation (Eq. 7) of the losses, with :math:`z` the ideal point (D5):
+
+    .. math::
+
+        \mathcal{L}_{\mathrm{LS}} = \frac{1}{B}\sum_{b=1}^{B}\sum_{i=1}^{K} \lambda_{b,i}\,f_i\big(\theta(\lambda_b)\big), \qquad \mathcal{L}_{\mathrm{TCH}} = \frac{1}{B}\sum_{b=1}^{B} \max_{i}\ \lambda_{b,i}\,\big(f_i(\theta(\lambda_b)) - z_i\big)
+
+    Initialisation: :math:`\sigma = 0`, :math:`s = 0` (the model starts at the base),
+    :math:`U, V \sim \mathcal{N}(0, 0.02^2)` (D3).
+
 Deviations:
     D1 Small models stand in for the LLM: the adapter is applied to every 2-D tensor of the problem's
        ``parameter_shapes()`` (the paper: every linear layer of the transformer); 1-D tensors (biases)
        stay at the base. A problem without 2-D tensors (the toys) adapts its vector as one (n, 1) layer.
-       The frozen base is ``problem.base`` (lowrank-regression's W_0, merging-mlp's pretrained θ_0);
-       a problem without one uses its first seeded starting point (``initial_points(1)``), else 0.
+       The frozen base is ``problem.base`` (lowrank-regression's base matrix, merging-mlp's pretrained
+       network); a problem without one uses its first seeded starting point (``initial_points(1)``),
+       else 0.
     D2 Preference sampling: Dirichlet(1) (uniform on Δ) with, at probability ``vertex_probability``
-       (0.2, ours), a vertex e_i chosen uniformly: the paper samples the simplex and, as quoted in the
+       (0.2, ours), a vertex of the simplex chosen uniformly: the paper samples the simplex and, as quoted in the
        Quantile-RLHF re-implementation, "the vertices ... with higher probability"; its probability
        was not found (reconstructed). A batch of B preferences per step is allowed (mean over rows).
     D3 Official code not reachable: the layer, its initialisation (σ = s = 0, U, V ~ N(0, 0.02²)) and α/k

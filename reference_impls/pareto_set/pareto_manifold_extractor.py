@@ -1,4 +1,4 @@
-"""The neural Pareto manifold extractor with constraints (id ``pareto-manifold-extractor``).
+r"""The neural Pareto manifold extractor with constraints (id ``pareto-manifold-extractor``).
 
 Gupta, Singh, Bollapragada, Lease, "Learning a Neural Pareto Manifold Extractor with Constraints",
 UAI 2022 (OpenReview BcIfJuIscx5; arXiv 2110.15442, "Scalable Unidirectional Pareto Optimality for
@@ -9,49 +9,70 @@ RECONSTRUCTED. Only the abstract and the introduction of the paper were reachabl
 method's equations and its algorithm box were not. What the abstract states: a network induces the
 whole Pareto manifold of a constrained problem at train time (a user picks any trade-off at run
 time), trained by a "guided double gradient descent" built on the Fritz-John conditions (FJC). This
-module implements that statement as follows (every equation below is ours, written from the FJC):
+module implements that statement as the update rule below (every equation there is ours, written
+from the FJC).
 
-Problem: min_x (f_1(x), …, f_K(x)) s.t. g_j(x) = A_j x − b_j ≤ 0 (j = 1..m, linear constraints).
-For a preference r ∈ Δ the Fritz-John system with the objective multipliers fixed to r (its KKT form,
-the stationarity of the preference's linear scalarisation under the constraints) is
-
-    Σ_i r_i ∇f_i(x) + Σ_j μ_j ∇g_j(x) = 0,   μ ≥ 0,   g(x) ≤ 0,   μ_j g_j(x) = 0.        (FJC)
-
-The network h_φ(r) = (x(r), μ(r)) outputs the solution and its constraint multipliers:
-
-    e = MLP(r)                        Linear(K, h) → ReLU → Linear(h, h) → ReLU → Linear(h, h) (as PHN)
-    x = W_x e + c_x,  μ = W_μ e + c_μ                        (μ's sign is enforced by the FB term below)
-
-and is trained on r ~ Dirichlet(α𝟙) with the criterion (mean over the batch of preferences)
-
-    C(φ; r) = r·f(x) + sg(μ)·g(x)                                  the guide: the Lagrangian in x
-            + w_s ||Σ_i r_i ∇_x f_i(x) + Aᵀμ||²                     FJC stationarity residual
-            + w_c ||ψ(μ, −g(x))||²                                   complementarity, feasibility, μ ≥ 0
-
-with sg the stop-gradient and ψ(a, c) = a + c − √(a² + c²) the Fischer–Burmeister function (ψ = 0 ⇔
-a ≥ 0, c ≥ 0, a·c = 0), applied per constraint. The "double" gradient descent: ∇_x f_i enters the criterion, so the descent on
+The "double" gradient descent: the objectives' gradients enter the criterion, so the descent on
 φ differentiates through gradients (second order, autograd with ``create_graph``). Every term has a
 zero gradient at a KKT pair (x*(r), μ*(r)), so the pair is a fixed point of the descent; for convex f
-(the toys) the residual terms vanish only there, so the map learned is r ↦ the constrained LS optimum, and with no constraint (m = 0) C = r·f +
-w_s||Σ r_i ∇f_i||², whose minimiser is the LS map argmin_x r·f (``target = "ls"``, PHN-LS's map).
+(the toys) the residual terms vanish only there, so the map learned is r ↦ the constrained LS
+optimum, and with no constraint (m = 0) the criterion is the scalarisation plus the squared norm of
+its gradient, whose minimiser is the LS map (``target = "ls"``, PHN-LS's map).
 
 Defaults (ours; the paper's were not reachable): ray_hidden = 100 (PHN's), α = 1 (uniform on Δ),
-batch 8, Adam lr 1e-3, 2000 steps, w_s = 1, w_c = 10 (w_c = 1 left the held-out violation and error ~10×
-larger at the tests' budget).
+batch 8, Adam lr 1e-3, 2000 steps, stationarity weight 1, constraint weight 10 (1 left the held-out
+violation and error ~10× larger at the tests' budget).
+
+Update rule:
+    Problem: minimise :math:`(f_1(x), \ldots, f_K(x))` subject to the linear constraints
+    :math:`g(x) = A x - b \le 0` (:math:`A` of shape (m, n), D2). For a preference :math:`r` in the
+    simplex, the Fritz-John system with the objective multipliers fixed to :math:`r` (the KKT form of
+    the preference's linear scalarisation under the constraints, D1) is
+
+    .. math::
+
+        \sum_{i=1}^{K} r_i \nabla f_i(x) + A^\top \mu = 0, \qquad \mu \ge 0, \qquad g(x) \le 0, \qquad \mu_j\, g_j(x) = 0 \ \ \forall j \qquad \text{(FJC)}
+
+    The network outputs the solution and its constraint multipliers from PHN's ray-MLP
+    :math:`e(r)` (Linear(K, h), ReLU, Linear(h, h), ReLU, Linear(h, h); :math:`h = 100`) through
+    one linear head; the sign of :math:`\mu` is not enforced by the head (D4):
+
+    .. math::
+
+        \big(x(r), \mu(r)\big) = W e(r) + c \in \mathbb{R}^{n} \times \mathbb{R}^{m}
+
+    Each step draws :math:`B = 8` preferences from :math:`\operatorname{Dir}(\mathbb{1})` and takes one
+    Adam step on the network's weights :math:`\varphi` for the mean over them of
+
+    .. math::
+
+        C(\varphi; r) = \underbrace{r^\top f(x) + \operatorname{sg}(\mu)^\top g(x)}_{\text{guide: the Lagrangian in } x} + w_s \left\lVert \sum_{i=1}^{K} r_i \nabla_x f_i(x) + A^\top \mu \right\rVert^2 + w_c \left\lVert \psi\big(\mu, -g(x)\big) \right\rVert^2
+
+    with :math:`x = x(r)`, :math:`\mu = \mu(r)`, :math:`r` rescaled onto the simplex,
+    :math:`\operatorname{sg}` the stop-gradient, :math:`w_s = 1`, :math:`w_c = 10`, and the
+    Fischer–Burmeister function applied per constraint,
+
+    .. math::
+
+        \psi(a, c) = a + c - \sqrt{a^2 + c^2}, \qquad \psi(a, c) = 0 \iff a \ge 0,\ c \ge 0,\ a c = 0
+
+    (its square root has gradient 0 at :math:`a = c = 0`). Without constraints (:math:`m = 0`)
+    :math:`C = r^\top f(x) + w_s \lVert \sum_i r_i \nabla f_i(x) \rVert^2`.
 
 Deviations: (from the method as the abstract states it; there is no official code to compare)
     D1 Reconstructed criterion (above): the paper's exact loss, its multiplier handling (whether the
-       network predicts μ, or λ as well) and its "guide" are not known here. The objective
-       multipliers of the FJC are fixed to the preference r (KKT of the scalarisation), so the FJC's
-       λ_0 = 0 branch (weak / degenerate points) is not used.
+       network predicts μ, or the objective multipliers as well) and its "guide" are not known here.
+       The objective multipliers of the FJC are fixed to the preference r (KKT of the
+       scalarisation), so the FJC's branch with a zero objective multiplier (weak / degenerate points)
+       is not used.
     D2 Constraints: linear ones A x ≤ b given at construction (``A`` (m, n), ``b`` (m,)). The paper
-       allows non-linear constraints; a general g(x) would enter the same criterion through ∇g.
+       allows non-linear constraints; a general g(x) would enter the same criterion through its gradient.
     D3 With constraints the evaluation's oracle (the unconstrained LS map) does not apply: ``target``
-       is None, and :func:`biquad_constrained_ls` (closed form, one halfspace) and :func:`kkt_report`
+       is None, and ``biquad_constrained_ls`` (closed form, one halfspace) and ``kkt_report``
        (relative FJC residuals) give the held-out error and the KKT certificate.
     D4 Complementarity through the Fischer–Burmeister residual and a linear (unsigned) μ head: a first
-       version with μ = softplus(·) and the penalty (μ g)² + max(g, 0)² learned stationary pairs with
-       μ > 0 at inactive preferences (μ g ≈ 0.01 is nearly unpenalised; held-out error 0.1 against the
+       version with μ = softplus(·) and the penalty (μg)² + max(g, 0)² learned stationary pairs with
+       μ > 0 at inactive preferences (μg ≈ 0.01 is nearly unpenalised; held-out error 0.1 against the
        constrained optimum); FB penalises μ > 0 there linearly (error 0.007, same budget).
     D5 float64 throughout (so the toy tests do not depend on the BLAS kernel).
 

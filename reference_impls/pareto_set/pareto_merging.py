@@ -1,4 +1,4 @@
-"""Pareto Merging (id ``pareto-merging``; paper record ``yomo``): preference-aware model merging.
+r"""Pareto Merging (id ``pareto-merging``; paper record ``yomo``): preference-aware model merging.
 
 Weiyu Chen, James T. Kwok, "Pareto Merging: Multi-Objective Optimization for Preference-Aware Model
 Merging", ICML 2025 (PMLR 267:8345-8363); first released as "You Only Merge Once: Learning the Pareto
@@ -7,29 +7,21 @@ released (the paper states none; none was found by search), so everything below 
 the paper's abstract and secondary descriptions only, and the tensor structure, the defaults and the
 scalarisation are RECONSTRUCTED (what exactly: "Reconstructed" below).
 
-Setting: a pretrained model θ_0 and K models θ_k fine-tuned from it, task vectors τ_k = θ_k − θ_0.
-Merging is a K-objective problem (f_k = the merged model's loss on task k: prediction entropy on
-unlabeled task data in the paper, AdaMerging-style, or ||θ − θ_k||² data-free); one training run
-learns a map from a preference r ∈ Δ to a merged model, for every tensor (layer) l of the network:
-
-    θ^l(r) = θ_0^l + Σ_k (λ_k^l + Λ^l(r)[..., k]) ⊙ τ_k^l                    merged tensor l
-    λ^l ∈ R^K                                                                 preference-independent base
-                                                                              (AdaMerging's layer-wise coefficients)
-    Λ^l(r) = G^l ×_1 A^l ×_2 B^l ×_3 C^l ×_4 r ∈ R^{m×n×K}                   preference-dependent low-rank tensor
-             G^l ∈ R^{ρ×ρ×ρ×K}, A^l ∈ R^{m×ρ}, B^l ∈ R^{n×ρ}, C^l ∈ R^{K×ρ}   (weight matrix l of shape (m, n))
-    Λ^l(r) = G^l ×_1 A^l ×_2 C^l ×_3 r ∈ R^{m×K},  G^l ∈ R^{ρ×ρ×K}            (bias / vector l of shape (m,))
-
-so the merged model is θ_base + (a preference-dependent low-rank modification), the base being the
-single merged model of AdaMerging (λ learned) or of task arithmetic (λ frozen at 0.3). Training
-(the paper's Algorithm 1, as reconstructed): per step sample r ~ Dir(𝟙), evaluate the merged model,
-and descend the preference-scalarised objective
-
-    STCH:  g_μ(θ(r) | r) = μ · log Σ_k exp(r_k (f_k(θ(r)) − z_k) / μ)        (smooth Tchebycheff, z the ideal point)
-    LS:    Σ_k r_k f_k(θ(r))                                                  (option ``scalarisation="ls"``)
-
-over (λ, G, A, B, C); θ_0 and τ are frozen. Because r enters Λ linearly (mode 4), θ^l(r) is affine in
-r: on the simplex, θ(r) = Σ_p r_p θ(e_p) exactly (tested): the learned set is the simplex spanned by
-the K merged "vertex" models θ(e_p), which are trained jointly through the shared factors.
+Setting: a pretrained model θ₀ and K models fine-tuned from it, with task vectors τ (each fine-tuned
+model minus θ₀). Merging is a K-objective problem (objective k = the merged model's loss on task k:
+prediction entropy on unlabeled task data in the paper, AdaMerging-style, or the squared distance to
+the k-th fine-tuned model, data-free); one training run learns a map from a preference r in the
+simplex to a merged model: for every tensor (layer) of the network, the merging coefficients are a
+preference-independent base (AdaMerging's layer-wise coefficients) plus a preference-dependent
+low-rank Tucker tensor (update rule below). So the merged model is the base merge plus a preference-dependent
+low-rank modification, the base being the single merged model of AdaMerging (base coefficients
+learned) or of task arithmetic (frozen at 0.3). Training (the paper's Algorithm 1, as reconstructed)
+samples r ~ Dir(𝟙) per step, evaluates the merged model and descends the preference-scalarised
+objective (smooth Tchebycheff, or LS with ``scalarisation="ls"``) over the coefficients and factors;
+θ₀ and τ are frozen. Because r enters the Tucker tensor linearly (mode 4), each merged tensor is
+affine in r: on the simplex, θ(r) = Σ r·θ(e) over the vertices exactly (tested): the learned set is
+the simplex spanned by the K merged "vertex" models, which are trained jointly through the shared
+factors.
 
 Parameter count (the formula the structure gives; tested): Σ over matrices (m, n) of
 K + ρ³K + (m + n + K)ρ, plus Σ over vectors (m,) of K + ρ²K + (m + K)ρ; against K·n for element-wise
@@ -42,20 +34,52 @@ merging-mlp losses are O(0.01–0.1)); Dirichlet(1) preferences, 8 per step (the
 Adam, lr 1e-2, 400 steps on merging-mlp.
 
 Reconstructed (the paper text beyond its abstract was not reachable here, and there is no code):
-    R1 The four-mode Tucker form of Λ (core ×_1 rows ×_2 columns ×_3 tasks ×_4 preference) comes from a
-       tutorial slide by the authors' group ("θ(α) = θ_base + G ×1 A1 ×2 A2 ×3 A3 ×4 α": preference-
-       independent base plus a low-rank tensor modification); that the ×_3 mode indexes the tasks and
-       the result multiplies τ_k element-wise is our reading. The vector (bias) form is ours.
+    R1 The four-mode Tucker form of Λ (a core multiplied along rows, columns, tasks and the preference)
+       comes from a tutorial slide by the authors' group ("θ(α) = θ_base + G ×1 A1 ×2 A2 ×3 A3 ×4 α":
+       preference-independent base plus a low-rank tensor modification); that the third mode indexes
+       the tasks and the result multiplies each task vector element-wise is our reading. The vector
+       (bias) form is ours.
     R2 The smooth Tchebycheff scalarisation is from a secondary reading of the paper ("preference-
        conditioned smooth Tchebycheff; the data-free variant is a weight-space quadratic"); μ is ours.
     R3 Every default above (ρ, init, μ, lr, steps, batch).
+
+Update rule:
+    Every tensor :math:`l` of the network (a weight matrix of shape (m, n), or a vector of length m)
+    is merged with coefficients that add a preference-independent base :math:`\lambda^l \in \mathbb{R}^K`
+    and a low-rank Tucker tensor :math:`\Lambda^l(r)` linear in the preference (R1); with
+    :math:`\tau_k = \theta_k - \theta_0` the task vectors and :math:`r` rescaled onto the simplex (D5):
+
+    .. math::
+
+        \theta^l(r) = \theta_0^l + \sum_{k=1}^{K} \big(\lambda_k^l + \Lambda^l(r)_{\cdot,k}\big) \odot \tau_k^l
+
+    .. math::
+
+        \Lambda^l(r) = G^l \times_1 A^l \times_2 B^l \times_3 C^l \times_4 r, \qquad \Lambda^l(r)_{ijk} = \sum_{a,b,c=1}^{\rho}\sum_{p=1}^{K} G^l_{abcp}\,A^l_{ia}\,B^l_{jb}\,C^l_{kc}\,r_p
+
+    with :math:`G^l \in \mathbb{R}^{\rho \times \rho \times \rho \times K}`,
+    :math:`A^l \in \mathbb{R}^{m \times \rho}`, :math:`B^l \in \mathbb{R}^{n \times \rho}`,
+    :math:`C^l \in \mathbb{R}^{K \times \rho}`; for a vector, :math:`\Lambda^l(r)_{ik} = \sum_{a,c,p} G^l_{acp} A^l_{ia} C^l_{kc} r_p`
+    with :math:`G^l \in \mathbb{R}^{\rho \times \rho \times K}` (D4). Each step draws :math:`N = 8`
+    preferences from :math:`\operatorname{Dir}(\mathbb{1})` (D3) and takes one Adam step on
+    :math:`(\lambda, G, A, B, C)` (:math:`\theta_0` and :math:`\tau` frozen) for the mean of the
+    smooth Tchebycheff scalarisation (R2) of the merged models' losses :math:`f_k` (D1), with
+    :math:`z` the ideal point (0 when the problem gives none) and :math:`\mu = 0.02`:
+
+    .. math::
+
+        \mathcal{L} = \frac{1}{N}\sum_{b=1}^{N} \mu \log \sum_{k=1}^{K} \exp\Big(\frac{r_{b,k}\,\big(f_k(\theta(r_b)) - z_k\big)}{\mu}\Big) \qquad \Big(\text{or } \frac{1}{N}\sum_{b=1}^{N}\sum_{k=1}^{K} r_{b,k} f_k(\theta(r_b)) \text{ with the LS option}\Big)
+
+    Initialisation (R3): :math:`\lambda = 0.3`, :math:`G = 0` (the first model is the
+    preference-free merge), :math:`A, B, C \sim \mathcal{N}(0, 1/\rho)`, :math:`\rho = 2`.
 
 Deviations:
     D1 The objectives are the problem's own losses (merging-mlp: each task's training MSE, a labelled
        regression loss). The paper's unlabeled-data objective is AdaMerging's prediction entropy on the
        task's test inputs, which has no analogue for a scalar regression output; the data-free variant
-       (||θ(r) − θ_k||²) is ``objective="data-free"``: f_k(θ) = ||θ − θ_k||² / n used for training only
-       (the evaluation reports the problem's losses).
+       is ``objective="data-free"``: objective k is :math:`\lVert \theta(r) - \theta_k \rVert^2 / n`,
+       the mean squared distance to the k-th fine-tuned model, used for training only (the evaluation
+       reports the problem's losses).
     D2 The paper's regulariser and its preference-sampling details are not reproduced (not reachable).
     D3 A batch of preferences per step (mean of the scalarised losses); the paper samples one per batch.
     D4 Vectors (biases) get a low-rank coefficient tensor too (R1); on ViTs the paper's structure is
@@ -65,11 +89,13 @@ Deviations:
     D7 Besides ``base``/``task_models`` (``task_vectors``), a problem may give ``task_optima`` (the
        per-task fits of ``lowrank-regression``), and a point problem (biquad) merges its single-objective
        minimisers from its seeded starting point (the MoE fusion's convention). Then the LS
-       variant can be checked against the exact LS map x*(r) = Σ μ_k ŵ_k, which the structure represents
-       exactly for ρ ≥ K − 1 (Λ(r)[..., k] = μ_k − λ_k is constant over elements: rank one in modes 1-2;
-       in modes 3-4 the K×K matrix δ_kp − λ_k, of rank K − 1 when Σ_k λ_k = 1).
+       variant can be checked against the exact LS map :math:`x^\star(r) = \sum_k \mu_k \hat w_k`
+       (:math:`\mu = r / \sum_k r_k`), which the structure represents exactly for ρ ≥ K − 1 (the
+       needed :math:`\Lambda(r)_{\cdot,k} = \mu_k - \lambda_k` is constant over elements: rank one in
+       modes 1-2; in modes 3-4 the K×K matrix :math:`\delta_{kp} - \lambda_k`, of rank K − 1 when
+       :math:`\sum_k \lambda_k = 1`).
 
-Degenerate inputs: K = 1 (r = (1): θ is the single-task merge θ_0 + (λ + Λ) ⊙ τ_1), simplex vertices,
+Degenerate inputs: K = 1 (r = (1): θ is the single-task merge θ₀ + (λ + Λ) ⊙ τ), simplex vertices,
 zero entries (allowed), non-finite, negative or all-zero preferences → ValueError (core checks); a
 problem with neither a base model and task models nor minimisers → ValueError; non-finite task vectors → ValueError.
 """

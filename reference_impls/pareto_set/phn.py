@@ -1,32 +1,72 @@
-"""Pareto HyperNetworks: PHN-LS (id ``phn-ls``) and PHN-EPO (id ``phn-epo``).
+r"""Pareto HyperNetworks: PHN-LS (id ``phn-ls``) and PHN-EPO (id ``phn-epo``).
 
 Navon, Shamsian, Fetaya, Chechik, "Learning the Pareto Front with Hypernetworks", ICLR 2021
 (arXiv 2010.04104); official code AvivNavon/pareto-hypernetworks (``phn/solvers.py``:
 LinearScalarizationSolver, EPOSolver / EPO / ExactParetoLP; ``experiments/multimnist/models.py``:
 LeNetHyper; ``experiments/multimnist/trainer.py``: the training loop and its defaults).
 
-The hypernetwork h(r; φ) maps a preference ray r ∈ Δ (K,) to the parameters θ = h(r; φ) of a target
-network (paper §4, Eq. 3); training minimises E_{r ~ Dir(α)} ℓ(θ(r), r) over φ, one ray per step:
-
-    e = MLP(r)                      ray-MLP: Linear(K, h) → ReLU → Linear(h, h) → ReLU → Linear(h, h)
-    θ = W e + b                     linear heads to the target's parameters (LeNetHyper: one per tensor)
-    PHN-LS:   ℓ = Σ_i r_i ℓ_i(θ(r))                               (paper Eq. 4; LinearScalarizationSolver)
-    PHN-EPO:  ℓ = Σ_i (K α_i) ℓ_i(θ(r)),  α = EPO-LP(ℓ, r, C = G Gᵀ), G_i = ∇_φ ℓ_i   (paper §4.2; EPO)
+The hypernetwork h(r; φ) maps a preference ray r in the simplex (K,) to the parameters θ = h(r; φ) of a
+target network (paper §4, Eq. 3); training minimises the expected loss over rays r ~ Dir(α) over φ,
+one ray per step (the update rule below).
 
 EPO's LP (Mahapatra & Rajan, ICML 2020) is solved on the Gramian of the per-task gradients with
 respect to the hypernetwork parameters φ (not the target's), by the certified
-:func:`reference_impls.finite_set.epo_lp.epo_alpha` (balance mode when μ(r ⊙ ℓ) > ε, else descent),
+``reference_impls.finite_set.epo_lp.epo_alpha`` (balance mode when μ(r ⊙ ℓ) > ε, else descent),
 ε = 1e-4 (ExactParetoLP's default), restricted descent (relax = False). α is a constant: the
-gradient flows through ℓ_i only.
+gradient flows through the losses only.
 
 Targets (class attribute ``target``, used by the evaluation's oracles): PHN-LS learns the LS map
-r ↦ argmin_x Σ r_i f_i(x) ("ls"); PHN-EPO the ray point r ⊙ f ∝ 𝟙 ("ray", ideal point z = 0: EPO
+r ↦ argmin over x of Σ r·f(x) ("ls"); PHN-EPO the ray point r ⊙ f ∝ 𝟙 ("ray", ideal point z = 0: EPO
 uses the raw losses). On the toy problems the target "network" is the decision vector itself: the
-hypernetwork outputs x ∈ R^n (the paper's toy section was not re-read here: D3); on ``mtl-regression`` it
+hypernetwork outputs x ∈ Rⁿ (the paper's toy section was not re-read here: D3); on ``mtl-regression`` it
 outputs the flattened parameters of the small regression network (``mtl-regression-set``).
 
 Defaults: ray_hidden = 100 (trainer ``--ray-hidden``), Dirichlet α = 0.2 (``--alpha``), one ray per
 step (trainer), Adam (trainer; lr 1e-4 on Multi-MNIST, 1e-3 here for the toys: D3), EPO ε = 1e-4.
+
+Update rule:
+    The hypernetwork is a ray-MLP of width :math:`H = 100` followed by one linear head to the
+    target's :math:`n` parameters (D1); :math:`\sigma` is the ReLU and :math:`\varphi` all weights:
+
+    .. math::
+
+        e(r) = W_3\,\sigma\big(W_2\,\sigma(W_1 r + b_1) + b_2\big) + b_3 \in \mathbb{R}^H, \qquad \theta(r) = h(r;\varphi) = W e(r) + b \in \mathbb{R}^n
+
+    Each step draws :math:`B` rays (:math:`B = 1` by default, D2) from :math:`\operatorname{Dir}(0.2\cdot\mathbb{1})`
+    and takes one Adam step on :math:`\varphi` for the criterion of the method, with
+    :math:`\ell_i(r) = f_i(\theta(r))` the task losses of the generated solution.
+    PHN-LS minimises the linear scalarisation (paper Eq. 4):
+
+    .. math::
+
+        \mathcal{L}_{\mathrm{LS}}(\varphi) = \frac{1}{B}\sum_{b=1}^{B}\sum_{i=1}^{K} r_{b,i}\,\ell_i(r_b)
+
+    PHN-EPO weights the losses by EPO's LP solution :math:`\alpha_b`, computed per ray and held
+    constant (no gradient flows through it):
+
+    .. math::
+
+        \mathcal{L}_{\mathrm{EPO}}(\varphi) = \frac{1}{B}\sum_{b=1}^{B}\sum_{i=1}^{K} K\,\alpha_{b,i}\,\ell_i(r_b)
+
+    For one ray, with :math:`G` the (K, p) matrix of gradients :math:`\nabla_\varphi \ell_i`
+    (rows) and :math:`\mathbb{1}` the all-ones vector, EPO's LP reads
+
+    .. math::
+
+        \hat\ell = \frac{r \odot \ell}{\sum_j r_j \ell_j}, \qquad \mu = \sum_{i} \hat\ell_i \log(K \hat\ell_i), \qquad a = r \odot \big(\log(K\hat\ell) - \mu\big), \qquad C = \frac{G G^\top}{\max_i \lVert \nabla_\varphi \ell_i \rVert^2}
+
+    .. math::
+
+        \mu > \varepsilon:\quad \alpha = \operatorname{arg\,max}_{\alpha \in \Delta_K} \alpha^\top C a \ \ \text{s.t.}\ (C\alpha)_j \ge (Ca)_j\ (j \notin J \cup J^\star),\ (C\alpha)_j \ge 0\ (j \in J^\star)
+
+    .. math::
+
+        \mu \le \varepsilon:\quad \alpha = \operatorname{arg\,max}_{\alpha \in \Delta_K} \mathbb{1}^\top C\alpha \ \ \text{s.t.}\ C\alpha \ge 0,\ \alpha^\top C a \ge \min\big(\max_j (Ca)_j, 0\big)
+
+    with :math:`J = \{j : (Ca)_j > 0\}` and :math:`J^\star = \operatorname{arg\,max}_j r_j \ell_j` (when :math:`J`
+    is empty the balance LP keeps only :math:`C\alpha \ge 0`), :math:`\varepsilon = 10^{-4}`. For
+    :math:`K = 2` the LP is solved in closed form (D7); at a simplex vertex, on LP failure or for
+    :math:`G = 0` the weights fall back as D4 says.
 
 Deviations:
     D1 The heads are one Linear(h, n) to the flattened target vector. LeNetHyper has one linear head per
@@ -43,14 +83,15 @@ Deviations:
        on a SolverError but counted in ``lp_fallbacks`` (never silent). Preferences with a zero entry
        (simplex vertices, where μ(r ⊙ ℓ) is undefined: the official code then gets NaN and falls back)
        use α = r/Σr directly. A zero gradient Gramian gives α = 𝟙/K (every α is optimal).
-    D5 EPO needs ℓ ≥ 0 (log(r ⊙ ℓ)); negative losses raise a ValueError (the official code raises on rl < 0).
+    D5 EPO needs ℓ ≥ 0 (log(r ⊙ ℓ)); negative losses raise a ValueError (the official code raises on a
+       negative r ⊙ ℓ).
     D6 float64 throughout (the official code is float32), so the toy tests do not depend on the BLAS kernel.
     D7 K = 2: EPO's LP over α = (t, 1 − t) is one-dimensional and is solved exactly by
-       :func:`epo_alpha_two_tasks` (the feasible interval of t, then the end the objective prefers),
+       ``epo_alpha_two_tasks`` (the feasible interval of t, then the end the objective prefers),
        ~100× faster than a HiGHS call per ray; it equals the certified LP of ``finite_set/epo_lp.py``
        (test on random inputs). K ≥ 3 uses ``epo_lp.epo_alpha`` (HiGHS, KKT-certified).
 
-Degenerate inputs: K = 1 (r = (1): both criteria reduce to ℓ_1), vertices of the simplex (PHN-LS: the
+Degenerate inputs: K = 1 (r = (1): both criteria reduce to the single loss), vertices of the simplex (PHN-LS: the
 single task; PHN-EPO: D4), non-finite losses or preferences → ValueError.
 """
 

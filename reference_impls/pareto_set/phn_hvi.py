@@ -1,42 +1,65 @@
-"""Multi-sample hypernetworks: PHN-HVI (id ``phn-hvi``).
+r"""Multi-sample hypernetworks: PHN-HVI (id ``phn-hvi``).
 
 Hoang, Le, Tuan, Thang, "Improving Pareto Front Learning via Multi-Sample Hypernetworks", AAAI 2023
 (arXiv 2212.01130); official code longhoangphi225/MultiSample-Hypernetworks (read as
 longhp1618/MultiSample-Hypernetworks: ``Multi_MNIST/trainer.py`` the two training phases,
 ``Multi_MNIST/settings.py`` the defaults, ``Multi_MNIST/modules/hv_maximization.py`` the weights).
 
-The hypernetwork h(r; φ) is PHN's (:class:`reference_impls.pareto_set.phn.PHN`: ray-MLP and a
+The hypernetwork h(r; φ) is PHN's (``reference_impls.pareto_set.phn.PHN``: ray-MLP and a
 linear head to the target's n parameters). Each step draws p preference rays, generates the p
-solutions θ_j = h(r_j; φ), and maximises the hypervolume of their loss vectors ℓ_j = ℓ(θ_j) (K,)
-while keeping each ℓ_j on its ray (paper §4, Eq. 9–11; trainer.py phase 2)::
-
-    partitioned rays: φ_j ~ U(a + j(b − a)/p, a + (j + 1)(b − a)/p),  r_j = (cos φ_j, sin φ_j)/Σ,  a = 0.1, b = π/2 − 0.1
-    ray rescaling:    r_j ← c_j·r_j,  c_j = U{1..4}·|N(1, 0.2)|            (trainer.py, "trick"; scale-free below)
-    HV weights:       w_j = −∂HV(front(ℓ_j); z_dyn)/∂ℓ_j / ||·||,  z_dyn = max(z_ref, 1.1·max_j ℓ_j)
-                      (per non-dominated front, unit length per solution: HvMaximization.compute_weights)
-    criterion:        L(φ) = Σ_j Σ_k w_jk ℓ_jk − λ Σ_j cos(ℓ_j, r_j),   w constant (detached)
-
-preceded by a warm-up (trainer.py phase 1: one epoch) on the cosine term alone, L = −Σ_j cos(ℓ_j, r_j).
-The weights are computed by the core's exact :func:`~reference_impls.core.hypervolume.nondominated_fronts`
-and :func:`~reference_impls.core.hypervolume.hypervolume_gradient` (K ≤ 3).
+solutions h(r; φ), and maximises the hypervolume of their loss vectors while keeping each loss
+vector on its ray (paper §4, Eq. 9–11; trainer.py phase 2), after a warm-up (trainer.py phase 1:
+one epoch) on the cosine term alone. The weights are computed by the core's exact
+``reference_impls.core.hypervolume.nondominated_fronts`` and ``hypervolume_gradient`` (K ≤ 3).
 
 Targets: the criterion has no closed-form preference-to-solution map (``target = None``); the
-penalty pulls ℓ_j onto the ray along r_j (not 1/r as EPO), so ``target_rays(r)`` = r/||r||
+penalty pulls each loss vector onto the ray along r (not 1/r as EPO), so ``target_rays(r)`` = r/‖r‖
 (z = 0, as the paper's cosine uses the raw losses).
 
 Defaults (settings.py, Multi-MNIST): p = 16 rays (``n_mo_sol``), λ = 5 (``lamda``; 4 on the Fashion
-sets), z_ref = (2, 2) (``ref_point``), partitioned sampling on, one warm-up epoch; dynamic factor 1.1
-and per-solution normalisation (hv_maximization.py); ray_hidden = 100 (trainer ``--ray-hidden``).
-Adam (trainer); the toy lr and steps are ours (D5).
+sets), reference point (2, 2) (``ref_point``), partitioned sampling on, one warm-up epoch; dynamic
+factor 1.1 and per-solution normalisation (hv_maximization.py); ray_hidden = 100 (trainer
+``--ray-hidden``). Adam (trainer); the toy lr and steps are ours (D5).
+
+Update rule:
+    Rays (K = 2; D3 for other K): one angle per cell of a partition of :math:`[a, b]`,
+    :math:`a = 0.1`, :math:`b = \pi/2 - 0.1`, put on the simplex, then rescaled by a random factor
+    (trainer.py's "trick"; the hypernetwork sees the rescaled ray, the cosine below is scale-free):
+
+    .. math::
+
+        \omega_j \sim U\Big(a + \tfrac{(j - 1)(b - a)}{p},\ a + \tfrac{j (b - a)}{p}\Big), \qquad r_j = c_j \frac{(\cos\omega_j, \sin\omega_j)}{\cos\omega_j + \sin\omega_j}, \qquad c_j = m_j \lvert \xi_j \rvert
+
+    for :math:`j = 1, \ldots, p`, with :math:`m_j` uniform on :math:`\{1, 2, 3, 4\}` and
+    :math:`\xi_j \sim \mathcal{N}(1, 0.2^2)`. The solutions are :math:`\theta_j = h(r_j; \varphi)`
+    (PHN's hypernetwork) and their loss vectors :math:`\ell_j = \ell(\theta_j) \in \mathbb{R}^K`.
+    The hypervolume weights are the negative hypervolume gradient of each non-dominated front
+    :math:`S` of the :math:`\ell_j` (fronts peeled in turn), at a dynamic reference point, each row
+    scaled to unit length (a zero row stays zero):
+
+    .. math::
+
+        z = \max\big(z_{\mathrm{ref}},\ 1.1 \max_j \ell_j\big), \qquad \tilde w_j = -\frac{\partial \operatorname{HV}(S; z)}{\partial \ell_j}\ \ (\ell_j \in S), \qquad w_j = \frac{\tilde w_j}{\lVert \tilde w_j \rVert}
+
+    (maxima taken per coordinate). One Adam step on :math:`\varphi` then minimises, with the
+    :math:`w_j` held constant (D1 for the official code's variant),
+
+    .. math::
+
+        \mathcal{L}(\varphi) = \sum_{j=1}^{p}\sum_{k=1}^{K} w_{jk}\,\ell_{jk} - \lambda \sum_{j=1}^{p} \cos(\ell_j, r_j), \qquad \cos(\ell_j, r_j) = \frac{\ell_j^\top r_j}{\lVert \ell_j \rVert\,\lVert r_j \rVert}
+
+    During the warm-up (D2) the criterion is the cosine term alone,
+    :math:`\mathcal{L}(\varphi) = -\sum_j \cos(\ell_j, r_j)`.
 
 Deviations:
-    D1 The weighted loss is the paper's Σ_k w_jk ℓ_jk. trainer.py multiplies the weights (K, 1) by the
-       mean losses (K,), which broadcasts to (K, K), so the official criterion is
-       (Σ_k w_jk)·mean_k ℓ_jk: every solution descends the equal-weight sum, scaled by its HV weight.
-    D2 Warm-up: trainer.py's phase 1 uses a second Adam (lr 1e-4) and the loss penalty[0] − Σ_j
-       penalty_j (the first ray's term cancels). Here the warm-up is −Σ_j cos(ℓ_j, r_j) over all rays,
-       with the run's optimiser, for ``warmup_epochs`` epochs counted by ``on_epoch_end`` (one epoch;
-       on the full-batch toys an epoch is one step).
+    D1 The weighted loss is the paper's sum over tasks of the HV weight times the loss. trainer.py
+       multiplies the weights (K, 1) by the mean losses (K,), which broadcasts to (K, K), so the
+       official criterion is, per solution, the sum of its HV weights times the mean of its losses:
+       every solution descends the equal-weight sum, scaled by its HV weight.
+    D2 Warm-up: trainer.py's phase 1 uses a second Adam (lr 1e-4) and the loss of the first ray's
+       penalty minus the sum of all penalties (the first ray's term cancels). Here the warm-up is the
+       negative sum of the cosines over all rays, with the run's optimiser, for ``warmup_epochs``
+       epochs counted by ``on_epoch_end`` (one epoch; on the full-batch toys an epoch is one step).
     D3 K ≠ 2: the partitioned angle sampling is bi-objective only; K ≥ 3 draws Dirichlet(1) rays
        (then rescaled as above), K = 1 the ray (1) (the HV weight is then −1 normalised: plain descent).
        K ≥ 4: ValueError (the exact HV gradient is implemented for K ≤ 3).
@@ -46,8 +69,9 @@ Deviations:
     D6 float64 (the official code is float32). The evaluation rays of the official code are 25 angles
        on [a, b]; here the shared held-out Dirichlet(1) rays and dense grid (evaluation.py) are used.
 
-Degenerate inputs: p = 1 (one ray; its HV weight is the normalised −∂HV of a single point), simplex
-vertices (cos(ℓ, e_i) = ℓ_i/||ℓ||), K = 1, non-finite losses or preferences → ValueError.
+Degenerate inputs: p = 1 (one ray; its HV weight is the normalised negative HV gradient of a single
+point), simplex vertices (the cosine is then one loss over the norm of the loss vector), K = 1,
+non-finite losses or preferences → ValueError.
 """
 
 from __future__ import annotations

@@ -1,33 +1,48 @@
-"""YOTO: loss-conditional training of one network through FiLM layers (id ``yoto``).
+r"""YOTO: loss-conditional training of one network through FiLM layers (id ``yoto``).
 
 Dosovitskiy & Djolonga, "You Only Train Once: Loss-Conditional Training of Deep Networks", ICLR 2020
 (OpenReview HyxY6JHKwr). No official code was found; the paper's text was not reachable from here, so
 the method is implemented from its abstract and secondary summaries: the loss-conditional objective, a
-log-uniform P_λ and FiLM conditioning are the paper's; the network, the sampling range and the encoding
-of λ for the FiLM MLP are reconstructed (D1–D4).
+log-uniform distribution of the loss weights and FiLM conditioning are the paper's; the network, the
+sampling range and the encoding of λ for the FiLM MLP are reconstructed (D1–D4).
 
-Instead of one model per loss L(·, λ) = Σ_i λ_i ℓ_i, one network f(·; θ, λ) conditioned on λ is trained on
-a distribution of losses (the paper's loss-conditional objective):
+Instead of one model per weighted loss Σ λ·ℓ, one network conditioned on the loss weights λ is trained
+on a distribution of losses (the paper's loss-conditional objective, Eq. 2). The distribution is
+log-uniform (the paper's experiments; per coordinate is our reading). The conditioning enters every
+hidden layer by feature-wise linear modulation (FiLM; Perez et al., 2018), with the scales and shifts
+produced by an MLP of λ.
 
-    θ* = argmin_θ E_{λ ~ P_λ} L(f(·; θ, λ), λ),   L = Σ_i λ_i ℓ_i
+The weighted sum has the same minimiser for λ and cλ (c > 0), so the conditioned model targets the LS
+map at r = λ/Σλ (``target = "ls"``; the oracles normalise the rows).
 
-P_λ is log-uniform (the paper's experiments; per coordinate is our reading), here per
-coordinate: log λ_i ~ U[log λ_lo, log λ_hi], independently. The conditioning enters every hidden
-layer by feature-wise linear modulation (FiLM; Perez et al., 2018), with the scales and shifts produced
-by an MLP of λ:
+Defaults (reconstructed, D3): loss weights log-uniform on [1e-2, 1e1] (three decades: weight ratios up
+to 1e3); L = 2 FiLM layers of h = 64, conditioning MLP width m = 64; B = 8 loss weights per step (the
+paper samples λ per training example; the toys have one "example", so B draws per step); Adam lr 1e-3.
 
-    c = log λ − mean_i log λ_i                       conditioning input (D2), (B, K)
-    (γ'_l, β_l)_l = M(c)                             M: Linear(K, m) → ReLU → Linear(m, m) → ReLU → Linear(m, 2·L·h)
-    a_0 = e                                          a learned constant input (the toys have no data; D1), (h,)
-    a_l = ReLU((1 + γ'_l) ⊙ (W_l a_{l−1} + b_l) + β_l),  l = 1..L   FiLM after each layer (D4), (B, h)
-    x = W_out a_L + b_out                            the solution (decision vector or flattened parameters), (B, n)
+Update rule:
+    The loss-conditional objective (paper Eq. 2), estimated with :math:`B = 8` draws per step, each
+    coordinate log-uniform on :math:`[\lambda_{\mathrm{lo}}, \lambda_{\mathrm{hi}}] = [10^{-2}, 10^{1}]`
+    independently (D3); one Adam step on all weights :math:`\theta` per step:
 
-Σ_i λ_i ℓ_i has the same minimiser for λ and cλ (c > 0), so the conditioned model targets the LS map
-r ↦ argmin Σ r_i ℓ_i with r = λ/Σλ (``target = "ls"``; the oracles normalise the rows).
+    .. math::
 
-Defaults (reconstructed, D3): λ_i ~ LogUniform[1e-2, 1e1] (three decades: weight ratios up to 1e3);
-L = 2 FiLM layers of h = 64, conditioning MLP width m = 64; B = 8 loss weights per step (the paper
-samples λ per training example; the toys have one "example", so B draws per step); Adam lr 1e-3.
+        \theta^\star = \operatorname{arg\,min}_\theta\ \mathbb{E}_{\lambda}\Big[\sum_{i=1}^{K} \lambda_i\,\ell_i\big(x(\lambda; \theta)\big)\Big], \qquad \log \lambda_i \sim U[\log \lambda_{\mathrm{lo}}, \log \lambda_{\mathrm{hi}}]
+
+    .. math::
+
+        \mathcal{L}(\theta) = \frac{1}{B}\sum_{b=1}^{B}\sum_{i=1}^{K} \lambda_{b,i}\,\ell_i\big(x(\lambda_b; \theta)\big)
+
+    The conditioned network (D1, D4) starts from a learned constant input :math:`e`; the FiLM MLP
+    :math:`M` (Linear(K, m), ReLU, Linear(m, m), ReLU, Linear(m, 2Lh)) reads the centred, clamped
+    log-weights :math:`c` (D2) and modulates each of the :math:`L` hidden layers:
+
+    .. math::
+
+        \tilde\lambda_i = \max\Big(\frac{\lambda_i}{\max_j \lambda_j}, \frac{\lambda_{\mathrm{lo}}}{\lambda_{\mathrm{hi}}}\Big), \qquad c_i = \log \tilde\lambda_i - \frac{1}{K}\sum_{j=1}^{K} \log \tilde\lambda_j, \qquad (\gamma'_l, \beta_l)_{l=1}^{L} = M(c)
+
+    .. math::
+
+        a_0 = e, \qquad a_l = \operatorname{ReLU}\big((1 + \gamma'_l) \odot (W_l a_{l-1} + b_l) + \beta_l\big), \qquad x(\lambda; \theta) = W_{\mathrm{out}} a_L + b_{\mathrm{out}}
 
 Deviations:
     D1 The conditioned network has no data input on the toys: its input is a learned constant vector e
@@ -36,19 +51,20 @@ Deviations:
        (β-VAE, compression, style transfer); those experiments are out of CI's reach.
     D2 The FiLM MLP sees the centred log-weights log λ − mean(log λ) (reconstructed: how the paper
        encodes λ for the MLP was not recoverable here). Centring makes the conditioning
-       invariant to the scale of λ, which does not change the minimiser of Σ λ_i ℓ_i; simplex
+       invariant to the scale of λ, which does not change the minimiser of the weighted sum; simplex
        preferences r (the runner's held-out points) with ratios ≤ high/low then lie in the training
-       distribution's range. Each weight is clamped at λ_i ≥ (low/high)·max_j λ_j before the log, the most extreme ratio
-       of the training distribution: a zero weight (a simplex vertex) is answered with the model's
-       solution at that extreme instead of an extrapolation (measured before the clamp: at the
-       bi-quadratic's vertices f up to 2.7 after 300 steps where the front ends at 1.0).
+       distribution's range. Each weight divided by the largest is clamped at low/high before the
+       log, the most extreme ratio of the training distribution: a zero weight (a simplex vertex) is
+       answered with the model's solution at that extreme instead of an extrapolation (measured
+       before the clamp: at the bi-quadratic's vertices f up to 2.7 after 300 steps where the front
+       ends at 1.0).
     D3 The sampling range [1e-2, 1e1], the sizes and the step budget are ours (the toys' scale).
     D4 γ is parameterised as 1 + γ' (γ' from the MLP), so an untrained model starts near the
        unmodulated network; the paper does not state its FiLM initialisation.
     D5 float64 throughout, so the toy tests do not depend on the BLAS kernel.
 
-Degenerate inputs: K = 1 (the conditioning input is 0: one model of ℓ_1), simplex vertices (the most
-extreme trained ratio, D2), non-finite or negative weights, an invalid range → ValueError.
+Degenerate inputs: K = 1 (the conditioning input is 0: one model of the single loss), simplex vertices
+(the most extreme trained ratio, D2), non-finite or negative weights, an invalid range → ValueError.
 """
 
 from __future__ import annotations

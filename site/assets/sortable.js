@@ -2,8 +2,10 @@
  *
  * Every table inside an element with class "modl-sortable" gets clickable column headers: a click
  * sorts the rows by that column, ascending; a second click on the same header sorts descending.
- * Cells are compared as numbers when both parse as numbers, otherwise as text (locale-aware,
- * case-insensitive, with numeric collation). Ties keep their previous order (stable sort).
+ * Cells are compared as numbers when both parse as numbers (a trailing "± spread" is ignored, so
+ * "0.12 ± 0.01" sorts by 0.12; exponents such as 1.2e-05 are understood), otherwise as text
+ * (locale-aware, case-insensitive, with numeric collation). Empty cells and "–" (no value) go last in
+ * either direction. Ties keep their previous order (stable sort).
  * The current order is exposed as aria-sort on the header, for assistive technology and tests.
  */
 (function () {
@@ -16,10 +18,12 @@
     return (explicit !== null ? explicit : cell.textContent).trim();
   }
 
+  // A number ("12", "3.5%", "1.2e-05"), optionally followed by a spread ("0.12 ± 0.01"): sorted by the first.
+  var NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?(\s*±\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?)?$/i;
+  var EMPTY = /^(|–|-|—|n\/a)$/i;  // a value that does not apply: last in either direction
+
   function compare(a, b) {
-    var x = parseFloat(a), y = parseFloat(b);
-    var numeric = /^-?\d+(\.\d+)?%?$/;
-    if (numeric.test(a) && numeric.test(b)) return x - y;
+    if (NUMBER.test(a) && NUMBER.test(b)) return parseFloat(a) - parseFloat(b);
     return a.localeCompare(b, undefined, { numeric: true, sensitivity: "base" });
   }
 
@@ -30,6 +34,8 @@
       return { row: row, key: cellKey(row, index), position: position };
     });
     rows.sort(function (p, q) {
+      var emptyP = EMPTY.test(p.key), emptyQ = EMPTY.test(q.key);
+      if (emptyP !== emptyQ) return emptyP ? 1 : -1;
       var order = compare(p.key, q.key) * direction;
       return order !== 0 ? order : p.position - q.position;
     });

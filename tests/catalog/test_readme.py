@@ -338,7 +338,8 @@ def test_hostile_records_render_as_literal_text(catalog: Catalog, extensions: li
     for author in HOSTILE_AUTHORS:
         assert author in visible, author
     assert HOSTILE_NOTE in visible
-    assert visible.count(HOSTILE_SECTION) == 4, "Contents, heading and the cross-references of IMTL and DB-MTL"
+    # Contents, heading, the cross-references of IMTL and DB-MTL, and the family counts of "Reference implementations"
+    assert visible.count(HOSTILE_SECTION) == 5
     assert github_slug(HOSTILE_SECTION) == github_slug(PLAIN_SECTION) == "loss-bbalancingb--xjavascripty-methods"
 
 
@@ -424,3 +425,50 @@ def test_earlier_versions_are_listed_after_the_venue(catalog: Catalog) -> None:
         item = next(line for line in text.splitlines() if f"({paper.links.paper})" in line)
         for version in paper.earlier_versions:
             assert f"[Earlier version: {catalog.venues[version.venue].short} {version.year}]({version.url})" in item, paper.id
+
+
+# ----------------------------------------------------------------------------------------------
+# "Reference implementations": a summary generated from the registry, the tests and the results
+# ----------------------------------------------------------------------------------------------
+
+
+def test_reference_implementations_section_counts_come_from_the_data(tmp_path) -> None:
+    """On a repository of two registered methods (one tested) and two suites, the section says so; with
+    the suites removed it says where results will appear. Links: the site's Results page only."""
+    from modl.render.readme import render_implementations
+    from tests.site.results_fixture import MODELS, SINGLE, write_fixture
+
+    root = write_fixture(tmp_path / "repo")
+    catalog = load_catalog(root)
+    text = render_implementations(catalog)
+    assert text.startswith("## Reference implementations\n")
+    assert "holds 2 methods of 2 papers" in text
+    assert "1 Loss Balancing Methods, 1 Gradient Manipulation Methods." in text  # taxonomy order
+    assert "1 of the 2 have tests" in text
+    assert f"on those of the 2 benchmark suites it applies to, over 3 seeds ({SINGLE['title']}; {MODELS['title']})" in text
+    assert re.findall(r"\]\(([^)]+)\)", text) == [catalog.project.site_url.rstrip("/") + "/results/"]
+    (root / "benchmarks" / "results" / "suites" / "index.json").unlink()
+    for suite in (root / "benchmarks" / "results" / "suites").glob("*.json"):
+        suite.unlink()
+    assert "runs every method on the benchmark suites it applies to; its tables" in render_implementations(catalog)
+
+
+def test_reference_implementations_section_of_this_repository(catalog: Catalog) -> None:
+    """The counts of the real README match the registry and the test files, counted here independently."""
+    from reference_impls.registry import REGISTRY
+
+    text = render_readme(catalog)
+    section = text.split("\n## Reference implementations\n", 1)[1].split("\n## ", 1)[0]
+    papers = {info.paper for info in REGISTRY.values()}
+    assert f"holds {len(REGISTRY)} methods of {len(papers)} papers" in section
+    families = Counter(info.family for info in REGISTRY.values())
+    for family, count in families.items():
+        assert f"{count} {catalog.category(family).title}" in section, family
+    tested = 0
+    for info in REGISTRY.values():
+        test_file = REPO_ROOT / "tests" / "reference_impls" / f"test_{info.module.rsplit('.', 1)[-1]}.py"
+        source = REPO_ROOT / info.source_path
+        if source.is_file() and test_file.is_file() and re.search(r"^\s*def test", test_file.read_text(), re.M):
+            tested += 1
+    assert f"{tested} of the {len(REGISTRY)} have tests" in section
+    assert "- [Reference implementations](#reference-implementations)" in text.split("\n## Contents\n", 1)[1]

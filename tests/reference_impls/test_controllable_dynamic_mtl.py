@@ -248,3 +248,12 @@ def test_degenerate_inputs():
         ctl.begin(3, 5, steps=1)
     with pytest.raises(ValueError):
         reference_impls.create("controllable-dynamic-mtl", zeta=0.0)
+
+
+def test_a_network_problem_it_cannot_model_is_a_clear_error():
+    """multi-digits-set (12×12 images, class labels) is not the (N, p) → one real target per task data its
+    tree network regresses: a ValueError naming the shapes (it was an einsum RuntimeError)."""
+    from reference_impls.pareto_runner import run_pareto
+
+    with pytest.raises(ValueError, match=r"controllable-dynamic-mtl: its tree network regresses .* multi-digits-set has inputs \(\d+, 12, 12\)"):
+        run_pareto("controllable-dynamic-mtl", "multi-digits-set", steps=1)

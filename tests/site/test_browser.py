@@ -1,4 +1,5 @@
-"""The built site in a real browser: search, a paper page, and a sortable section table.
+"""The built site in a real browser: search, a paper page, a sortable section table, a results table
+sorted by a metric, and a method page with its reproduced figure.
 
 Drives Debian's Chromium (never a downloaded browser) with Playwright's Python API against the site
 served by ``http.server`` on 127.0.0.1. Screenshots go to artifacts/screenshots/ (ignored by git).
@@ -7,7 +8,9 @@ Without Chromium the test is skipped, except under CI (environment variable CI s
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import os
 import shutil
 import sys
@@ -19,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from modl.catalog import load_catalog
-from tests.site.conftest import REPO_ROOT
+from tests.site.conftest import REPO_ROOT, build_site
 
 pytestmark = pytest.mark.browser
 
@@ -53,10 +56,10 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def served_site(real_site: Path) -> Iterator[str]:
-    """Base URL of the built site served on a free port of 127.0.0.1."""
-    handler = functools.partial(_QuietHandler, directory=str(real_site))
+@contextlib.contextmanager
+def _serve(directory: Path) -> Iterator[str]:
+    """Base URL of a built site served on a free port of 127.0.0.1."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -66,6 +69,33 @@ def served_site(real_site: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def served_site(real_site: Path) -> Iterator[str]:
+    with _serve(real_site) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def results_site(browser, real_site: Path, tmp_path_factory) -> Iterator[tuple[str, str, str]]:
+    """(base URL, suite id, method id): this repository's site when it has a suite table of two or more
+    rows and a reproduced figure, else the site of tests/site/results_fixture.py (so the test always runs)."""
+    from modl.site import results as R
+    from tests.site.results_fixture import FIGURE, SINGLE, write_fixture
+
+    suites = [s for s in R.load_suites(REPO_ROOT).suites if len(s.rows) >= 2 and s.metrics]
+    figures = [f for f in R.load_figures(REPO_ROOT) if (real_site / "methods" / f.methods[0]).is_dir()]
+    if suites and figures:
+        site, suite, method = real_site, suites[0].id, figures[0].methods[0]
+    else:
+        base = tmp_path_factory.mktemp("browser-results")
+        site = base / "site"
+        done = build_site(site, catalog_root=write_fixture(base / "repo"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        suite, method = SINGLE["suite"], FIGURE["methods"][0]
+    with _serve(site) as url:
+        yield url, suite, method
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +130,14 @@ def test_search_leads_to_the_pcgrad_page(page, served_site: str) -> None:
     search = page.locator("input.md-search__input")
     search.click()
     search.type("PCGrad", delay=30)
-    first = page.locator("li.md-search-result__item a.md-search-result__link").first
-    first.wait_for(state="visible")
+    results = page.locator("li.md-search-result__item > a.md-search-result__link")
+    results.first.wait_for(state="visible")
     page.screenshot(path=str(SCREENSHOTS / "search-pcgrad.png"))
-    first.click()
+    # The method's page (title "pcgrad") and its paper's page are both among the first results.
+    hrefs = [h or "" for h in results.evaluate_all("links => links.slice(0, 6).map(a => a.getAttribute('href'))")]
+    assert any("methods/pcgrad/" in h for h in hrefs), hrefs
+    paper_result = next(i for i, h in enumerate(hrefs) if "papers/pcgrad/" in h)
+    results.nth(paper_result).click()
     page.wait_for_url("**/papers/pcgrad/**")
 
     assert page.title().startswith(f"{record.short_name}: {record.title}")  # the method's name leads
@@ -151,6 +185,66 @@ def test_clicking_a_column_header_sorts_the_section_table(page, served_site: str
     assert venues == sorted(venues, key=str.casefold)
     assert sorted(_column(page, 0)) == sorted(titles_before)  # same rows, new order
     page.screenshot(path=str(SCREENSHOTS / "section-sorted-by-venue.png"), full_page=False)
+
+
+_LEADING_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.I)
+
+
+def _leading_number(cell: str) -> float | None:
+    """The mean of a "mean ± std" cell ("95.1% ± 0.4%" -> 95.1); None for "–" (no value)."""
+    match = _LEADING_NUMBER.match(cell)
+    return float(match.group(0)) if match else None
+
+
+def test_sorting_a_results_table_by_a_metric_column(page, results_site) -> None:
+    """A click on a metric header sorts the rows by the mean (exponents understood, the "± std" ignored),
+    ascending then descending; cells without a value ("–") stay last; method names move with their rows.
+    Every metric column is checked."""
+    url, suite, _ = results_site
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{url}results/{suite}/")
+    table = page.locator(".modl-sortable table").first
+    headers = table.locator("thead th")
+    names = [h.strip() for h in headers.all_inner_texts()]
+    assert names[:2] == ["Method", "Seeds"] and len(names) > 2
+
+    def column(index: int) -> list[tuple[str, str]]:
+        return table.locator("tbody tr").evaluate_all(
+            f"rows => rows.map(r => [r.cells[0].textContent.trim(), r.cells[{index}].textContent.trim()])"
+        )
+
+    before = {index: sorted(map(tuple, column(index))) for index in range(2, len(names))}
+    assert max(len({_leading_number(c) for _, c in rows} - {None}) for rows in before.values()) >= 2
+    for index in range(2, len(names)):
+        header = headers.nth(index)
+        for direction in ("ascending", "descending"):
+            header.click()
+            assert header.get_attribute("aria-sort") == direction
+            rows = [tuple(r) for r in column(index)]
+            assert sorted(rows) == before[index]  # same rows, each method with its own value
+            values = [_leading_number(c) for _, c in rows]
+            present = [v for v in values if v is not None]
+            assert present == sorted(present, reverse=direction == "descending"), (names[index], direction, rows)
+            assert values[len(present) :] == [None] * (len(values) - len(present)), (names[index], rows)  # "–" last
+    # the screenshot: sorted by the first metric, ascending
+    headers.nth(2).click()
+    if headers.nth(2).get_attribute("aria-sort") != "ascending":
+        headers.nth(2).click()
+    page.screenshot(path=str(SCREENSHOTS / "results-table-sorted.png"), full_page=False)
+
+
+def test_method_page_shows_its_figure_and_math(page, results_site) -> None:
+    url, _, method = results_site
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{url}methods/{method}/")
+    assert page.locator("article h1").first.inner_text().strip().startswith(method)
+    assert page.locator("#update-rule ~ .modl-math math, #update-rule ~ p math").count() >= 1  # MathML
+    figure = page.locator("img.modl-figure").first
+    figure.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
+    assert figure.evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=str(SCREENSHOTS / f"method-{method}-figure.png"), full_page=False)
+    page.screenshot(path=str(SCREENSHOTS / f"method-{method}.png"), full_page=True)
 
 
 def test_missing_chromium_skips_but_fails_under_ci(monkeypatch, tmp_path: Path) -> None:

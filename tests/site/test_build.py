@@ -38,7 +38,8 @@ def test_every_record_and_section_has_a_page(real_site: Path) -> None:
     for _, category in CATALOG.walk_categories():
         assert (real_site / "sections" / category.id / "index.html").is_file(), category.id
     for page in ("index.html", "venues/index.html", "years/index.html", "statistics/index.html",
-                 "downloads/index.html", "implementations/index.html"):
+                 "downloads/index.html", "implementations/index.html", "results/index.html",
+                 "results/figures/index.html", "results/speed/index.html"):
         assert (real_site / page).is_file(), page
 
 
@@ -63,7 +64,8 @@ def test_navigation_holds_every_section_and_no_page_is_orphaned(real_site: Path)
     nav = {re.sub(r"^(\.\./)*|index\.html$", "", h) for h in re.findall(r'href="([^"#]*)"', primary)}
     for _, category in CATALOG.walk_categories():
         assert f"sections/{category.id}/" in nav, category.id
-    for page in ("venues/", "years/", "statistics/", "downloads/", "implementations/"):
+    for page in ("venues/", "years/", "statistics/", "downloads/", "implementations/", "results/",
+                 "results/figures/", "results/speed/"):
         assert page in nav, page
     if (REPO_ROOT / "site" / "implementations" / "design.md").is_file():
         assert "implementations/design/" in nav

@@ -145,17 +145,24 @@ def test_implemented_record_shows_code_deviations_and_tests(tmp_path: Path) -> N
     done = build_site(site, catalog_root=root)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    page = (site / "papers" / "plain-method" / "index.html").read_text(encoding="utf-8")
+    # The paper page keeps the record's caveats and links to the method's page, which has the rest.
+    paper_page = site / "papers" / "plain-method" / "index.html"
+    text = html.unescape(re.sub(r"<[^>]+>", "", paper_page.read_text(encoding="utf-8")))
+    assert "../../methods/plain/" in parse_page(paper_page).hrefs
+    assert "Reconstructed" in text and "Step 3's schedule, left open by the paper." in text  # the record's caveat
+    assert "At toy scale" in text and "A 4-unit MLP stands in for the paper's ResNet." in text  # what stands in
+    assert "class Plain" in text and "3 test functions" in text
+
+    page = (site / "methods" / "plain" / "index.html").read_text(encoding="utf-8")
     text = html.unescape(re.sub(r"<[^>]+>", "", page))  # highlighted code is split into spans
-    assert 'id="method-plain"' in page
     assert 'method = reference_impls.create("plain")' in text and "d = method(J)" in text  # usage snippet
     assert "Sums instead of averaging; the paper's Eq. (1) divides by K." in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; is text" in page and "<script>alert" not in page
     assert "3 test functions" in text
     assert "return J.sum(0)  # Eq. (1): d = sum_i g_i" in text  # the source itself, pulled from the file
     assert "tests/reference_impls/test_plain.py" in text
-    assert "Reconstructed" in text and "Step 3's schedule, left open by the paper." in text  # the record's caveat
-    assert "At toy scale" in text and "A 4-unit MLP stands in for the paper's ResNet." in text  # what stands in
+    assert "Reconstructed" in text and "At toy scale" in text
+    assert "../../papers/plain-method/" in parse_page(site / "methods" / "plain" / "index.html").hrefs
 
     other_page = (site / "papers" / "other-method" / "index.html").read_text(encoding="utf-8")
     assert "Planned" in other_page and 'id="method-' not in other_page and "Reconstructed" not in other_page
@@ -166,17 +173,19 @@ def test_implemented_record_shows_code_deviations_and_tests(tmp_path: Path) -> N
     impls = site / "implementations" / "index.html"
     text = impls.read_text(encoding="utf-8")
     assert "plain" in text and "planned-one" in text
-    assert "../papers/plain-method/#method-plain" in parse_page(impls).hrefs
+    assert "../methods/plain/" in parse_page(impls).hrefs and "../methods/planned-one/" in parse_page(impls).hrefs
 
     stats = (site / "statistics" / "index.html").read_text(encoding="utf-8")
     assert "With a tested reference implementation" in stats
 
 
 def test_docstring_literals_become_escaped_code() -> None:
-    from modl.site.pages import _docstring_text
+    """Deviations reach method pages through docmath.markdown: ``literals`` become escaped code, the rest
+    escaped text (no emphasis, no markup)."""
+    from modl.site.docmath import markdown
 
-    got = _docstring_text("Set ``reg_eps = 0`` here; ``<script>alert(1)</script>`` and *x*.")
-    assert got.startswith("Set <code>reg\\_eps &#61; 0</code> here; <code>&lt;script&gt;")
+    got = markdown("Set ``reg_eps = 0`` here; ``<script>alert(1)</script>`` and *x*.")
+    assert got.startswith("Set <code>reg_eps = 0</code> here; <code>&lt;script&gt;")
     assert "<script>" not in got and "\\*x\\*" in got
 
 
