@@ -12,6 +12,7 @@ id), ``paper_figure`` (as the paper labels it), ``title``, ``caption``, ``settin
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import io
 import json
@@ -19,6 +20,7 @@ import platform
 import re
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -77,3 +79,33 @@ def save_figure(fig: Any, figure_id: str, meta: dict[str, Any], *, directory: Pa
     atomic_write(directory / f"{figure_id}.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {png} and {figure_id}.json")
     return png
+
+
+def finish(fig: Any, figure_id: str, meta: dict[str, Any], *, directory: Path | None = None) -> Path:
+    """The end of every figure script's ``make``: name the match sentence's claims that fail (from
+    ``meta["numbers"]["claims"]``, which the metadata keeps), store the figure, close it."""
+    import matplotlib.pyplot as plt
+
+    failed = [name for name, ok in meta.get("numbers", {}).get("claims", {}).items() if not ok]
+    if failed:
+        print(f"{figure_id}: the match sentence's claims fail: {failed}", file=sys.stderr)
+    try:
+        return save_figure(fig, figure_id, meta, directory=directory)
+    finally:
+        plt.close(fig)
+
+
+def main(doc: str, figures: Any, aliases: dict[str, str], make: Callable[..., Path], argv: list[str] | None = None) -> int:
+    """The command line of every figure script: figure ids or aliases, or ``--all``; ``--out DIR``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("ids", nargs="*", help=f"figure ids or aliases ({', '.join(aliases)})")
+    parser.add_argument("--all", action="store_true", help="every figure of this script")
+    parser.add_argument("--out", type=Path, default=None, help="directory (default benchmarks/results/figures)")
+    args = parser.parse_args(argv)
+    ids = list(figures) if args.all else [aliases.get(i, i) for i in args.ids]
+    unknown = [i for i in ids if i not in figures]
+    if unknown or not ids:
+        parser.error(f"name figures ({', '.join(figures)}) or --all" + (f"; unknown: {unknown}" if unknown else ""))
+    for figure_id in ids:
+        make(figure_id, args.out)
+    return 0

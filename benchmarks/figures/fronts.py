@@ -31,7 +31,6 @@ below; the match sentences are formatted from them, so the sentence and the chec
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -681,36 +680,20 @@ def _meta(data: dict[str, Any]) -> dict[str, Any]:
 
 def make(figure_id: str, directory: Path | None = None) -> Path:
     """Compute, draw and store one figure (PNG + JSON); prints the claims that fail (the meta records them)."""
-    from benchmarks.figures.figure_io import save_figure
+    from benchmarks.figures.figure_io import finish
 
     start = time.process_time()
     data = compute(figure_id)
     fig = _plot(data)
     meta = _meta(data)
     meta["numbers"]["total_cpu_s"] = round(time.process_time() - start, 1)
-    failed = [name for name, ok in meta["numbers"]["claims"].items() if not ok]
-    if failed:
-        print(f"{figure_id}: the match sentence's claims fail: {failed}", file=sys.stderr)
-    path = save_figure(fig, figure_id, meta, directory=directory)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+    return finish(fig, figure_id, meta, directory=directory)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("ids", nargs="*", help=f"figure ids or aliases ({', '.join(ALIASES)})")
-    parser.add_argument("--all", action="store_true", help="every figure of this script")
-    parser.add_argument("--out", type=Path, default=None, help="directory (default benchmarks/results/figures)")
-    args = parser.parse_args(argv)
-    ids = list(FIGURES) if args.all else [ALIASES.get(i, i) for i in args.ids]
-    unknown = [i for i in ids if i not in FIGURES]
-    if unknown or not ids:
-        parser.error(f"name figures ({', '.join(FIGURES)}) or --all" + (f"; unknown: {unknown}" if unknown else ""))
-    for figure_id in ids:
-        make(figure_id, args.out)
-    return 0
+    from benchmarks.figures import figure_io
+
+    return figure_io.main(__doc__, FIGURES, ALIASES, make, argv)
 
 
 if __name__ == "__main__":

@@ -296,27 +296,18 @@ def problems(path: Path | str, *, require_rule: bool = True) -> list[str]:
         blocks = []
     elif not any(b.kind == "math" for b in blocks):
         out.append(f"{path}: the update rule has no '.. math::' block")
+    prose = [("update rule prose", b.text) for b in blocks if b.kind == "text"]
+    prose += [(d.label, d.text) for d in parse_deviations(docstring)]
     for block in blocks:
         if block.kind == "math":
             error = check_tex(block.text)
             if error:
                 out.append(f"{path}: update rule: math block {block.text[:60]!r}: {error}")
-        else:
-            for tex in _ROLE.findall(block.text):
-                error = check_tex(tex)
-                if error:
-                    out.append(f"{path}: update rule: :math:`{tex[:60]}`: {error}")
-            bad = pseudo_tex(block.text)
-            if bad:
-                out.append(f"{path}: update rule prose: pseudo-TeX {bad[:6]}")
-    for deviation in parse_deviations(docstring):
-        for tex in _ROLE.findall(deviation.text):
-            error = check_tex(tex)
-            if error:
-                out.append(f"{path}: {deviation.label}: :math:`{tex[:60]}`: {error}")
-        bad = pseudo_tex(deviation.text)
+    for where, text in prose:  # the rule's paragraphs and every deviation: inline math converts, no pseudo-TeX
+        out += [f"{path}: {where}: :math:`{tex[:60]}`: {error}" for tex in _ROLE.findall(text) if (error := check_tex(tex))]
+        bad = pseudo_tex(text)
         if bad:
-            out.append(f"{path}: {deviation.label}: pseudo-TeX {bad[:6]}")
+            out.append(f"{path}: {where}: pseudo-TeX {bad[:6]}")
     return out
 
 

@@ -89,7 +89,7 @@ def _loss_metrics(K: int, what: str) -> list[Metric]:
 
 PS_SINGLE = Metric(
     "ps_max", "PS (worst start)", "lower", ".2e",
-    "Pareto-stationarity measure min over the simplex of ||J^T lambda|| at the final point (projected onto the "
+    "Pareto-stationarity measure min over the simplex of ‖Jᵀλ‖ at the final point (projected onto the "
     "box's feasible directions on box problems), the largest over the starts.",
 )  # fmt: skip
 DIST_SINGLE = Metric("dist_max", "dist. to PS (worst start)", "lower", ".2e",
@@ -106,9 +106,9 @@ SET_METRICS = [
     Metric("loss_mean", "mean loss", "lower", ".4g", "mean of the final losses over the solutions and the tasks"),
     Metric("hv", "HV", "higher", ".4g", "hypervolume of the final set at the problem's reference point"),
     Metric("igd", "IGD", "lower", ".3e", "inverted generational distance of the final set to 1000 points of the analytic front"),
-    Metric("spread", "spread l_min", "higher", ".3e", "smallest pairwise distance of the final set in objective space (uniformity)"),
+    Metric("spread", "spread (min gap)", "higher", ".3e", "smallest pairwise distance of the final set in objective space (uniformity)"),
     Metric("preference_error", "pref. error", "lower", ".3e",
-           "largest distance of F_p - z* from the method's target ray (methods with target rays; null otherwise)"),
+           "largest distance of a solution's losses minus z* from its target ray (methods with target rays; null otherwise)"),
     Metric("ps_max", "PS (worst solution)", "lower", ".2e",
            "the largest Pareto-stationarity measure in the final set (projected on box problems)"),
     Metric("dist_max", "dist. to PS (worst)", "lower", ".2e",
@@ -127,7 +127,7 @@ MODEL_METRICS = [
     Metric("hv", "HV (grid front)", "higher", ".4g", "hypervolume of the front traced by a dense preference grid"),
     Metric("hv_ratio", "HV ratio", "higher", ".4f", "HV of the grid front divided by the HV of the true front"),
     Metric("igd", "IGD (grid front)", "lower", ".3e", "IGD of the grid front to 1000 points of the analytic front"),
-    Metric("spread", "spread l_min", "higher", ".3e", "smallest pairwise distance of the held-out solutions in objective space"),
+    Metric("spread", "spread (min gap)", "higher", ".3e", "smallest pairwise distance of the held-out solutions in objective space"),
     Metric("preference_error", "pref. error (max)", "lower", ".3e",
            "largest distance of f - z* from the target ray over the held-out preferences"),
     Metric("ps_max", "PS (worst held-out)", "lower", ".2e", "largest Pareto-stationarity measure over the held-out solutions"),
@@ -206,8 +206,8 @@ SUITES: tuple[Suite, ...] = (
         id="biquad-k3",
         title="Bi-quadratic with 3 tasks (K-Quad, n = 2)",
         description=(
-            "Three isotropic quadratics f_i(x) = ||x - a_i||^2 in R^2 (biquad with K = 3), whose Pareto set is the "
-            "triangle conv{a_i}; SGD at lr 0.05 for 200 steps (the problem's defaults) from eight random starts per "
+            "Three isotropic quadratics fᵢ(x) = ‖x − aᵢ‖² in R² (biquad with K = 3), whose Pareto set is the "
+            "triangle conv{aᵢ}; SGD at lr 0.05 for 200 steps (the problem's defaults) from eight random starts per "
             "seed. Losses and PS measure are per start (mean, worst)."
         ),
         kind="single", problem="biquad", problem_params={"K": 3},
@@ -304,12 +304,12 @@ def _model_suite(problem: str, title: str, what: str, params: dict[str, Any], fu
 
 _SET_PROBLEMS = [
     # problem, title, what, params, steps cap (full) for sets, for models, quick cap for sets, for models (None: not in --quick)
-    ("biquad", "the bi-quadratic (K = 2, n = 2)", "Two quadratics in R^2 (Pareto set: the segment between the minimisers).", {},
+    ("biquad", "the bi-quadratic (K = 2, n = 2)", "Two quadratics in R² (Pareto set: the segment between the minimisers).", {},
      100, 100, 50, 50),
     ("vlmop2", "VLMOP2 (concave front, n = 20)", "VLMOP2 (Fonseca-Fleming), the concave-front toy of Pareto MTL, EPO and PHN.", {},
      100, 100, None, None),
-    ("zdt1", "ZDT1 (convex front, n = 5)", "ZDT1 in the box [0, 1]^5 (convex front).", {}, 100, 300, None, None),
-    ("zdt2", "ZDT2 (concave front, n = 5)", "ZDT2 in the box [0, 1]^5 (concave front).", {}, 100, 300, None, None),
+    ("zdt1", "ZDT1 (convex front, n = 5)", "ZDT1 in the box [0, 1]⁵ (convex front).", {}, 100, 300, None, None),
+    ("zdt2", "ZDT2 (concave front, n = 5)", "ZDT2 in the box [0, 1]⁵ (concave front).", {}, 100, 300, None, None),
     ("dtlz2", "DTLZ2 (K = 3, spherical front)", "DTLZ2 with 3 objectives and n = 7 (the unit-sphere octant).", {},
      100, 300, None, None),
 ]

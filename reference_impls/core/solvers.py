@@ -223,7 +223,68 @@ def min_norm_point(Q: np.ndarray, eps: float = _EPS64, *, max_iter: int | None =
     if K == 1:
         return np.ones(1)
     lam = _two_points(Q) if K == 2 else _wolfe(Q, norms, max_iter=max_iter)
-    _certify_min_norm(Q, norms, lam, eps)
+    try:
+        _certify_min_norm(Q, norms, lam, eps)
+    except SolverError:
+        # Wolfe's corral solves lose the last digits when d is many orders below the largest gradient (a
+        # tiny task, or 0 ∈ conv{g_i} to rounding): other candidates, each certified like the first.
+        lam = _min_norm_fallback(Q, norms, lam, eps)
+    return lam
+
+
+def _min_norm_fallback(Q: np.ndarray, norms: np.ndarray, lam: np.ndarray, eps: float) -> np.ndarray:
+    """A certified min-norm point when Wolfe's answer ``lam`` is not: first ``lam`` polished by exact line
+    searches (:func:`_polish_min_norm`), then (K ≤ 32) the closed-form optimum of every pair of gradients,
+    the certified one of least ||d||² (a pair with 0 in its hull to rounding: a Pareto-stationary point
+    whose rows are exactly dependent, e.g. ParetoMTL's constraint gradients on DTLZ2). SolverError (the
+    first certificate's) when none certifies."""
+    K = Q.shape[0]
+    try:
+        _certify_min_norm(Q, norms, lam, eps)
+    except SolverError as error:
+        first = error
+    polished = _polish_min_norm(Q, norms, lam, eps, steps=10 * K)
+    try:
+        _certify_min_norm(Q, norms, polished, eps)
+        return polished
+    except SolverError:
+        pass
+    best, best_xx = None, np.inf
+    for a in range(K if K <= 32 else 0):
+        for b in range(a + 1, K):
+            pair = np.zeros(K)
+            pair[[a, b]] = _two_points(Q[np.ix_([a, b], [a, b])])
+            try:
+                _certify_min_norm(Q, norms, pair, eps)
+            except SolverError:
+                continue
+            xx = float(pair @ Q @ pair)  # ||d||²
+            if xx < best_xx:
+                best, best_xx = pair, xx
+    if best is None:
+        raise first
+    return best
+
+
+def _polish_min_norm(Q: np.ndarray, norms: np.ndarray, lam: np.ndarray, eps: float, *, steps: int) -> np.ndarray:
+    """Frank-Wolfe steps with exact line search on min_{λ∈Δ} λᵀQλ, each towards the task whose per-task
+    certificate is violated most (relative to its own norm): λ ← (1 − γ)λ + γ e_j, with
+    γ = clip(⟨d − g_j, d⟩ / ||d − g_j||², 0, 1) the exact minimiser along the segment from d to g_j."""
+    lam = lam.copy()
+    for _ in range(steps):
+        Qlam = Q @ lam  # ⟨d, g_i⟩ for every i
+        xx = float(lam @ Qlam)  # ||d||²
+        slack = Qlam - xx + min_norm_tolerances(Q, norms, lam, eps)
+        j = int(np.argmin(slack / norms))
+        if slack[j] >= 0.0:
+            break
+        numerator = xx - float(Qlam[j])  # ⟨d − g_j, d⟩ > 0: g_j is a descent vertex
+        denominator = xx - 2.0 * float(Qlam[j]) + float(Q[j, j])  # ||d − g_j||²
+        if not (numerator > 0.0 and denominator > 0.0):
+            break
+        gamma = min(1.0, numerator / denominator)
+        lam *= 1.0 - gamma
+        lam[j] += gamma
     return lam
 
 

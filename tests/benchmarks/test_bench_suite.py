@@ -228,10 +228,10 @@ def test_bad_arguments_exit_1_with_one_line(args: list[str], message: str) -> No
 
 # Cells of the committed sweep that end in an error, each a known defect outside the bench (reported): the test fails
 # when one is fixed (update the results and this table) or when another appears.
-KNOWN_ERRORS = {
-    # core/solvers.py certifies the min-norm point relative to ||g_j||·||d||, which fails by cancellation when d is
-    # ~1e-10 (a set near Pareto-stationarity): ParetoMTL's K = 6 (2 objectives + 4 active constraints) subproblem.
-    ("set-dtlz2", "pareto-mtl", 2): "SolverError: min-norm point not certified (K = 6)",
+KNOWN_ERRORS: dict[tuple[str, str, int], str] = {
+    # (suite, method, seed) -> the start of the error cell's reason, for defects known and not yet fixed. Empty:
+    # ParetoMTL's SolverError on set-dtlz2 seed 2 (0 in the hull of exactly dependent constraint gradients, with a
+    # row of norm 1e-10) is fixed in core/solvers.py (test_solvers.py has its Gramian).
 }
 
 

@@ -379,3 +379,40 @@ def test_dual_cone_weights2_declines_where_the_general_solver_repairs_or_drops()
     assert dual_cone_weights2(0.0, 0.0, 0.0, 1.0, [(0.5, 0.0)], eps) is None  # zero row
     assert dual_cone_weights2(1.0, -1.0, -1.0, 1.0, [(0.5, 0.0)], eps) is None  # opposite rows, no regularisation
     assert dual_cone_weights2(4.0, 2.0, 2.0, 1.0, [(0.5, 0.0)], eps) is None  # collinear rows (C_12 = 1)
+
+
+# ParetoMTL on DTLZ2 (P = 5, seed 2, step 52 of 100): its six constraint and task gradients, normalised (max
+# norm 1); one row has norm 8.4e-11 and 0 lies in the hull of rows 0 and 3 to rounding (the rows are exactly
+# dependent). Wolfe's corral stalled on the tiny row with a per-task KKT violation of 2e-9 (relative) and the
+# solver raised SolverError, so `modl bench` reported an error cell; exact values as float.hex.
+_DEPENDENT_ROWS_GRAMIAN = [
+    ["0x1.b7836ce35da11p-3", "0x1.da5fc96f26f51p-2", "-0x1.2057ce0724d9bp-55", "-0x1.b37d1fb9a6ecfp-3", "-0x1.002977c17b806p-2", "0x1.0bd98bd4ab679p-6"],
+    ["0x1.da5fc96f26f51p-2", "0x1.0000000000000p+0", "-0x1.3736a30d5ee02p-54", "-0x1.d607c3e6d8d4dp-2", "-0x1.147adc8dd4b71p-1", "0x1.21184311c1ea7p-5"],
+    ["-0x1.2057ce0724d9bp-55", "-0x1.3736a30d5ee02p-54", "0x1.bf304fd731743p-96", "0x1.1db3e00021d4fp-55", "0x1.501c43f37f1c6p-55", "-0x1.5f722cba42e59p-59"],
+    ["-0x1.b37d1fb9a6ecfp-3", "-0x1.d607c3e6d8d4dp-2", "0x1.1db3e00021d4fp-55", "0x1.af8041c7f85b6p-3", "0x1.fba1f3db52f8bp-3", "-0x1.0965a8034da02p-6"],
+    ["-0x1.002977c17b806p-2", "-0x1.147adc8dd4b71p-1", "0x1.501c43f37f1c6p-55", "0x1.fba1f3db52f8bp-3", "0x1.2a992688c7dd9p-2", "-0x1.3838e6f01fbe3p-6"],
+    ["0x1.0bd98bd4ab679p-6", "0x1.21184311c1ea7p-5", "-0x1.5f722cba42e59p-59", "-0x1.0965a8034da02p-6", "-0x1.3838e6f01fbe3p-6", "0x1.4677c9babcb97p-10"]
+]
+
+
+def test_min_norm_certifies_zero_in_the_hull_of_exactly_dependent_rows_with_a_tiny_row():
+    from reference_impls.core.solvers import min_norm_point, min_norm_tolerances
+
+    Q = np.array([[float.fromhex(x) for x in row] for row in _DEPENDENT_ROWS_GRAMIAN])  # (6, 6)
+    lam = min_norm_point(Q)  # was SolverError("min-norm point not certified (K = 6): task 4 ...")
+    norms = np.sqrt(np.diag(Q))
+    Qlam = Q @ lam
+    assert lam.min() >= 0.0 and abs(lam.sum() - 1.0) <= 1e-12
+    assert (Qlam - lam @ Qlam + min_norm_tolerances(Q, norms, lam, np.finfo(np.float64).eps)).min() >= 0.0  # per-task KKT
+    assert abs(float(lam @ Qlam)) <= 64 * np.finfo(np.float64).eps  # ||d||² = 0 to rounding: Pareto-stationary
+
+
+@pytest.mark.parametrize("solutions, seed, steps", [(5, 2, 100), (7, 0, 50)])
+def test_pareto_mtl_runs_on_dtlz2_where_the_min_norm_solve_used_to_fail(solutions, seed, steps):
+    """The two `modl bench` cells (full and quick mode) that raised SolverError now finish, with finite losses
+    and a hypervolume above 0.3 (measured 0.346 and 0.451)."""
+    from reference_impls.set_runner import run_set
+
+    result = run_set("pareto-mtl", "dtlz2", solutions=solutions, seed=seed, steps=steps)
+    assert torch.isfinite(result.f_final).all()
+    assert result.extra["metrics"]["hypervolume"] > 0.3

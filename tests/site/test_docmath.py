@@ -97,3 +97,17 @@ def test_cli_reports_problems_and_exit_status(tmp_path: Path, capsys: pytest.Cap
     assert docmath.main([str(bad)]) == 1
     out = capsys.readouterr().out
     assert "no 'Update rule:' section" in out and "D1: pseudo-TeX ['^T']" in out
+
+
+def test_results_suites_texts_have_no_pseudo_tex() -> None:
+    """Suite titles, descriptions and metric texts are shown on the Results pages as plain text."""
+    from reference_impls.bench.suites import SUITES  # a table of data: no torch import
+
+    bad = {
+        (suite.id, where): found
+        for suite in SUITES
+        for where, text in [("title", suite.title), ("description", suite.description)]
+        + [(m.id, f"{m.label} {m.description}") for m in suite.metrics]
+        if (found := docmath.pseudo_tex(text, dollars=True))
+    }
+    assert bad == {}
