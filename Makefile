@@ -102,7 +102,7 @@ test: setup
 	  done; \
 	fi; \
 	if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
-	  echo "make test: SKIPPED the browser test (tests/site/test_browser.py): Chromium is not installed."; \
+	  echo "make test: SKIPPED the browser tests (tests/site/test_browser*.py): Chromium is not installed."; \
 	  echo "  To run it: sudo apt-get install chromium (Debian; on Ubuntu: a chromium that is not a snap), then make test."; \
 	fi; \
 	exit $$status

@@ -41,7 +41,7 @@ _ENTITY = {
     "~": "&#126;",
     "^": "&#94;",
     "$": "&#36;",
-    "=": "&#61;",
+    "=": "&#61;",  # only in a run of two or more ("==mark=="); a lone "=" stays readable
     "@": "&#64;",  # e-mail autolinks (GFM "a@b.org")
     '"': "&quot;",
 }
@@ -82,6 +82,8 @@ def escape_markdown_text(text: str, *, html_breaks: bool = True) -> str:
             out.append(f"&#{ord(ch)};")
         elif ch in _BACKSLASH:
             out.append("\\" + ch)
+        elif ch == "=" and "=" not in text[max(index - 1, 0) : index] + text[index + 1 : index + 2]:
+            out.append(ch)
         elif ch in _ENTITY:
             out.append(_ENTITY[ch])
         else:

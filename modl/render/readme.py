@@ -9,7 +9,7 @@ cite the survey, the Contributing pointer) with ``{{placeholders}}``; this modul
 - ``{{reference_implementations}}``: the "Reference implementations" section, a short summary from
   the registry, the test files and the results index (how many methods, per family, how many tested,
   the benchmark suites, a link to the site's Results page), in the Contents after the sections;
-- ``{{name}}``, ``{{tagline}}``, ``{{site_url}}``, ``{{repo_url}}``, ``{{paper_count}}``.
+- ``{{name}}``, ``{{tagline}}``, ``{{site_url}}`` (ending in ``/``), ``{{repo_url}}``, ``{{paper_count}}``.
 
 Item format (passes awesome-lint 2.3.0)::
 
@@ -282,7 +282,7 @@ def render_readme(catalog: Catalog) -> str:
     values = {
         "name": escape_markdown_text(catalog.project.name, html_breaks=False),
         "tagline": escape_markdown_text(catalog.project.tagline),
-        "site_url": markdown_url(catalog.project.site_url),
+        "site_url": markdown_url(catalog.project.site_url.rstrip("/") + "/"),  # "{{site_url}}papers/" works either way
         "repo_url": markdown_url(catalog.project.repo_url),
         "paper_count": str(len(catalog.papers)),
         "survey_citation": render_survey_citation(catalog.project.survey),

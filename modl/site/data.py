@@ -18,6 +18,9 @@ from modl.catalog import REPO_ROOT, Catalog, CatalogError
 from modl.site.docmath import Block, Deviation, parse_deviations, parse_update_rule  # noqa: F401 - re-exported
 from modl.validate import exec_module_file
 
+# A record's implementation status as the pages and the /papers/ table show it.
+STATUS_TEXT = {"implemented": "implemented", "planned": "planned", "not-applicable": "not applicable"}
+
 CATALOG_ROOT_ENV = "MODL_CATALOG_ROOT"
 
 

@@ -26,6 +26,9 @@ from modl.site import escape as E
 from modl.site.data import SiteError, catalog_root, load
 from modl.site.math import render_math
 from modl.site.pages import SiteModel, build_site_model, section_uri
+from modl.site.papers_index import PAPERS_INDEX_URI
+from modl.site.search import mark_search_exclusions
+from modl.site.tables import label_table_cells
 
 DESIGN_PAGE = "implementations/design.md"
 MARKERS = {
@@ -58,7 +61,7 @@ def _nav(model: SiteModel, has_design: bool) -> list[Any]:
     return [
         {"Home": "index.md"},
         {"Catalog": [section(c) for c in model.catalog.categories]},
-        {"Browse": [{"By venue": "venues.md"}, {"By year": "years.md"}]},
+        {"Browse": [{"All papers": PAPERS_INDEX_URI}, {"By venue": "venues.md"}, {"By year": "years.md"}]},
         {"Reference implementations": implementations},
         {"Results": model.results_nav()},
         {"Statistics": "statistics.md"},
@@ -125,7 +128,10 @@ def on_page_markdown(markdown: str, page, config, files, **kwargs):
 
 
 def on_page_content(html: str, page, config, files, **kwargs):
-    return render_math(html)
+    # Runs before the search plugin reads page.content (on_page_context): exclusions reach the index.
+    html = render_math(html)
+    html = label_table_cells(html)
+    return mark_search_exclusions(html, page.file.src_uri)
 
 
 def on_serve(server, config, builder, **kwargs):

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from modl.catalog import Catalog, entry_order
 from modl.schema import Category, Paper
-from modl.site import docmath
+from modl.site import citation, docmath
 from modl.site import escape as E
 from modl.site import results as R
-from modl.site.data import MethodFacts, SiteError, code_root, method_facts
+from modl.site.data import STATUS_TEXT, MethodFacts, SiteError, code_root, method_facts
+from modl.site.papers_index import PAPERS_INDEX_URI, papers_index_page, shown_authors
 
 SECTIONS_DIR = "sections"
 PAPERS_DIR = "papers"
@@ -36,8 +37,13 @@ SCHEMA_SOURCE = "catalog/schema/paper.schema.json"
 DOWNLOAD_BIB = "downloads/catalog.bib"
 DOWNLOAD_JSON = "downloads/catalog.json"
 DOWNLOAD_SCHEMA = "downloads/paper.schema.json"
-STATUS_TEXT = {"implemented": "implemented", "planned": "planned", "not-applicable": "not applicable"}
 WHATS_NEW = 15  # records listed under "What is new" on the home page
+# Search boosts (front matter `search: {boost: ...}`; modl/site/search.py says what is indexed). A paper's
+# page outranks its method page (<h1> "pcgrad") for its short name and the pages that list or cite it:
+# Material's worker multiplies the scores of a page's entries by its boost, and both pages match the short
+# name once in their titles, so the ratio of the boosts is the margin (tests/site/test_browser_search.py).
+PAPER_SEARCH_BOOST = 3
+METHOD_SEARCH_BOOST = 1
 
 
 def _renderers():
@@ -62,6 +68,11 @@ def section_uri(category_id: str) -> str:
 
 def paper_uri(paper_id: str) -> str:
     return f"{PAPERS_DIR}/{paper_id}.md"
+
+
+def paper_bib_uri(paper_id: str) -> str:
+    """The .bib download of a paper page (served at /papers/<id>.bib, beside /papers/<id>/)."""
+    return f"{PAPERS_DIR}/{paper_id}.bib"
 
 
 def _rel(from_uri: str, to_uri: str) -> str:
@@ -203,6 +214,7 @@ class SiteModel:
         )
         years = sorted({str(p.year) for p in self.catalog.papers.values()}, reverse=True)
         out["years.md"] = self.tag_index_page("Papers by year", "year", years)
+        out[PAPERS_INDEX_URI] = papers_index_page(self)
         out["statistics.md"] = self.statistics_page()
         out["downloads.md"] = self.downloads_page()
         out["implementations/index.md"] = self.implementations_page()
@@ -223,6 +235,8 @@ class SiteModel:
         schema = self.catalog.root / SCHEMA_SOURCE
         if schema.is_file():
             out[DOWNLOAD_SCHEMA] = schema.read_text(encoding="utf-8")
+        for paper in self.catalog.papers.values():  # each paper page's .bib download: its entry alone
+            out[paper_bib_uri(paper.id)] = self.paper_bibtex(paper).rstrip("\n") + "\n"
         return out
 
     # home page fragments (inserted at markers of the hand-written site/index.md)
@@ -282,13 +296,13 @@ class SiteModel:
         if not papers:
             return "*No papers in this section yet.*\n"
         head = (
-            '<div class="modl-sortable" markdown="1">\n\n'
+            R.sort_hint() + "\n"  # the hint goes above the table, where a reader looks before clicking
+            + '<div class="modl-sortable" markdown="1">\n\n'
             "| Title | Authors | Venue | Year | Code | Ref. impl. |\n"
             "| --- | --- | --- | --- | --- | --- |\n"
         )
         rows = []
         for paper in papers:
-            authors = paper.authors if len(paper.authors) <= 3 else paper.authors[:3] + ["et al."]
             title = f"[{E.md(paper.title)}]({_rel(uri, paper_uri(paper.id))})"
             if paper.short_name:
                 title += f" ({E.md(paper.short_name)})"
@@ -299,9 +313,9 @@ class SiteModel:
             if self.paper_status(paper) == "implemented":
                 status = f"[{status}]({_rel(uri, paper_uri(paper.id))}#reference-implementation)"
             rows.append(
-                f"| {title} | {E.md(', '.join(authors))} | {E.md(self.venue_tag(paper))} | {paper.year} | {code} | {status} |"
+                f"| {title} | {E.md(', '.join(shown_authors(paper)))} | {E.md(self.venue_tag(paper))} | {paper.year} | {code} | {status} |"
             )
-        return head + "\n".join(rows) + "\n\n</div>\n\nClick a column header to sort the table.\n"
+        return head + "\n".join(rows) + "\n\n</div>\n"
 
     def section_page(self, category: Category) -> str:
         uri = section_uri(category.id)
@@ -327,6 +341,12 @@ class SiteModel:
             out.append(self._paper_table(uri, papers, primary_of=category.id))
             if any(not self.catalog.is_primary(p, category.id) for p in papers):
                 out.append("↗ marks a paper whose primary section is another one.\n")
+        if self.papers_under(category):
+            # /papers/?section=<id>: papers.js sets the section filter from the query string.
+            out.append(
+                f"[Filter these papers by venue, year, code and more on All papers]"
+                f"({_rel(uri, PAPERS_INDEX_URI)}?section={category.id}).\n"
+            )
         return "\n".join(out)
 
     # paper pages
@@ -339,7 +359,7 @@ class SiteModel:
         page_title = paper.title
         if paper.short_name and paper.short_name.casefold() not in paper.title.casefold():
             page_title = f"{paper.short_name}: {paper.title}"
-        out = [_front(page_title, [venue.short, str(paper.year)], {"search": {"boost": 2}}), f"# {E.md(paper.title)}\n"]
+        out = [_front(page_title, [venue.short, str(paper.year)], {"search": {"boost": PAPER_SEARCH_BOOST}, **self.paper_meta(paper)}), f"# {E.md(paper.title)}\n"]
         if paper.short_name:
             out.append(f"**{E.md(paper.short_name)}** · {E.md(venue.short)} {paper.year}\n")
         out.append(f"{docmath.summary_markdown(paper.summary)}\n")
@@ -391,14 +411,38 @@ class SiteModel:
             if version.doi:
                 text += f" (DOI {E.link(version.doi, 'https://doi.org/' + version.doi)})"
             out.append(text)
+        searches = ", ".join(
+            f'<a class="modl-scholar" data-service="{link.service}" href="{E.attr(link.url)}" rel="noopener">{link.label}</a>'
+            for link in citation.scholar_links(paper)
+        )
+        out.append(f"- Search for its title on {searches}")
         out.append("")
 
         out.append("## BibTeX\n")
-        out.append(_fence(self.paper_bibtex(paper), "bibtex"))
+        out.append(self._bibtex_block(paper))
 
         out.append("## Reference implementation\n")
         out.append(self._implementation_block(paper))
         return "\n".join(out)
+
+    def paper_meta(self, paper: Paper) -> dict[str, object]:
+        """Front matter of the paper page's <head>: the description (escaped HTML, as Material inserts it
+        unescaped) and the citation_* tags as [name, content] pairs (overrides/main.html escapes those)."""
+        venue = self.catalog.venues[paper.venue]
+        return {
+            "description": E.attr(citation.page_description(paper)),
+            "citation": [[name, content] for name, content in citation.citation_tags(paper, venue)],
+        }
+
+    def _bibtex_block(self, paper: Paper) -> str:
+        """The entry in a code block (Material adds its copy button) with the .bib download beside that button;
+        a Markdown link, so the build checks it (papers/<id>.bib, :meth:`downloads`)."""
+        name = f"{paper.id}.bib"
+        link = (
+            f'[.bib]({_rel(paper_uri(paper.id), paper_bib_uri(paper.id))})'
+            f'{{: .modl-bib-download download="{name}" title="Download {name}" aria-label="Download {name}" }}'
+        )
+        return f'<div class="modl-bibtex" markdown>\n\n{link}\n\n{_fence(self.paper_bibtex(paper), "bibtex")}\n</div>\n'
 
     def _implementation_block(self, paper: Paper) -> str:
         impl = paper.implementation
@@ -471,7 +515,9 @@ class SiteModel:
         uri = method_uri(name)
         paper = self.catalog.papers.get(m.paper)
         label = (paper.short_name or paper.title) if paper else m.paper
-        out = [_front(f"{name}: {label} (reference implementation)")]
+        venue = self.catalog.venues.get(paper.venue) if paper else None
+        description = E.attr(citation.method_description(name, paper, venue))
+        out = [_front(f"{name}: {label} (reference implementation)", extra={"description": description, "search": {"boost": METHOD_SEARCH_BOOST}})]
         out.append(f"# {E.md(name)}\n")
         if paper is not None:
             venue = self.catalog.venues[paper.venue]
@@ -556,7 +602,7 @@ class SiteModel:
             row = suite.row(m.name)
             if row is not None:
                 out.append(f"### {link}\n")
-                out.append(R.sortable(R.table_rows(suite, [row], lambda r: E.md(r.method))))
+                out.append(R.sortable(R.table_rows(suite, [row], lambda r: E.md(r.method)), hint=False))
             reason = suite.not_applicable().get(m.name)
             if reason is not None:
                 not_applicable.append(f"- {link}: {E.md(reason)}")
@@ -669,7 +715,7 @@ class SiteModel:
             out.append(
                 "Mean ± standard deviation over each method's finished seeds (*Seeds*; one seed shows the "
                 "mean alone); ↓ lower is better, "
-                f"↑ higher is better; {R.MISSING} where a metric does not apply. Click a column header to sort.\n"
+                f"↑ higher is better; {R.MISSING} where a metric does not apply.\n"
             )
         else:
             out.append("*No method finished a cell of this suite.*\n")
@@ -794,6 +840,10 @@ class SiteModel:
         out.append("Every record of the catalog, generated from the same data as these pages at build time.\n")
         out.append(f"- [catalog.bib]({DOWNLOAD_BIB}): all {len(self.catalog.papers)} records as BibTeX.")
         out.append(f"- [catalog.json]({DOWNLOAD_JSON}): all records and the taxonomy as JSON.")
+        out.append(
+            f"- One BibTeX file per paper, `papers/<id>.bib`: the \"⤓ .bib\" button beside the copy button of "
+            f"each paper page's BibTeX block ([all papers]({PAPERS_INDEX_URI}))."
+        )
         if (self.catalog.root / SCHEMA_SOURCE).is_file():
             out.append(f"- [paper.schema.json]({DOWNLOAD_SCHEMA}): the JSON Schema of one record (`catalog/papers/<id>.yaml`).")
         out.append("")
@@ -816,6 +866,7 @@ class SiteModel:
         if not self.methods:
             out.append("*No method is registered yet; implementations are listed here as they land.*\n")
         else:
+            out.append(R.sort_hint())
             out.append('<div class="modl-sortable" markdown="1">\n')
             out.append("| Method | Paper | Family | Interface | Status | Tests |\n| --- | --- | --- | --- | --- | ---: |")
             for m in self.methods.values():
@@ -879,6 +930,7 @@ def properties_section(root: Path) -> str:
         title, definition = properties[pid]
         out.append(f"| {E.md(title)} | {E.md(definition)} |")
     out.append("")
+    out.append(R.sort_hint())
     out.append('<div class="modl-sortable" markdown="1">\n')
     out.append("| Method | " + " | ".join(E.md(properties[p][0]) for p in ids) + " |")
     out.append("| --- | " + " | ".join(":---:" for _ in ids) + " |")
@@ -899,6 +951,8 @@ def properties_section(root: Path) -> str:
         out.append(f"| {E.md(method)} | " + " | ".join(cells) + " |")
     out.append("\n</div>\n")
     out.append("Why, per method (✗ entries are by design):\n")
+    # A table's worth of text (~80 kB): kept out of the search index (modl/site/search.py).
+    out.append('<div data-search-exclude="true" markdown="1">\n')
     for method in sorted(table):
         reasons = [
             f"{E.md(properties[pid][0])} {_PROPERTY_MARK.get(entry.status, '')}: {E.md(entry.reason)}"
@@ -907,7 +961,7 @@ def properties_section(root: Path) -> str:
         ]
         if reasons:
             out.append(f"- **{E.md(method)}**: " + "; ".join(reasons) + ".")
-    out.append("")
+    out.append("\n</div>\n")
     return "\n".join(out)
 
 

@@ -337,8 +337,18 @@ def in_table(markdown: str) -> str:
     return _INLINE_MATH.sub(fix, markdown)
 
 
-def sortable(lines: list[str]) -> str:
-    return '<div class="modl-sortable modl-results" markdown="1">\n\n' + "\n".join(lines) + "\n\n</div>\n"
+SORT_HINT = "Click a column header to sort the table."
+
+
+def sort_hint() -> str:
+    """The hint paragraph that goes right ABOVE a sortable table (sortable.js makes its headers clickable)."""
+    return f"{SORT_HINT}\n{{: .modl-sort-hint }}\n"
+
+
+def sortable(lines: list[str], *, hint: bool = True) -> str:
+    """A results table that sortable.js makes sortable, after the sort hint (``hint=False``: a one-row table)."""
+    table = '<div class="modl-sortable modl-results" markdown="1">\n\n' + "\n".join(lines) + "\n\n</div>\n"
+    return (sort_hint() + "\n" if hint else "") + table
 
 
 def _value_text(value: Any) -> str:

@@ -1,12 +1,15 @@
 /* Sortable tables of the modl catalog site (no dependencies, no network).
  *
- * Every table inside an element with class "modl-sortable" gets clickable column headers: a click
+ * Every table of two or more rows inside an element with class "modl-sortable" gets clickable column headers: a click
  * sorts the rows by that column, ascending; a second click on the same header sorts descending.
  * Cells are compared as numbers when both parse as numbers (a trailing "± spread" is ignored, so
  * "0.12 ± 0.01" sorts by 0.12; exponents such as 1.2e-05 are understood), otherwise as text
  * (locale-aware, case-insensitive, with numeric collation). Empty cells and "–" (no value) go last in
  * either direction. Ties keep their previous order (stable sort).
- * The current order is exposed as aria-sort on the header, for assistive technology and tests.
+ * The current order is exposed as aria-sort on the header, for assistive technology and tests; papers.css
+ * draws it as an arrow after the header's text (faint ↕ unsorted, ▲ ascending, ▼ descending). The hint
+ * "Click a column header to sort the table." is written above each table at build time and shown once the
+ * table is sortable (class modl-sort-ready; without JavaScript the headers do nothing, so neither does the hint).
  */
 (function () {
   "use strict";
@@ -44,7 +47,14 @@
 
   function enhance(table) {
     if (table.getAttribute("data-modl-sortable") === "1" || !table.tHead) return;
+    // A table of one row (a method's row of a results table) has no order to choose: no arrows on it.
+    if (!table.tBodies[0] || table.tBodies[0].rows.length < 2) return;
     table.setAttribute("data-modl-sortable", "1");
+    // The hint written above the table (results.sort_hint) shows only now that its headers sort: papers.css
+    // hides a hint without this class, so no JavaScript (or a one-row table) means no hint to follow.
+    var wrapper = table.closest ? table.closest(".modl-sortable") : null;
+    var hint = wrapper ? wrapper.previousElementSibling : null;
+    if (hint && hint.classList.contains("modl-sort-hint")) hint.classList.add("modl-sort-ready");
     var headers = table.tHead.rows[0].cells;
     Array.prototype.forEach.call(headers, function (header, index) {
       header.classList.add("modl-sort-header");

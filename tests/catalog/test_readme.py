@@ -360,6 +360,17 @@ def test_escape_markdown_text_random_strings(seed: int) -> None:
             assert "".join(parsed.text).strip() == f"{text} - {text}.", text
 
 
+def test_a_lone_equals_sign_stays_readable_and_a_mark_run_is_escaped() -> None:
+    """"n = 2" stays as typed in the Markdown source (the README's suite texts); "==" (pymdownx.mark)
+    is written as character references, so it never becomes <mark>."""
+    assert escape_markdown_text("K-Quad, n = 2, a=b") == "K-Quad, n = 2, a=b"
+    text = "a ==mark== b === c = d"
+    escaped = escape_markdown_text(text)
+    assert "==" not in escaped and escaped.count("&#61;") == 7 and " c = d" in escaped
+    parsed = parse(escaped, MD_EXTENSIONS)
+    assert "mark" not in parsed.tags and "".join(parsed.text).strip() == text
+
+
 def test_markdown_url_and_escape_html() -> None:
     for bad in ("javascript:alert(1)", "data:text/html,x", "/relative", "JaVaScRiPt:x", " https://x.org"):
         with pytest.raises(ValueError):

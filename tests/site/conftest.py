@@ -6,13 +6,18 @@ chosen through ``MODL_CATALOG_ROOT``; the output goes to a temporary folder, nev
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
@@ -56,6 +61,21 @@ try:
 finally:
     print("MODL-TORCH-IMPORTED" if "torch" in sys.modules else "MODL-TORCH-NOT-IMPORTED", file=sys.stderr)
 """
+
+
+def relocated_config(config: Path, docs_dir: Path) -> Path:
+    """A copy of mkdocs.yml at ``config`` whose docs_dir is ``docs_dir`` and whose paths relative to the
+    repository (hooks, theme overrides) are absolute, so it builds from anywhere."""
+    text = MKDOCS_YML.read_text(encoding="utf-8")
+    for old, new in {
+        "docs_dir: site\n": f"docs_dir: {docs_dir}\n",
+        "- modl/site/hooks.py": f"- {REPO_ROOT / 'modl/site/hooks.py'}",
+        "custom_dir: overrides": f"custom_dir: {REPO_ROOT / 'overrides'}",
+    }.items():
+        assert old in text, f"mkdocs.yml no longer has {old!r}: update relocated_config"
+        text = text.replace(old, new)
+    config.write_text(text, encoding="utf-8")
+    return config
 
 
 def build_site(site_dir: Path, *, catalog_root: Path | None = None, config: Path = MKDOCS_YML) -> subprocess.CompletedProcess:
@@ -167,3 +187,96 @@ def real_site(tmp_path_factory) -> Path:
     assert done.returncode == 0, f"mkdocs build failed:\n{done.stdout}\n{done.stderr}"
     (site.parent / f"{site.name}.stderr").write_text(done.stderr, encoding="utf-8")
     return site
+
+
+# -- the browser tests (tests/site/test_browser*.py): Debian's Chromium driven by Playwright -------------
+
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 15_000
+
+
+CHROMIUM_DEFAULT = "/usr/bin/chromium"
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or CHROMIUM_DEFAULT
+    if not Path(path).is_file():
+        message = "Chromium is not installed: apt-get install -y chromium (Debian package); .ci/run installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """Base URL of a built site served on a free port of 127.0.0.1."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def served_site(real_site: Path) -> Iterator[str]:
+    with serve(real_site) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()  # before the site is built: skip (or fail under CI) at once
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A desktop page (1280x900); see :func:`open_page` for other viewports and colour schemes."""
+    with open_page(browser) as page:
+        yield page
+
+
+PHONE_VIEWPORT = {"width": 390, "height": 844}  # a current phone's CSS pixels
+
+
+@contextlib.contextmanager
+def open_page(browser, **context_options) -> Iterator:
+    """A page in a fresh browser context (``viewport``, ``color_scheme``, ``accept_downloads``... as
+    Playwright's ``new_context`` takes them; desktop 1280x900 by default) that fails the test on any
+    JavaScript error."""
+    context_options.setdefault("viewport", {"width": 1280, "height": 900})
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors: {errors}"

@@ -8,73 +8,18 @@ Without Chromium the test is skipped, except under CI (environment variable CI s
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import re
-import os
 import shutil
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from modl.catalog import load_catalog
-from tests.site.conftest import REPO_ROOT, build_site
+from tests.site import conftest as site_conftest
+from tests.site.conftest import REPO_ROOT, SCREENSHOTS, build_site, serve
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 15_000
-
-
-CHROMIUM_DEFAULT = "/usr/bin/chromium"
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or CHROMIUM_DEFAULT
-    if not Path(path).is_file():
-        message = "Chromium is not installed: apt-get install -y chromium (Debian package); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-@contextlib.contextmanager
-def _serve(directory: Path) -> Iterator[str]:
-    """Base URL of a built site served on a free port of 127.0.0.1."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def served_site(real_site: Path) -> Iterator[str]:
-    with _serve(real_site) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -94,32 +39,8 @@ def results_site(browser, real_site: Path, tmp_path_factory) -> Iterator[tuple[s
         done = build_site(site, catalog_root=write_fixture(base / "repo"))
         assert done.returncode == 0, done.stdout + done.stderr
         suite, method = SINGLE["suite"], FIGURE["methods"][0]
-    with _serve(site) as url:
+    with serve(site) as url:
         yield url, suite, method
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = _chromium()  # before the site is built: skip (or fail under CI) at once
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def test_search_leads_to_the_pcgrad_page(page, served_site: str) -> None:
@@ -133,11 +54,11 @@ def test_search_leads_to_the_pcgrad_page(page, served_site: str) -> None:
     results = page.locator("li.md-search-result__item > a.md-search-result__link")
     results.first.wait_for(state="visible")
     page.screenshot(path=str(SCREENSHOTS / "search-pcgrad.png"))
-    # The method's page (title "pcgrad") and its paper's page are both among the first results.
+    # The paper's own page first, its method's page among the next ones (links carry "?h=<terms>").
     hrefs = [h or "" for h in results.evaluate_all("links => links.slice(0, 6).map(a => a.getAttribute('href'))")]
-    assert any("methods/pcgrad/" in h for h in hrefs), hrefs
-    paper_result = next(i for i, h in enumerate(hrefs) if "papers/pcgrad/" in h)
-    results.nth(paper_result).click()
+    assert "papers/pcgrad/" in hrefs[0], hrefs
+    assert any("methods/pcgrad/" in h for h in hrefs[:3]), hrefs
+    results.first.click()
     page.wait_for_url("**/papers/pcgrad/**")
 
     assert page.title().startswith(f"{record.short_name}: {record.title}")  # the method's name leads
@@ -249,10 +170,10 @@ def test_method_page_shows_its_figure_and_math(page, results_site) -> None:
 
 def test_missing_chromium_skips_but_fails_under_ci(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM_DEFAULT", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(site_conftest, "CHROMIUM_DEFAULT", str(tmp_path / "no-chromium"))
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="Chromium is not installed"):
-        _chromium()
+        site_conftest.chromium_path()
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
-        _chromium()
+        site_conftest.chromium_path()
